@@ -1,0 +1,125 @@
+"""The resgate command line: a thin shell over the engine.
+
+This module is imported for every invocation, `--help` and completion included,
+so it imports neither SQLAlchemy nor Alembic nor tabulate (a test keeps it so)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from resgate import __version__
+from resgate.cli import maintenance, pools, reservations, status, tenants, transfer
+from resgate.cli.params import color as parse_color
+from resgate.cli.state import State
+from resgate.engine.errors import ResgateError
+
+app = typer.Typer(
+    name="resgate",
+    help="Priority-aware resource reservations for shared machines.",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"resgate {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="SQLite file or database URL [env: RESGATE_DB].",
+                     show_default=False),
+    ] = None,
+    color: Annotated[
+        str, typer.Option("--color", help="Colour: auto, always or never.")
+    ] = "auto",
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    ctx.obj = State(db=db, color=parse_color(color))
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print the version; touches no database."""
+    sys.stdout.write(f"resgate {__version__}\n")
+
+
+app.add_typer(pools.app, name="pool")
+app.add_typer(tenants.app, name="tenant")
+reservations.register(app)
+status.register(app)
+transfer.register(app)
+app.add_typer(maintenance.db_app, name="db")
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.flush()
+
+
+def _silence_stdout() -> None:
+    # The reader went away (`resgate list | head`): not an error; make sure the
+    # interpreter's final flush does not complain either.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    # Typer vendors its own copy of Click; its usage errors carry these two.
+    return callable(getattr(exc, "format_message", None)) and isinstance(
+        getattr(exc, "exit_code", None), int
+    )
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code. The one error boundary."""
+    command = typer.main.get_command(app)
+    debug = os.environ.get("RESGATE_DEBUG") == "1"
+    try:
+        result = command.main(args=argv, prog_name="resgate", standalone_mode=False)
+        sys.stdout.flush()
+        return result if isinstance(result, int) else 0
+    except ResgateError as exc:
+        if debug:
+            raise
+        _error(exc.message)
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        _error("interrupted; nothing was changed")
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except Exception as exc:
+        if _is_usage_error(exc):
+            _error(exc.format_message())  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        # A bug: still one line, unless debugging.
+        if debug:
+            raise
+        _error(f"unexpected {type(exc).__name__}: {exc} (RESGATE_DEBUG=1 shows a traceback)")
+        return 1
+
+
+def main() -> None:
+    code = run()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    sys.exit(code)

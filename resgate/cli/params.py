@@ -1,0 +1,112 @@
+"""Parsing shared by commands: amounts, names, durations, timestamps, ids.
+Everything here is checked before any database is opened (exit 2)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+
+from resgate.engine.errors import InvalidInput
+from resgate.engine.validation import (
+    MAX_AMOUNT,
+    check_name,
+    check_reservation_id,
+)
+
+DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+DIGITS = re.compile(r"[0-9]+")
+
+
+def amount(option: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not DIGITS.fullmatch(value) or int(value) > MAX_AMOUNT:
+        raise InvalidInput(
+            f"invalid value for {option}: {value!r} (a whole number from 0 to {MAX_AMOUNT})"
+        )
+    return int(value)
+
+
+def amount_or_zero(option: str, value: str | None) -> int:
+    return amount(option, value) or 0
+
+
+def priority(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not DIGITS.fullmatch(value) or not 1 <= int(value) <= 10:
+        raise InvalidInput(f"invalid value for --priority: {value!r} (a whole number from 1 to 10)")
+    return int(value)
+
+
+def name(kind: str, value: str) -> str:
+    return check_name(kind, value)
+
+
+def reservation_id(value: str) -> str:
+    return check_reservation_id(value)
+
+
+def seconds(option: str, value: str | None) -> int | None:
+    """Seconds (`300`) or a duration (`90s`, `5m`, `1h30m`, `1d`)."""
+    if value is None:
+        return None
+    total: int | None = None
+    if DIGITS.fullmatch(value):
+        total = int(value)
+    else:
+        match = DURATION.fullmatch(value)
+        if match and value:
+            days, hours, minutes, secs = (int(part or 0) for part in match.groups())
+            total = days * 86400 + hours * 3600 + minutes * 60 + secs
+    if total is None or total > MAX_AMOUNT:
+        raise InvalidInput(
+            f"invalid duration for {option}: {value!r} (seconds, or like 90s, 5m, 1h30m, 1d; "
+            f"at most {MAX_AMOUNT}s)"
+        )
+    return total
+
+
+def interval(value: str) -> float:
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = math.nan
+    if not math.isfinite(parsed) or parsed <= 0:
+        raise InvalidInput(f"invalid value for --interval: {value!r} (seconds, above 0)")
+    return parsed
+
+
+def count(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not DIGITS.fullmatch(value) or int(value) < 1:
+        raise InvalidInput(f"invalid value for --count: {value!r} (a whole number, at least 1)")
+    return int(value)
+
+
+def when(value: str, now: datetime) -> datetime:
+    """An ISO 8601 timestamp (offset honoured, else local time; a date alone is local
+    midnight) or a duration meaning that long ago. Returns naive UTC."""
+    if not DIGITS.fullmatch(value) and DURATION.fullmatch(value) and value:
+        ago = seconds("--since", value)
+        assert ago is not None
+        return now - timedelta(seconds=ago)
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid value for --since: {value!r} (an ISO 8601 time like 2026-11-24T13:05:00Z, "
+            "a date, or a duration like 24h)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()  # local time
+    return parsed.astimezone(UTC).replace(tzinfo=None)
+
+
+def color(value: str) -> str:
+    if value not in ("auto", "always", "never"):
+        raise InvalidInput(f"invalid value for --color: {value!r} (auto, always or never)")
+    return value

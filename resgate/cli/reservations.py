@@ -1,0 +1,190 @@
+"""resgate reserve | unreserve | extend | preempt | list | sweep"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from resgate.cli import params
+from resgate.cli.state import JSON_OPTION, out, out_json, run
+
+TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant name.", show_default=False)]
+PoolOpt = Annotated[str, typer.Option("--pool", help="Pool name.", show_default=False)]
+Cpu = Annotated[str | None, typer.Option("--cpu", help="CPU cores.", show_default=False)]
+Memory = Annotated[str | None, typer.Option("--memory", help="Memory in MB.", show_default=False)]
+Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]
+Ttl = Annotated[
+    str | None,
+    typer.Option("--ttl", help="Seconds or a duration (90s, 5m, 1h30m); 0: no expiry.",
+                 show_default=False),
+]
+IdOpt = Annotated[str, typer.Option("--id", help="Reservation id.", show_default=False)]
+
+
+def reserve(
+    ctx: typer.Context, tenant: TenantOpt, pool: PoolOpt, cpu: Cpu = None,
+    memory: Memory = None, gpu: Gpu = None, ttl: Ttl = None,
+    request_id: Annotated[
+        str | None,
+        typer.Option("--request-id", help="Idempotency key (1-128 printable ASCII characters).",
+                     show_default=False),
+    ] = None,
+    json: bool = JSON_OPTION,
+) -> None:
+    """Reserve a slice of a pool for a tenant."""
+    from resgate.engine.errors import InvalidInput
+    from resgate.engine.records import Amounts
+
+    params.name("tenant", tenant)
+    params.name("pool", pool)
+    amounts = Amounts(params.amount_or_zero("--cpu", cpu),
+                      params.amount_or_zero("--memory", memory),
+                      params.amount_or_zero("--gpu", gpu))
+    seconds = params.seconds("--ttl", ttl)
+    if request_id is not None and not (
+        1 <= len(request_id) <= 128 and all(" " <= ch <= "~" for ch in request_id)
+    ):
+        raise InvalidInput("invalid --request-id: 1-128 printable ASCII characters")
+    if amounts.is_zero():
+        raise InvalidInput("a reservation needs at least one of --cpu, --memory, --gpu above 0")
+    from resgate.engine.reservations import ReserveRequest
+    from resgate.engine.reservations import reserve as engine_reserve
+
+    request = ReserveRequest(tenant, pool, amounts, seconds, request_id)
+    info = run(ctx, lambda tx: engine_reserve(tx, request), write=True)
+    if json:
+        from resgate.render import data
+
+        out_json(data.reservation(info))
+    else:
+        from resgate.render.text import reservation_detail
+
+        out(f"Reservation created: {info.id}")
+        out(reservation_detail(info, info.created_at))
+
+
+def unreserve(ctx: typer.Context, id: IdOpt, json: bool = JSON_OPTION) -> None:
+    """Release a reservation."""
+    from resgate.engine.reservations import unreserve as engine_unreserve
+
+    params.reservation_id(id)
+    info = run(ctx, lambda tx: engine_unreserve(tx, id), write=True)
+    if json:
+        from resgate.render import data
+
+        out_json(data.reservation(info))
+    else:
+        out(f"Reservation '{info.id}' released")
+
+
+def extend(
+    ctx: typer.Context, id: IdOpt,
+    ttl: Annotated[str, typer.Option("--ttl", help="New TTL from now; 0: no expiry.",
+                                     show_default=False)],
+    json: bool = JSON_OPTION,
+) -> None:
+    """Set a reservation to expire TTL from now (0: never)."""
+    from resgate.engine.reservations import extend as engine_extend
+
+    params.reservation_id(id)
+    seconds = params.seconds("--ttl", ttl)
+    info = run(ctx, lambda tx: engine_extend(tx, id, seconds), write=True)
+    if json:
+        from resgate.render import data
+
+        out_json(data.reservation(info))
+    elif info.expires_at is None:
+        out(f"Reservation '{info.id}' extended: never expires")
+    else:
+        from resgate.render.text import local
+
+        out(f"Reservation '{info.id}' extended: expires {local(info.expires_at)}")
+
+
+def preempt(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Option("--tenant", help="The preempting tenant.",
+                                        show_default=False)],
+    target: Annotated[str, typer.Option("--target", help="The tenant to evict.",
+                                        show_default=False)],
+    pool: Annotated[str | None, typer.Option("--pool", help="Only in this pool.",
+                                             show_default=False)] = None,
+    json: bool = JSON_OPTION,
+) -> None:
+    """Evict every active reservation of a lower-priority tenant."""
+    from resgate.engine.reservations import preempt as engine_preempt
+
+    params.name("tenant", tenant)
+    params.name("tenant", target)
+    if pool is not None:
+        params.name("pool", pool)
+    result = run(ctx, lambda tx: engine_preempt(tx, tenant, target, pool), write=True)
+    if json:
+        from resgate.render import data
+
+        out_json(data.preempt(result))
+    else:
+        from resgate.render.text import preempt_summary
+
+        out(preempt_summary(result))
+
+
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include ended reservations.")] = False,
+    tenant: Annotated[str | None, typer.Option("--tenant", show_default=False,
+                                               help="Only this tenant's.")] = None,
+    pool: Annotated[str | None, typer.Option("--pool", show_default=False,
+                                             help="Only in this pool.")] = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", show_default=False,
+        help="Only this status: active, released, expired, preempted (implies --all).")] = None,
+    json: bool = JSON_OPTION,
+) -> None:
+    """Active reservations (every one with --all), by creation."""
+    from resgate.engine.errors import InvalidInput
+    from resgate.store.models import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"invalid value for --status: {status!r} ({', '.join(STATUSES)})")
+    from resgate.engine.reservations import list_reservations
+
+    def work(tx: object) -> tuple[object, list[object]]:
+        from resgate.store.database import Tx
+
+        assert isinstance(tx, Tx)
+        rows = list_reservations(tx, include_ended=all_, tenant=tenant, pool=pool, status=status)
+        return tx.now, list(rows)
+
+    now, rows = run(ctx, work, write=False)
+    if json:
+        from resgate.render import data
+
+        out_json([data.reservation(r) for r in rows])  # type: ignore[arg-type]
+    elif rows:
+        from resgate.render.text import reservations_table
+
+        out(reservations_table(rows, now))  # type: ignore[arg-type]
+    else:
+        out("No reservations.")
+
+
+def sweep(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+    """Expire due reservations now (for cron)."""
+    from resgate.engine.sweep import sweep as engine_sweep
+
+    ids = run(ctx, engine_sweep, write=True)
+    if json:
+        out_json({"expired": len(ids), "ids": ids})
+    else:
+        out(f"Expired {len(ids)} reservation(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reserve")(reserve)
+    app.command("unreserve")(unreserve)
+    app.command("extend")(extend)
+    app.command("preempt")(preempt)
+    app.command("list")(list_)
+    app.command("sweep")(sweep)

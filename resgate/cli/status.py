@@ -1,0 +1,85 @@
+"""resgate status | watch"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from datetime import datetime
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from resgate.cli import params
+from resgate.cli.state import JSON_OPTION, out, out_json, run, style
+
+
+def _draw(ctx: typer.Context, json: bool) -> None:
+    from resgate.engine.status import status as engine_status
+
+    report = run(ctx, engine_status, write=False)
+    if json:
+        from resgate.render import data
+
+        out_json(data.status(report))
+    else:
+        from resgate.render.text import status_view
+
+        out(status_view(report, style(ctx)))
+
+
+def status(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+    """Counts, per-pool utilisation bars, tenants by priority."""
+    _draw(ctx, json)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[str, typer.Option("--interval", help="Seconds between draws (> 0).")] = "3",
+    count: Annotated[str | None, typer.Option("--count", show_default=False,
+                                              help="Stop after N draws.")] = None,
+    json: bool = JSON_OPTION,
+) -> None:
+    """The status view, redrawn from the database every --interval seconds."""
+    every = params.interval(interval)
+    draws = params.count(count)
+    # Installed explicitly: a shell that starts us in the background sets SIGINT
+    # to "ignore", and then Python would never raise KeyboardInterrupt.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    terminal = sys.stdout.isatty() and not json
+    drawn = 0
+    try:
+        while True:
+            if terminal:
+                sys.stdout.write("\033[2J\033[H")
+            elif not json:
+                out(f"--- {datetime.now().strftime('%Y-%m-%d %H:%M:%S')}")
+            _draw(ctx, json)
+            sys.stdout.flush()
+            drawn += 1
+            if draws is not None and drawn >= draws:
+                return
+            time.sleep(every)
+    except _Stop:
+        if json:
+            sys.stderr.write("Watch stopped.\n")
+        else:
+            out("Watch stopped.")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("watch")(watch)

@@ -1,0 +1,84 @@
+"""resgate tenant add | list | update | remove"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from resgate.cli import params
+from resgate.cli.state import JSON_OPTION, out, out_json, run
+
+app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Option("--name", help="Tenant name.", show_default=False)]
+Priority = Annotated[
+    str | None, typer.Option("--priority", help="1 (lowest) to 10 (highest).", show_default=False)
+]
+Force = Annotated[bool, typer.Option("--force", help="Release active reservations first.")]
+
+
+def _print_tenant(tenant: object, json: bool, line: str) -> None:
+    if json:
+        from resgate.engine.records import TenantInfo
+        from resgate.render import data
+
+        assert isinstance(tenant, TenantInfo)
+        out_json(data.tenant(tenant))
+    else:
+        out(line)
+
+
+@app.command("add")
+def add(ctx: typer.Context, name: Name, priority: Priority = None, json: bool = JSON_OPTION) -> None:
+    """Register a tenant (priority 5 unless given)."""
+    from resgate.engine.tenants import DEFAULT_PRIORITY, add_tenant
+
+    params.name("tenant", name)
+    level = params.priority(priority) or DEFAULT_PRIORITY
+    tenant = run(ctx, lambda tx: add_tenant(tx, name, level), write=True)
+    _print_tenant(tenant, json, f"Tenant '{tenant.name}' registered with priority {tenant.priority}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+    """Tenants by priority (highest first), then name."""
+    from resgate.engine.tenants import list_tenants
+
+    tenants = run(ctx, list_tenants, write=False)
+    if json:
+        from resgate.render import data
+
+        out_json([data.tenant(t) for t in tenants])
+    elif tenants:
+        from resgate.render.text import tenants_table
+
+        out(tenants_table(tenants))
+    else:
+        out("No tenants.")
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context, name: Name, priority: Priority = None, json: bool = JSON_OPTION
+) -> None:
+    """Change a tenant's priority."""
+    from resgate.engine.errors import InvalidInput
+    from resgate.engine.tenants import update_tenant
+
+    params.name("tenant", name)
+    level = params.priority(priority)
+    if level is None:
+        raise InvalidInput("give at least one option to change (--priority)")
+    tenant = run(ctx, lambda tx: update_tenant(tx, name, level), write=True)
+    _print_tenant(tenant, json, f"Tenant '{tenant.name}' updated: priority {tenant.priority}")
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, name: Name, force: Force = False, json: bool = JSON_OPTION) -> None:
+    """Remove a tenant (refused while it has active reservations, unless --force)."""
+    from resgate.engine.tenants import remove_tenant
+
+    params.name("tenant", name)
+    tenant = run(ctx, lambda tx: remove_tenant(tx, name, force), write=True)
+    _print_tenant(tenant, json, f"Tenant '{tenant.name}' removed")

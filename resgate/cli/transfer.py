@@ -1,0 +1,95 @@
+"""resgate export"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from collections.abc import Callable
+from typing import IO, Annotated
+
+import typer
+
+from resgate.cli import params
+from resgate.cli.state import out, run
+
+
+def export(
+    ctx: typer.Context,
+    format: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
+    output: Annotated[str | None, typer.Option("--output", show_default=False,
+                                               help="Write to PATH atomically.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", show_default=False,
+        help="Only history created or ended since WHEN (ISO 8601 time, date, or 24h).")] = None,
+) -> None:
+    """Write a report of pools, tenants and the reservation history."""
+    from resgate.engine.errors import InvalidInput
+
+    if format not in ("json", "csv"):
+        raise InvalidInput(f"unsupported export format: {format}")
+    if since is not None:
+        params.when(since, datetime(2000, 1, 1))  # shape check before opening anything
+
+    def write(stream: IO[str]) -> None:
+        from resgate.engine import pools, status, tenants
+        from resgate.render import data
+        from resgate.store.database import Tx
+
+        def work(tx: Tx) -> None:
+            cutoff = params.when(since, tx.now) if since is not None else None
+            rows = status.history(tx, cutoff)
+            if format == "csv":
+                data.write_csv_report(stream, rows)
+            else:
+                data.write_json_report(
+                    stream, tx.now, pools.list_pools(tx), tenants.list_tenants(tx),
+                    status.active_reservations(tx), rows,
+                )
+
+        run(ctx, work, write=False)
+
+    if output is None:
+        write(sys.stdout)
+        return
+    size = _write_atomically(Path(output), write)
+    out(f"Report exported to {output} ({size} bytes)")
+
+
+def _write_atomically(path: Path, write: Callable[[IO[str]], None]) -> int:
+    """A temporary file beside the target, then rename: a reader never sees half."""
+    from resgate.engine.errors import DatabaseProblem
+
+    target = path.expanduser()
+    try:
+        handle = tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", newline="", dir=target.parent or Path("."),
+            prefix=f".{target.name}.", suffix=".tmp", delete=False,
+        )
+    except OSError as exc:
+        raise DatabaseProblem(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o644 & ~_umask())
+        os.replace(handle.name, target)
+    except BaseException as exc:
+        Path(handle.name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DatabaseProblem(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    return target.stat().st_size
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)

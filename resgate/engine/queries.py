@@ -1,0 +1,170 @@
+"""SQL pieces the engine's operations share: effective status, usage sums,
+lookups by name, row locks in the one order of SPEC §4, ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select
+
+from resgate.engine.errors import NotFound
+from resgate.engine.records import Amounts, ReservationInfo
+from resgate.store.database import Tx
+from resgate.store.models import Pool, Reservation, Tenant
+
+# Written inline (not as a bound parameter) so SQLite can use the partial
+# indexes declared WHERE status = 'active'.
+ACTIVE = literal_column("'active'")
+
+
+def is_active_now(now: datetime) -> ColumnElement[bool]:
+    """Effective-active: status active and not yet due (SPEC §3)."""
+    return and_(
+        Reservation.status == ACTIVE,
+        or_(Reservation.expires_at.is_(None), Reservation.expires_at > now),
+    )
+
+
+def is_due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        Reservation.status == ACTIVE,
+        Reservation.expires_at.is_not(None),
+        Reservation.expires_at <= now,
+    )
+
+
+def effective_status(now: datetime) -> ColumnElement[str]:
+    return case((is_due(now), literal_column("'expired'")), else_=Reservation.status)
+
+
+def effective_ended_at(now: datetime) -> ColumnElement[datetime]:
+    return case((is_due(now), Reservation.expires_at), else_=Reservation.ended_at)
+
+
+def by_name(tx: Tx, column: Any) -> Any:
+    """Byte-wise name order on both databases."""
+    return column.collate("C") if tx.is_postgres else column
+
+
+def insertion_order(tx: Tx) -> list[Any]:
+    """Creation time, ties in insertion order."""
+    if tx.is_postgres:
+        return [Reservation.created_at, Reservation.id]
+    return [Reservation.created_at, literal_column("reservations.rowid")]
+
+
+def live_pool(tx: Tx, name: str) -> Pool:
+    pool = tx.session.scalars(
+        select(Pool).where(Pool.name == name, Pool.deleted_at.is_(None))
+    ).one_or_none()
+    if pool is None:
+        raise NotFound(f"pool '{name}' not found")
+    return pool
+
+
+def live_tenant(tx: Tx, name: str) -> Tenant:
+    tenant = tx.session.scalars(
+        select(Tenant).where(Tenant.name == name, Tenant.deleted_at.is_(None))
+    ).one_or_none()
+    if tenant is None:
+        raise NotFound(f"tenant '{name}' not found")
+    return tenant
+
+
+def lock_rows(tx: Tx, model: type[Pool] | type[Tenant], ids: Iterable[int]) -> None:
+    """PostgreSQL: lock before checking, ascending ids, pools before tenants.
+    SQLite needs nothing: BEGIN IMMEDIATE already holds the one write lock."""
+    wanted = sorted(set(ids))
+    if tx.is_postgres and wanted:
+        tx.session.execute(
+            select(model.id).where(model.id.in_(wanted)).order_by(model.id).with_for_update()
+        ).all()
+
+
+def lock_reservation(tx: Tx, reservation_id: str) -> None:
+    if tx.is_postgres:
+        tx.session.execute(
+            select(Reservation.id).where(Reservation.id == reservation_id).with_for_update()
+        ).all()
+
+
+def pool_usage(tx: Tx, pool_ids: list[int] | None = None) -> dict[int, Amounts]:
+    """Sum of effective-active reservations per pool."""
+    query = (
+        select(
+            Reservation.pool_id,
+            func.coalesce(func.sum(Reservation.cpu), 0),
+            func.coalesce(func.sum(Reservation.memory), 0),
+            func.coalesce(func.sum(Reservation.gpu), 0),
+        )
+        .where(is_active_now(tx.now))
+        .group_by(Reservation.pool_id)
+    )
+    if pool_ids is not None:
+        query = query.where(Reservation.pool_id.in_(pool_ids))
+    return {
+        pool_id: Amounts(int(cpu), int(memory), int(gpu))
+        for pool_id, cpu, memory, gpu in tx.session.execute(query)
+    }
+
+
+def reservations_query(now: datetime) -> Any:
+    """Reservations with their tenant and pool names and effective state."""
+    return (
+        select(
+            Reservation.id,
+            Tenant.name.label("tenant"),
+            Pool.name.label("pool"),
+            Reservation.cpu,
+            Reservation.memory,
+            Reservation.gpu,
+            Reservation.ttl,
+            effective_status(now).label("status"),
+            Reservation.created_at,
+            Reservation.expires_at,
+            effective_ended_at(now).label("ended_at"),
+            Reservation.preempted_by,
+            Reservation.preempted_for,
+            Reservation.request_id,
+        )
+        .select_from(Reservation)
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .join(Pool, Pool.id == Reservation.pool_id)
+    )
+
+
+def to_info(row: Any) -> ReservationInfo:
+    return ReservationInfo(
+        id=row.id,
+        tenant=row.tenant,
+        pool=row.pool,
+        amounts=Amounts(row.cpu, row.memory, row.gpu),
+        ttl=row.ttl,
+        status=row.status,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        ended_at=row.ended_at,
+        preempted_by=row.preempted_by,
+        preempted_for=row.preempted_for,
+        request_id=row.request_id,
+    )
+
+
+def reservation_info(tx: Tx, reservation_id: str) -> ReservationInfo:
+    row = tx.session.execute(
+        reservations_query(tx.now).where(Reservation.id == reservation_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"reservation '{reservation_id}' not found")
+    return to_info(row)
+
+
+def reservation_infos(tx: Tx, ids: list[str]) -> list[ReservationInfo]:
+    if not ids:
+        return []
+    rows = tx.session.execute(
+        reservations_query(tx.now).where(Reservation.id.in_(ids)).order_by(*insertion_order(tx))
+    )
+    return [to_info(row) for row in rows]

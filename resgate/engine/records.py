@@ -1,0 +1,112 @@
+"""What the engine hands back: plain values, no sessions, no SQL. Rendering
+(resgate/render) turns these into tables, bars, JSON and CSV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+RESOURCES = ("cpu", "memory", "gpu")
+
+
+class Amounts(NamedTuple):
+    cpu: int = 0
+    memory: int = 0
+    gpu: int = 0
+
+    def __add__(self, other: object) -> Amounts:  # type: ignore[override]
+        assert isinstance(other, Amounts)
+        return Amounts(self.cpu + other.cpu, self.memory + other.memory, self.gpu + other.gpu)
+
+    def __sub__(self, other: Amounts) -> Amounts:
+        return Amounts(self.cpu - other.cpu, self.memory - other.memory, self.gpu - other.gpu)
+
+    def fits_in(self, other: Amounts) -> bool:
+        return self.cpu <= other.cpu and self.memory <= other.memory and self.gpu <= other.gpu
+
+    def is_zero(self) -> bool:
+        return self.cpu == 0 and self.memory == 0 and self.gpu == 0
+
+
+def percent(used: int, total: int) -> float:
+    """Utilisation in percent, 2 decimals; a resource with total 0 counts as 0 %."""
+    return round(100.0 * used / total, 2) if total > 0 else 0.0
+
+
+def health(utilization: dict[str, float]) -> str:
+    highest = max(utilization.values(), default=0.0)
+    if highest >= 90:
+        return "exhausted"
+    if highest >= 60:
+        return "warning"
+    return "healthy"
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    name: str
+    total: Amounts
+    reserved: Amounts
+    created_at: datetime
+
+    @property
+    def available(self) -> Amounts:
+        return self.total - self.reserved
+
+    @property
+    def utilization(self) -> dict[str, float]:
+        return {
+            res: percent(getattr(self.reserved, res), getattr(self.total, res))
+            for res in RESOURCES
+        }
+
+    @property
+    def health(self) -> str:
+        return health(self.utilization)
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    name: str
+    priority: int
+    active_reservations: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReservationInfo:
+    id: str
+    tenant: str
+    pool: str
+    amounts: Amounts
+    ttl: int | None
+    status: str  # effective: an unswept past-due row shows "expired"
+    created_at: datetime
+    expires_at: datetime | None
+    ended_at: datetime | None
+    preempted_by: str | None
+    preempted_for: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    now: datetime
+    pools: list[PoolInfo]
+    tenants: list[TenantInfo]
+    counts: dict[str, int]  # active now; the others: ended within the window
+    window_hours: int
+
+
+@dataclass(frozen=True)
+class PreemptResult:
+    target: str
+    preempted: list[ReservationInfo]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    problems: list[str]
+    pools_checked: int
+    integrity: str

@@ -1,0 +1,46 @@
+"""Rules for values that the engine also enforces for callers other than the CLI."""
+
+from __future__ import annotations
+
+import re
+
+from resgate.engine.errors import InvalidInput
+from resgate.engine.records import Amounts
+
+MAX_AMOUNT = 2_147_483_647
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ID_PATTERN = re.compile(r"[0-9a-f]{16}")
+
+
+def check_name(kind: str, name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidInput(
+            f"invalid {kind} name {name!r}: 1-64 characters, letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def check_amounts(amounts: Amounts) -> Amounts:
+    for resource, value in zip(("cpu", "memory", "gpu"), amounts, strict=True):
+        if not 0 <= value <= MAX_AMOUNT:
+            raise InvalidInput(f"{resource} must be between 0 and {MAX_AMOUNT}, got {value}")
+    return amounts
+
+
+def check_priority(priority: int) -> int:
+    if not 1 <= priority <= 10:
+        raise InvalidInput(f"priority must be between 1 and 10, got {priority}")
+    return priority
+
+
+def check_ttl(ttl: int | None) -> int | None:
+    if ttl is not None and not 0 <= ttl <= MAX_AMOUNT:
+        raise InvalidInput(f"ttl must be between 0 and {MAX_AMOUNT} seconds, got {ttl}")
+    return ttl or None
+
+
+def check_reservation_id(value: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        raise InvalidInput(f"invalid reservation id {value!r}: expected 16 lowercase hex characters")
+    return value

@@ -1,0 +1,132 @@
+"""Machine output: the JSON shapes of SPEC §6 and the CSV rows of §7."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import IO, Any
+
+from resgate.engine.records import (
+    RESOURCES,
+    PoolInfo,
+    PreemptResult,
+    ReservationInfo,
+    StatusReport,
+    TenantInfo,
+)
+
+CSV_HEADER = [
+    "id", "tenant", "pool", "cpu", "memory", "gpu", "ttl", "status",
+    "created_at", "expires_at", "ended_at", "preempted_by",
+]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def iso(value: datetime | None) -> str | None:
+    """UTC ISO 8601 with microseconds and Z: 2026-11-24T13:05:00.123456Z."""
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _amounts(values: Any) -> dict[str, int]:
+    return {res: getattr(values, res) for res in RESOURCES}
+
+
+def reservation(info: ReservationInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "tenant": info.tenant,
+        "pool": info.pool,
+        "cpu": info.amounts.cpu,
+        "memory": info.amounts.memory,
+        "gpu": info.amounts.gpu,
+        "ttl": info.ttl,
+        "status": info.status,
+        "created_at": iso(info.created_at),
+        "expires_at": iso(info.expires_at),
+        "ended_at": iso(info.ended_at),
+        "preempted_by": info.preempted_by,
+        "preempted_for": info.preempted_for,
+        "request_id": info.request_id,
+    }
+
+
+def pool(info: PoolInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "total": _amounts(info.total),
+        "reserved": _amounts(info.reserved),
+        "available": _amounts(info.available),
+        "utilization": info.utilization,
+        "health": info.health,
+        "created_at": iso(info.created_at),
+    }
+
+
+def tenant(info: TenantInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "priority": info.priority,
+        "active_reservations": info.active_reservations,
+        "created_at": iso(info.created_at),
+    }
+
+
+def status(report: StatusReport) -> dict[str, Any]:
+    return {
+        "pools": [pool(p) for p in report.pools],
+        "tenants": [tenant(t) for t in report.tenants],
+        "reservations": dict(report.counts),
+        "window_hours": report.window_hours,
+    }
+
+
+def preempt(result: PreemptResult) -> dict[str, Any]:
+    return {"target": result.target, "preempted": [reservation(r) for r in result.preempted]}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def write_json_report(
+    stream: IO[str],
+    generated_at: datetime,
+    pools: list[PoolInfo],
+    tenants: list[TenantInfo],
+    active: list[ReservationInfo],
+    history: Iterable[ReservationInfo],
+) -> None:
+    """The export report, written as the history streams past (never all in memory)."""
+    head = {
+        "generated_at": iso(generated_at),
+        "pools": [pool(p) for p in pools],
+        "tenants": [tenant(t) for t in tenants],
+        "reservations": [reservation(r) for r in active],
+    }
+    text = json.dumps(head, indent=2, ensure_ascii=False)
+    stream.write(text[:-2])  # reopen the object: drop the closing "\n}"
+    stream.write(',\n  "history": [')
+    first = True
+    for info in history:
+        stream.write("\n    " if first else ",\n    ")
+        stream.write(json.dumps(reservation(info), ensure_ascii=False))
+        first = False
+    stream.write("\n  ]\n}\n" if not first else "]\n}\n")
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    # A spreadsheet would run these as formulas.
+    if text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
+def write_csv_report(stream: IO[str], history: Iterable[ReservationInfo]) -> None:
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for info in history:
+        row = reservation(info)
+        writer.writerow([_cell(row[column]) for column in CSV_HEADER])

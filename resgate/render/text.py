@@ -1,0 +1,218 @@
+"""Human output: tables (tabulate), bars, colour policy (colorama), encodings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO
+
+from resgate.engine.records import (
+    RESOURCES,
+    Amounts,
+    PoolInfo,
+    PreemptResult,
+    ReservationInfo,
+    StatusReport,
+    TenantInfo,
+)
+
+BAR_WIDTH = 20
+HEALTH_COLOURS = {"healthy": "green", "warning": "yellow", "exhausted": "red"}
+LABELS = {"cpu": "CPU", "memory": "MEMORY MB", "gpu": "GPU"}
+
+
+def colour_wanted(setting: str, stream: IO[str]) -> bool:
+    """--color always|never wins; in auto, FORCE_COLOR forces, NO_COLOR disables,
+    otherwise colour only on a terminal."""
+    if setting == "always":
+        return True
+    if setting == "never":
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    if "NO_COLOR" in os.environ:
+        return False
+    return stream.isatty()
+
+
+@dataclass(frozen=True)
+class Style:
+    colour: bool
+    full: str = "█"
+    empty: str = "░"
+    dash: str = "—"
+
+    @classmethod
+    def for_stream(cls, setting: str, stream: IO[str]) -> Style:
+        colour = colour_wanted(setting, stream)
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            "█░—".encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            return cls(colour, "#", ".", "-")
+        return cls(colour)
+
+    def paint(self, text: str, colour: str) -> str:
+        if not self.colour:
+            return text
+        from colorama import Fore, Style as Reset
+
+        code = {"green": Fore.GREEN, "yellow": Fore.YELLOW, "red": Fore.RED}[colour]
+        return f"{code}{text}{Reset.RESET_ALL}"
+
+    def health(self, value: str) -> str:
+        return self.paint(value, HEALTH_COLOURS[value])
+
+
+def local(value: datetime | None) -> str:
+    """Stored UTC shown as local time."""
+    if value is None:
+        return "-"
+    return value.replace(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: int) -> str:
+    """45s, 4m59s, 25h1m."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60}m"
+
+
+def expires(info: ReservationInfo, now: datetime) -> str:
+    if info.status != "active":
+        return "-"
+    if info.expires_at is None:
+        return "never"
+    return duration(max(0, int((info.expires_at - now).total_seconds())))
+
+
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def whole_percent(used: int, total: int) -> int:
+    if total <= 0:
+        return 0
+    return int(100 * used / total + 0.5)
+
+
+def usage_cell(used: int, total: int) -> str:
+    return f"{used} / {total} ({whole_percent(used, total)}%)"
+
+
+def amounts_line(amounts: Amounts, dash: str = "—") -> str:
+    return f"CPU: {amounts.cpu}  Memory: {amounts.memory}MB  GPU: {amounts.gpu}"
+
+
+def pools_table(pools: list[PoolInfo], style: Style) -> str:
+    rows: list[list[object]] = [
+        [
+            pool.name,
+            usage_cell(pool.reserved.cpu, pool.total.cpu),
+            usage_cell(pool.reserved.memory, pool.total.memory),
+            usage_cell(pool.reserved.gpu, pool.total.gpu),
+            style.health(pool.health),
+            local(pool.created_at),
+        ]
+        for pool in pools
+    ]
+    headers = ["NAME", "CPU (USED/TOTAL)", "MEMORY MB (USED/TOTAL)", "GPU (USED/TOTAL)",
+               "STATUS", "CREATED"]
+    return _table(headers, rows)
+
+
+def pool_detail(pool: PoolInfo, style: Style) -> str:
+    rows: list[list[object]] = []
+    for res in RESOURCES:
+        total, used = getattr(pool.total, res), getattr(pool.reserved, res)
+        rows.append([LABELS[res], total, f"{used} ({pool.utilization[res]:.2f}%)",
+                     getattr(pool.available, res)])
+    head = (
+        f"Pool: {pool.name}\n"
+        f"Health: {style.health(pool.health)}\n"
+        f"Created: {local(pool.created_at)}\n\n"
+    )
+    return head + _table(["RESOURCE", "TOTAL", "RESERVED", "AVAILABLE"], rows)
+
+
+def tenants_table(tenants: list[TenantInfo]) -> str:
+    rows: list[list[object]] = [
+        [t.name, t.priority, t.active_reservations, local(t.created_at)] for t in tenants
+    ]
+    return _table(["NAME", "PRIORITY", "ACTIVE", "REGISTERED"], rows)
+
+
+def reservations_table(reservations: list[ReservationInfo], now: datetime) -> str:
+    rows: list[list[object]] = [
+        [r.id, r.tenant, r.pool, r.amounts.cpu, r.amounts.memory, r.amounts.gpu, r.status,
+         expires(r, now)]
+        for r in reservations
+    ]
+    return _table(["ID", "TENANT", "POOL", "CPU", "MEMORY MB", "GPU", "STATUS", "EXPIRES"], rows)
+
+
+def reservation_detail(info: ReservationInfo, now: datetime) -> str:
+    lines = [
+        f"  Tenant:   {info.tenant}",
+        f"  Pool:     {info.pool}",
+        f"  CPU:      {info.amounts.cpu}",
+        f"  Memory:   {info.amounts.memory} MB",
+        f"  GPU:      {info.amounts.gpu}",
+        f"  Status:   {info.status}",
+        f"  Created:  {local(info.created_at)}",
+        f"  Expires:  {'never' if info.expires_at is None else local(info.expires_at)}"
+        + (f" (in {expires(info, now)})" if info.expires_at and info.status == "active" else ""),
+    ]
+    return "\n".join(lines)
+
+
+def preempt_summary(result: PreemptResult) -> str:
+    lines = [f"Preempted {len(result.preempted)} reservation(s) from '{result.target}'"]
+    for r in result.preempted:
+        lines.append(
+            f"  {r.id}  cpu={r.amounts.cpu} mem={r.amounts.memory} gpu={r.amounts.gpu}"
+            f"  pool={r.pool}"
+        )
+    return "\n".join(lines)
+
+
+def bar(percent_used: float, style: Style) -> str:
+    filled = min(BAR_WIDTH, max(0, int(round(percent_used / 100 * BAR_WIDTH))))
+    return style.full * filled + style.empty * (BAR_WIDTH - filled)
+
+
+def status_view(report: StatusReport, style: Style) -> str:
+    counts = report.counts
+    lines = [
+        f"Reservations: {counts['active']} active {style.dash} last {report.window_hours}h: "
+        f"{counts['released']} released, {counts['expired']} expired, "
+        f"{counts['preempted']} preempted",
+        "",
+        "Pools:",
+    ]
+    if not report.pools:
+        lines.append("  (none)")
+    for pool in report.pools:
+        lines.append(f"  {pool.name}  [{style.health(pool.health)}]")
+        for res in RESOURCES:
+            used, total = getattr(pool.reserved, res), getattr(pool.total, res)
+            lines.append(
+                f"    {LABELS[res]:<10} {bar(pool.utilization[res], style)} "
+                f"{pool.utilization[res]:6.2f}%  {used} / {total}"
+            )
+    lines += ["", "Tenants:"]
+    if not report.tenants:
+        lines.append("  (none)")
+    else:
+        rows: list[list[object]] = [
+            [rank, t.name, t.priority, t.active_reservations]
+            for rank, t in enumerate(report.tenants, start=1)
+        ]
+        table = _table(["#", "NAME", "PRIORITY", "ACTIVE"], rows)
+        lines += ["  " + line for line in table.splitlines()]
+    return "\n".join(lines)

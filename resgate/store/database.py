@@ -1,0 +1,513 @@
+"""Choosing, inspecting and opening the database; one transaction per command.
+
+SQLite files are inspected read-only before anything is trusted to them
+(SPEC §2). Writers take SQLite's write lock up front with BEGIN IMMEDIATE
+(SPEC §4); PostgreSQL writers lock rows in one fixed order (engine/locks.py)
+and retry serialization failures here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from resgate.engine.clock import Clock, SystemClock
+from resgate.engine.errors import Busy, DatabaseProblem, InvalidInput, Refused
+from resgate.store import schema
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+T = TypeVar("T")
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+DEFAULT_BUSY_TIMEOUT = 10.0
+PG_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the database is: a SQLite file (`path`) or a server URL."""
+
+    url: str
+    path: Path | None
+    display: str  # safe to print: never holds a password
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.path is not None
+
+
+def default_path() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "resgate" / "resgate.db"
+
+
+def mask_password(url: str) -> str:
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def resolve_target(value: str | None) -> Target:
+    """`--db` (or RESGATE_DB): a path means a SQLite file, a URL goes to SQLAlchemy."""
+    if value is None:
+        value = os.environ.get("RESGATE_DB") or None
+    if value is None:
+        path = default_path()
+        return Target(url=f"sqlite:///{path}", path=path, display=str(path))
+    if value.strip() == "":
+        raise InvalidInput("--db must not be empty")
+    if value.startswith("sqlite:"):
+        rest = value[len("sqlite:") :]
+        if not rest.startswith("///"):
+            raise InvalidInput(f"unsupported SQLite URL: {mask_password(value)}")
+        rest = rest[3:].split("?", 1)[0]
+        if rest in ("", ":memory:"):
+            raise InvalidInput("an in-memory database keeps nothing: give a file")
+        value = rest
+    elif "://" in value:
+        return Target(url=value, path=None, display=mask_password(value))
+    if value == ":memory:":
+        raise InvalidInput("an in-memory database keeps nothing: give a file")
+    path = Path(value).expanduser().absolute()
+    return Target(url=f"sqlite:///{path}", path=path, display=str(path))
+
+
+def busy_timeout() -> float:
+    raw = os.environ.get("RESGATE_BUSY_TIMEOUT")
+    if raw is None or raw == "":
+        return DEFAULT_BUSY_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"RESGATE_BUSY_TIMEOUT must be seconds, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise InvalidInput(f"RESGATE_BUSY_TIMEOUT must be seconds, got {raw!r}")
+    return value
+
+
+def synchronous_mode() -> str:
+    raw = (os.environ.get("RESGATE_SYNCHRONOUS") or "FULL").upper()
+    if raw not in ("FULL", "NORMAL", "EXTRA"):
+        raise InvalidInput(f"RESGATE_SYNCHRONOUS must be FULL or NORMAL, got {raw!r}")
+    return raw
+
+
+# ---------------------------------------------------------------- inspection
+
+
+@dataclass(frozen=True)
+class FileState:
+    new: bool  # missing, empty, or a SQLite file with no tables
+    revision: str | None
+    writable: bool
+
+
+def _refuse(path: Path, reason: str) -> DatabaseProblem:
+    return DatabaseProblem(f"not a resgate database: {path} ({reason})")
+
+
+def _ro_uri(path: Path, immutable: bool = False) -> str:
+    query = "immutable=1" if immutable else "mode=ro"
+    return f"file:{urllib.parse.quote(str(path))}?{query}"
+
+
+def inspect_sqlite_file(path: Path) -> FileState:
+    """Look at a file without writing to it: no statement or PRAGMA that writes."""
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise DatabaseProblem(f"cannot open database {path}: directory {path.parent} does not exist")
+        return FileState(new=True, revision=None, writable=os.access(path.parent, os.W_OK))
+    if path.is_dir():
+        raise _refuse(path, "is a directory")
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise _refuse(path, exc.strerror or str(exc)) from None
+    if header == b"":
+        return FileState(new=True, revision=None, writable=writable)
+    if header != SQLITE_MAGIC:
+        raise _refuse(path, "not a SQLite file")
+    try:
+        tables, revision = _read_catalog(path, immutable=False)
+    except sqlite3.OperationalError:
+        # A read-only directory can keep SQLite from creating the WAL index.
+        try:
+            tables, revision = _read_catalog(path, immutable=True)
+        except sqlite3.DatabaseError as exc:
+            raise _refuse(path, f"corrupt: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise _refuse(path, f"corrupt: {exc}") from None
+    if not tables:
+        return FileState(new=True, revision=None, writable=writable)
+    if "alembic_version" not in tables:
+        raise _refuse(path, "it has tables but no alembic_version: another application's database")
+    if revision is None:
+        raise _refuse(path, "alembic_version is empty")
+    return FileState(new=False, revision=revision, writable=writable)
+
+
+def _read_catalog(path: Path, immutable: bool) -> tuple[set[str], str | None]:
+    connection = sqlite3.connect(_ro_uri(path, immutable), uri=True, isolation_level=None)
+    try:
+        tables = {
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        revision = None
+        if "alembic_version" in tables:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+            revision = row[0] if row else None
+        return tables, revision
+    finally:
+        connection.close()
+
+
+def check_revision(revision: str, display: str) -> None:
+    """Refuse a revision this resgate does not know (newer, or foreign)."""
+    if revision == schema.SCHEMA_HEAD:
+        return
+    if revision not in schema.known_revisions():
+        raise DatabaseProblem(
+            f"database {display} is at schema revision {revision}, unknown to this resgate "
+            f"(head {schema.SCHEMA_HEAD}): upgrade resgate"
+        )
+
+
+# ---------------------------------------------------------------- opening
+
+
+@dataclass
+class Tx:
+    """One transaction: the session, the moment it runs at, and the backend."""
+
+    session: Session
+    now: datetime
+    dialect: str
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+
+class Database:
+    def __init__(self, target: Target, engine: Engine, *, read_only: bool = False,
+                 placeholder: bool = False) -> None:
+        self.target = target
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.read_only = read_only
+        # An empty in-memory schema standing in for a database that does not
+        # exist yet: read commands show the empty result and create nothing.
+        self.placeholder = placeholder
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def run(self, work: Callable[[Tx], T], *, write: bool, clock: Clock | None = None,
+            commit: bool = True) -> T:
+        """Run `work` in one transaction; retry it on PostgreSQL serialization
+        failures and deadlocks; map lock timeouts to Busy (exit 5)."""
+        if write and self.read_only:
+            raise DatabaseProblem(f"database is read-only: {self.target.display}")
+        attempts = PG_RETRIES if self.dialect == "postgresql" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction(write=write, clock=clock, commit=commit) as tx:
+                    return work(tx)
+            except OperationalError as exc:
+                if self.dialect == "postgresql" and _is_retryable(exc) and attempt < attempts:
+                    time.sleep(0.01 * attempt)
+                    continue
+                raise self._translate(exc) from None
+            except IntegrityError as exc:
+                raise Refused(f"refused by the database: {_first_line(exc.orig)}") from None
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def transaction(self, *, write: bool, clock: Clock | None = None,
+                    commit: bool = True) -> Iterator[Tx]:
+        bind = self.engine.execution_options(resgate_write=write)
+        with Session(bind, expire_on_commit=False, autoflush=False) as session:
+            try:
+                session.begin()
+                now = self._now(session, clock)
+                yield Tx(session=session, now=now, dialect=self.dialect)
+                if commit:
+                    session.commit()
+                else:
+                    session.rollback()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def _now(self, session: Session, clock: Clock | None) -> datetime:
+        if clock is not None:
+            return clock.now()
+        if self.dialect == "postgresql":
+            # The server's clock, so hosts with skewed clocks agree on expiry.
+            value = session.execute(text("SELECT LOCALTIMESTAMP AT TIME ZONE 'UTC'")).scalar_one()
+            return value.replace(tzinfo=None) if value.tzinfo else value  # type: ignore[no-any-return]
+        return SystemClock().now()
+
+    def _translate(self, exc: DBAPIError) -> Exception:
+        message = str(exc.orig).lower()
+        if "locked" in message or "busy" in message:
+            return Busy(
+                f"database is busy: the write lock was not free within {busy_timeout():g}s; "
+                "the command changed nothing and may be retried"
+            )
+        if "readonly" in message or "read-only" in message:
+            return DatabaseProblem(f"database is read-only: {self.target.display}")
+        if self.dialect == "postgresql" and _is_retryable(exc):
+            return Busy("database is busy: too many conflicting transactions; the command "
+                        "changed nothing and may be retried")
+        if "malformed" in message or "not a database" in message:
+            return DatabaseProblem(f"database is corrupt: {self.target.display} ({exc.orig})")
+        return DatabaseProblem(f"database error on {self.target.display}: {_first_line(exc.orig)}")
+
+
+def _first_line(value: object) -> str:
+    return str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40001", "40P01")
+
+
+def open_database(target: Target, *, write: bool) -> Database:
+    if target.is_sqlite:
+        return _open_sqlite(target, write=write)
+    return _open_server(target, write=write)
+
+
+def _install_begin(engine: Engine) -> None:
+    # pysqlite's own BEGIN is off (isolation_level=None); emit ours so writers
+    # take the write lock up front and wait for it within the busy timeout,
+    # instead of failing on the read→write upgrade (SPEC §4).
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get("resgate_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _sqlite_engine(target: Target, *, uri: str | None = None, read_only: bool = False) -> Engine:
+    assert target.path is not None
+    timeout = busy_timeout()
+    sync = synchronous_mode()
+    path = target.path
+
+    def connect() -> sqlite3.Connection:
+        if uri is not None:
+            connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
+                                         check_same_thread=False)
+        else:
+            connection = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                                         check_same_thread=False)
+        # Invariant 4: SQLite leaves foreign keys off unless asked, per connection.
+        connection.execute("PRAGMA foreign_keys = ON")
+        if not read_only:
+            # WAL: readers never block the writer, and the writer never blocks readers.
+            connection.execute("PRAGMA journal_mode = WAL")
+            # FULL: a command that printed success has committed, even on power loss.
+            connection.execute(f"PRAGMA synchronous = {sync}")
+        return connection
+
+    engine = create_engine(f"sqlite:///{path}", creator=connect, poolclass=NullPool)
+    _install_begin(engine)
+    return engine
+
+
+def _create_file(path: Path) -> None:
+    """A new database file is private to its owner (0600; -wal/-shm follow)."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+def _open_sqlite(target: Target, *, write: bool) -> Database:
+    assert target.path is not None
+    path = target.path
+    if write and path == default_path() and not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        path.parent.chmod(0o700)
+    state = inspect_sqlite_file(path)
+    if state.revision is not None:
+        check_revision(state.revision, str(path))
+
+    if not write:
+        if state.new:
+            return _placeholder(target)
+        if state.revision != schema.SCHEMA_HEAD:
+            raise DatabaseProblem(
+                f"database {path} is at schema revision {state.revision}, this resgate needs "
+                f"{schema.SCHEMA_HEAD}: run `resgate db upgrade`"
+            )
+        if state.writable:
+            return Database(target, _sqlite_engine(target))
+        return _open_read_only(target)
+
+    if not state.writable:
+        raise DatabaseProblem(f"database is read-only: {path}")
+    if state.new and not path.exists():
+        _create_file(path)
+    engine = _sqlite_engine(target)
+    database = Database(target, engine)
+    if state.new or state.revision != schema.SCHEMA_HEAD:
+        database.run(lambda tx: _create_or_upgrade(tx, path), write=True)
+    return database
+
+
+def _open_read_only(target: Target) -> Database:
+    assert target.path is not None
+    for immutable in (False, True):
+        engine = _sqlite_engine(target, uri=_ro_uri(target.path, immutable), read_only=True)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1 FROM alembic_version")).all()
+            return Database(target, engine, read_only=True)
+        except OperationalError:
+            engine.dispose()
+    raise DatabaseProblem(f"cannot read database {target.display}")
+
+
+def _create_or_upgrade(tx: Tx, path: Path) -> None:
+    # Under the write lock now: re-read, since another process may have done it.
+    connection = tx.session.connection()
+    revision = schema.read_revision(connection)
+    if revision == schema.SCHEMA_HEAD:
+        return
+    if revision is not None:
+        check_revision(revision, str(path))
+        raw: Any = connection.connection.dbapi_connection
+        schema.backup_sqlite(raw, path.with_name(f"{path.name}.bak-{revision}"))
+    schema.upgrade_to_head(connection)
+
+
+def _placeholder(target: Target) -> Database:
+    from resgate.store.models import Base
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    return Database(target, engine, placeholder=True)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def _open_server(target: Target, *, write: bool) -> Database:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(target.url)
+    except ArgumentError:
+        raise InvalidInput(f"not a database URL: {target.display}") from None
+    if url.get_backend_name() != "postgresql":
+        raise InvalidInput(f"unsupported database URL: {target.display} "
+                           "(use a file path, sqlite:///PATH or postgresql+psycopg://...)")
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    try:
+        engine = create_engine(url, poolclass=NullPool,
+                               connect_args={"connect_timeout": 10})
+    except NoSuchModuleError:
+        raise DatabaseProblem("PostgreSQL support is not installed: "
+                              "pip install 'resgate[postgres]'") from None
+    except ModuleNotFoundError:
+        raise DatabaseProblem("PostgreSQL support is not installed: "
+                              "pip install 'resgate[postgres]'") from None
+    database = Database(target, engine)
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    try:
+        with engine.connect() as connection:
+            revision = schema.read_revision(connection)
+    except OperationalError as exc:
+        reason = _first_line(exc.orig).replace(url.password or "\0", "***")
+        raise DatabaseProblem(f"cannot connect to PostgreSQL at {where}: {reason}") from None
+    if revision == schema.SCHEMA_HEAD:
+        return database
+    if revision is not None:
+        check_revision(revision, target.display)
+        raise DatabaseProblem(
+            f"database {target.display} is at schema revision {revision}, this resgate needs "
+            f"{schema.SCHEMA_HEAD}: run `resgate db upgrade`"
+        )
+    if not write:
+        database.dispose()
+        return _placeholder(target)
+    upgrade_server(database)
+    return database
+
+
+def upgrade_server(database: Database) -> None:
+    """Create or upgrade a PostgreSQL schema under an advisory lock."""
+
+    def work(tx: Tx) -> None:
+        connection = tx.session.connection()
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('resgate.schema'))"))
+        revision = schema.read_revision(connection)
+        if revision != schema.SCHEMA_HEAD:
+            if revision is not None:
+                check_revision(revision, database.target.display)
+            schema.upgrade_to_head(connection)
+
+    database.run(work, write=True)
+
+
+def upgrade(target: Target) -> tuple[str | None, str]:
+    """`resgate db upgrade`: returns (old revision, new revision)."""
+    if target.is_sqlite:
+        assert target.path is not None
+        state = inspect_sqlite_file(target.path)
+        database = _open_sqlite(target, write=True)
+        database.dispose()
+        return state.revision, schema.SCHEMA_HEAD
+    from sqlalchemy.engine import make_url
+
+    url = make_url(target.url)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
+    database = Database(target, engine)
+    try:
+        with engine.connect() as connection:
+            old = schema.read_revision(connection)
+        upgrade_server(database)
+    except OperationalError as exc:
+        raise DatabaseProblem(f"cannot connect to PostgreSQL: {_first_line(exc.orig)}") from None
+    finally:
+        database.dispose()
+    return old, schema.SCHEMA_HEAD
+
+
+def current_revision(target: Target) -> str | None:
+    """The stored revision, read without creating or changing anything."""
+    if target.is_sqlite:
+        assert target.path is not None
+        return inspect_sqlite_file(target.path).revision
+    database = _open_server(target, write=False)
+    try:
+        if database.placeholder:
+            return None
+        with database.engine.connect() as connection:
+            return schema.read_revision(connection)
+    finally:
+        database.dispose()

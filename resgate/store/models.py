@@ -1,0 +1,137 @@
+"""The tables of SPEC §3. Their names and columns are an interface for people who
+open the database with `sqlite3`: keep them. The migrations in `migrations/`
+create exactly this schema (a test runs `alembic check` against it)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+MAX_AMOUNT = 2_147_483_647
+STATUSES = ("active", "released", "expired", "preempted")
+
+
+def _amount_check(column: str) -> CheckConstraint:
+    return CheckConstraint(f"{column} >= 0 AND {column} <= {MAX_AMOUNT}", name=f"{column}_range")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Pool(Base):
+    __tablename__ = "pools"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    cpu: Mapped[int] = mapped_column(Integer)
+    memory: Mapped[int] = mapped_column(Integer)
+    gpu: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    __table_args__ = (
+        _amount_check("cpu"),
+        _amount_check("memory"),
+        _amount_check("gpu"),
+        CheckConstraint("length(name) BETWEEN 1 AND 64", name="name_length"),
+        # Names are reusable once the old row is deleted.
+        Index(
+            "uq_pools_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("priority BETWEEN 1 AND 10", name="priority_range"),
+        CheckConstraint("length(name) BETWEEN 1 AND 64", name="name_length"),
+        Index(
+            "uq_tenants_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id"))
+    cpu: Mapped[int] = mapped_column(Integer)
+    memory: Mapped[int] = mapped_column(Integer)
+    gpu: Mapped[int] = mapped_column(Integer)
+    ttl: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    preempted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    preempted_for: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+    __table_args__ = (
+        _amount_check("cpu"),
+        _amount_check("memory"),
+        _amount_check("gpu"),
+        CheckConstraint(
+            "status IN ('active', 'released', 'expired', 'preempted')", name="status_known"
+        ),
+        CheckConstraint(f"ttl IS NULL OR (ttl > 0 AND ttl <= {MAX_AMOUNT})", name="ttl_range"),
+        # An active reservation has not ended; an ended one says when.
+        CheckConstraint(
+            "(status = 'active') = (ended_at IS NULL)", name="ended_iff_not_active"
+        ),
+        CheckConstraint("length(id) = 16", name="id_length"),
+        # Invariant 2, and the index every per-pool usage sum runs on.
+        Index(
+            "uq_reservations_active_pool_tenant",
+            "pool_id",
+            "tenant_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index(
+            "ix_reservations_active_tenant",
+            "tenant_id",
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        # The sweep finds due rows without scanning history.
+        Index(
+            "ix_reservations_active_expires",
+            "expires_at",
+            sqlite_where=text("status = 'active' AND expires_at IS NOT NULL"),
+            postgresql_where=text("status = 'active' AND expires_at IS NOT NULL"),
+        ),
+        Index("ix_reservations_created_at", "created_at"),
+        Index("ix_reservations_ended_at", "ended_at"),
+        Index("uq_reservations_request_id", "request_id", unique=True),
+    )

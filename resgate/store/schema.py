@@ -1,0 +1,74 @@
+"""Schema revision: the fast check, creation and upgrade.
+
+SCHEMA_HEAD is the newest revision in migrations/versions; a test asserts it
+equals Alembic's script head, so opening a current database compares one string
+and never imports Alembic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy.engine import Connection
+
+SCHEMA_HEAD = "0001"
+
+
+def migrations_dir() -> Path:
+    import resgate._migrations
+
+    return Path(resgate._migrations.__file__).parent
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    # Built in code, never from the current directory (works from a wheel).
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def script_head() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def read_revision(connection: Connection) -> str | None:
+    """The stored revision, or None for a database without resgate's tables."""
+    from sqlalchemy import inspect, text
+
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade_to_head(connection: Connection) -> None:
+    """Run the migrations on `connection`, inside the caller's transaction."""
+    from alembic import command
+
+    command.upgrade(alembic_config(connection), "head")
+
+
+def backup_sqlite(source: sqlite3.Connection, destination: Path) -> None:
+    """A consistent copy through SQLite's backup API (safe while in use)."""
+    target = sqlite3.connect(destination)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+    destination.chmod(0o600)
