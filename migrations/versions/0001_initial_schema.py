@@ -19,9 +19,7 @@ MAX_AMOUNT = 2_147_483_647
 
 
 def _amount(column: str) -> sa.CheckConstraint:
-    return sa.CheckConstraint(
-        f"{column} >= 0 AND {column} <= {MAX_AMOUNT}", name=f"{column}_range"
-    )
+    return sa.CheckConstraint(f"{column} >= 0 AND {column} <= {MAX_AMOUNT}", name=f"{column}_range")
 
 
 def upgrade() -> None:
@@ -40,7 +38,10 @@ def upgrade() -> None:
         sa.CheckConstraint("length(name) BETWEEN 1 AND 64", name="name_length"),
     )
     op.create_index(
-        "uq_pools_live_name", "pools", ["name"], unique=True,
+        "uq_pools_live_name",
+        "pools",
+        ["name"],
+        unique=True,
         sqlite_where=sa.text("deleted_at IS NULL"),
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
@@ -55,7 +56,10 @@ def upgrade() -> None:
         sa.CheckConstraint("length(name) BETWEEN 1 AND 64", name="name_length"),
     )
     op.create_index(
-        "uq_tenants_live_name", "tenants", ["name"], unique=True,
+        "uq_tenants_live_name",
+        "tenants",
+        ["name"],
+        unique=True,
         sqlite_where=sa.text("deleted_at IS NULL"),
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
@@ -81,27 +85,33 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "status IN ('active', 'released', 'expired', 'preempted')", name="status_known"
         ),
-        sa.CheckConstraint(
-            f"ttl IS NULL OR (ttl > 0 AND ttl <= {MAX_AMOUNT})", name="ttl_range"
-        ),
-        sa.CheckConstraint(
-            "(status = 'active') = (ended_at IS NULL)", name="ended_iff_not_active"
-        ),
+        sa.CheckConstraint(f"ttl IS NULL OR (ttl > 0 AND ttl <= {MAX_AMOUNT})", name="ttl_range"),
+        sa.CheckConstraint("(status = 'active') = (ended_at IS NULL)", name="ended_iff_not_active"),
         sa.CheckConstraint("length(id) = 16", name="id_length"),
     )
     active = "status = 'active'"
     op.create_index(
-        "uq_reservations_active_pool_tenant", "reservations", ["pool_id", "tenant_id"],
-        unique=True, sqlite_where=sa.text(active), postgresql_where=sa.text(active),
+        "uq_reservations_active_pool_tenant",
+        "reservations",
+        ["pool_id", "tenant_id"],
+        unique=True,
+        sqlite_where=sa.text(active),
+        postgresql_where=sa.text(active),
     )
     op.create_index(
-        "ix_reservations_active_tenant", "reservations", ["tenant_id"],
-        sqlite_where=sa.text(active), postgresql_where=sa.text(active),
+        "ix_reservations_active_tenant",
+        "reservations",
+        ["tenant_id"],
+        sqlite_where=sa.text(active),
+        postgresql_where=sa.text(active),
     )
     due = "status = 'active' AND expires_at IS NOT NULL"
     op.create_index(
-        "ix_reservations_active_expires", "reservations", ["expires_at"],
-        sqlite_where=sa.text(due), postgresql_where=sa.text(due),
+        "ix_reservations_active_expires",
+        "reservations",
+        ["expires_at"],
+        sqlite_where=sa.text(due),
+        postgresql_where=sa.text(due),
     )
     op.create_index("ix_reservations_created_at", "reservations", ["created_at"])
     op.create_index("ix_reservations_ended_at", "reservations", ["ended_at"])
@@ -148,7 +158,7 @@ def _sqlite_guards() -> None:
           OR NEW.cpu <> OLD.cpu OR NEW.memory <> OLD.memory OR NEW.gpu <> OLD.gpu
           OR NEW.created_at <> OLD.created_at
         BEGIN
-            SELECT RAISE(ABORT, 'resgate: only an active reservation may change, and only its state');
+            SELECT RAISE(ABORT, 'resgate: only an active reservation may change');
         END""")
     op.execute("""
         CREATE TRIGGER reservations_never_deleted
@@ -156,9 +166,12 @@ def _sqlite_guards() -> None:
         BEGIN
             SELECT RAISE(ABORT, 'resgate: reservations are history and are never deleted');
         END""")
-    over_resize = _SQLITE_OVER.format(
-        pool="NEW.id", add_cpu="0", add_memory="0", add_gpu="0"
-    ).replace("p.cpu", "NEW.cpu").replace("p.memory", "NEW.memory").replace("p.gpu", "NEW.gpu")
+    over_resize = (
+        _SQLITE_OVER.format(pool="NEW.id", add_cpu="0", add_memory="0", add_gpu="0")
+        .replace("p.cpu", "NEW.cpu")
+        .replace("p.memory", "NEW.memory")
+        .replace("p.gpu", "NEW.gpu")
+    )
     op.execute(f"""
         CREATE TRIGGER pools_resize_guard
         BEFORE UPDATE OF cpu, memory, gpu ON pools
@@ -214,8 +227,7 @@ def _postgresql_guards() -> None:
                OR NEW.pool_id <> OLD.pool_id OR NEW.cpu <> OLD.cpu
                OR NEW.memory <> OLD.memory OR NEW.gpu <> OLD.gpu
                OR NEW.created_at <> OLD.created_at THEN
-                RAISE EXCEPTION
-                    'resgate: only an active reservation may change, and only its state';
+                RAISE EXCEPTION 'resgate: only an active reservation may change';
             END IF;
             RETURN NEW;
         END $$ LANGUAGE plpgsql""")

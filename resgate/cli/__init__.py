@@ -38,16 +38,16 @@ def _global_options(
     ctx: typer.Context,
     db: Annotated[
         str | None,
-        typer.Option("--db", help="SQLite file or database URL [env: RESGATE_DB].",
-                     show_default=False),
+        typer.Option(
+            "--db", help="SQLite file or database URL [env: RESGATE_DB].", show_default=False
+        ),
     ] = None,
-    color: Annotated[
-        str, typer.Option("--color", help="Colour: auto, always or never.")
-    ] = "auto",
+    color: Annotated[str, typer.Option("--color", help="Colour: auto, always or never.")] = "auto",
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_print_version, is_eager=True,
-                     help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     ctx.obj = State(db=db, color=parse_color(color))

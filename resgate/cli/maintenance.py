@@ -14,7 +14,8 @@ db_app = typer.Typer(help="Schema maintenance and consistency checks.", no_args_
 @db_app.command("upgrade")
 def upgrade(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
     """Create the schema, or upgrade it to this resgate's revision."""
-    from resgate.store.database import resolve_target, upgrade as upgrade_database
+    from resgate.store.database import resolve_target
+    from resgate.store.database import upgrade as upgrade_database
 
     old, new = upgrade_database(resolve_target(state(ctx).db))
     if json:
@@ -47,8 +48,14 @@ def check(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
 
     report = run(ctx, engine_check, write=False)
     if json:
-        out_json({"ok": not report.problems, "problems": report.problems,
-                  "pools_checked": report.pools_checked, "integrity": report.integrity})
+        out_json(
+            {
+                "ok": not report.problems,
+                "problems": report.problems,
+                "pools_checked": report.pools_checked,
+                "integrity": report.integrity,
+            }
+        )
     elif not report.problems:
         out(f"ok: {report.pools_checked} pool(s) checked, integrity {report.integrity}")
     else:

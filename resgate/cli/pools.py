@@ -28,7 +28,11 @@ def _created_line(verb: str, pool: object) -> str:
 
 @app.command("create")
 def create(
-    ctx: typer.Context, name: Name, cpu: Cpu = None, memory: Memory = None, gpu: Gpu = None,
+    ctx: typer.Context,
+    name: Name,
+    cpu: Cpu = None,
+    memory: Memory = None,
+    gpu: Gpu = None,
     json: bool = JSON_OPTION,
 ) -> None:
     """Create a pool; at least one of --cpu, --memory, --gpu above 0."""
@@ -36,8 +40,11 @@ def create(
     from resgate.engine.records import Amounts
 
     params.name("pool", name)
-    totals = Amounts(params.amount_or_zero("--cpu", cpu), params.amount_or_zero("--memory", memory),
-                     params.amount_or_zero("--gpu", gpu))
+    totals = Amounts(
+        params.amount_or_zero("--cpu", cpu),
+        params.amount_or_zero("--memory", memory),
+        params.amount_or_zero("--gpu", gpu),
+    )
     if totals.is_zero():
         raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
     from resgate.engine.pools import create_pool
@@ -88,7 +95,11 @@ def show(ctx: typer.Context, name: Name, json: bool = JSON_OPTION) -> None:
 
 @app.command("resize")
 def resize(
-    ctx: typer.Context, name: Name, cpu: Cpu = None, memory: Memory = None, gpu: Gpu = None,
+    ctx: typer.Context,
+    name: Name,
+    cpu: Cpu = None,
+    memory: Memory = None,
+    gpu: Gpu = None,
     json: bool = JSON_OPTION,
 ) -> None:
     """Change a pool's totals; options not given stay as they are."""
@@ -96,8 +107,11 @@ def resize(
     from resgate.engine.pools import resize_pool
 
     params.name("pool", name)
-    new_cpu, new_memory, new_gpu = (params.amount("--cpu", cpu), params.amount("--memory", memory),
-                                    params.amount("--gpu", gpu))
+    new_cpu, new_memory, new_gpu = (
+        params.amount("--cpu", cpu),
+        params.amount("--memory", memory),
+        params.amount("--gpu", gpu),
+    )
     if new_cpu is None and new_memory is None and new_gpu is None:
         raise InvalidInput("give at least one of --cpu, --memory, --gpu")
     if new_cpu == 0 and new_memory == 0 and new_gpu == 0:

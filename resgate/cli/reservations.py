@@ -16,19 +16,28 @@ Memory = Annotated[str | None, typer.Option("--memory", help="Memory in MB.", sh
 Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]
 Ttl = Annotated[
     str | None,
-    typer.Option("--ttl", help="Seconds or a duration (90s, 5m, 1h30m); 0: no expiry.",
-                 show_default=False),
+    typer.Option(
+        "--ttl", help="Seconds or a duration (90s, 5m, 1h30m); 0: no expiry.", show_default=False
+    ),
 ]
 IdOpt = Annotated[str, typer.Option("--id", help="Reservation id.", show_default=False)]
 
 
 def reserve(
-    ctx: typer.Context, tenant: TenantOpt, pool: PoolOpt, cpu: Cpu = None,
-    memory: Memory = None, gpu: Gpu = None, ttl: Ttl = None,
+    ctx: typer.Context,
+    tenant: TenantOpt,
+    pool: PoolOpt,
+    cpu: Cpu = None,
+    memory: Memory = None,
+    gpu: Gpu = None,
+    ttl: Ttl = None,
     request_id: Annotated[
         str | None,
-        typer.Option("--request-id", help="Idempotency key (1-128 printable ASCII characters).",
-                     show_default=False),
+        typer.Option(
+            "--request-id",
+            help="Idempotency key (1-128 printable ASCII characters).",
+            show_default=False,
+        ),
     ] = None,
     json: bool = JSON_OPTION,
 ) -> None:
@@ -38,9 +47,11 @@ def reserve(
 
     params.name("tenant", tenant)
     params.name("pool", pool)
-    amounts = Amounts(params.amount_or_zero("--cpu", cpu),
-                      params.amount_or_zero("--memory", memory),
-                      params.amount_or_zero("--gpu", gpu))
+    amounts = Amounts(
+        params.amount_or_zero("--cpu", cpu),
+        params.amount_or_zero("--memory", memory),
+        params.amount_or_zero("--gpu", gpu),
+    )
     seconds = params.seconds("--ttl", ttl)
     if request_id is not None and not (
         1 <= len(request_id) <= 128 and all(" " <= ch <= "~" for ch in request_id)
@@ -79,9 +90,11 @@ def unreserve(ctx: typer.Context, id: IdOpt, json: bool = JSON_OPTION) -> None:
 
 
 def extend(
-    ctx: typer.Context, id: IdOpt,
-    ttl: Annotated[str, typer.Option("--ttl", help="New TTL from now; 0: no expiry.",
-                                     show_default=False)],
+    ctx: typer.Context,
+    id: IdOpt,
+    ttl: Annotated[
+        str, typer.Option("--ttl", help="New TTL from now; 0: no expiry.", show_default=False)
+    ],
     json: bool = JSON_OPTION,
 ) -> None:
     """Set a reservation to expire TTL from now (0: never)."""
@@ -104,12 +117,15 @@ def extend(
 
 def preempt(
     ctx: typer.Context,
-    tenant: Annotated[str, typer.Option("--tenant", help="The preempting tenant.",
-                                        show_default=False)],
-    target: Annotated[str, typer.Option("--target", help="The tenant to evict.",
-                                        show_default=False)],
-    pool: Annotated[str | None, typer.Option("--pool", help="Only in this pool.",
-                                             show_default=False)] = None,
+    tenant: Annotated[
+        str, typer.Option("--tenant", help="The preempting tenant.", show_default=False)
+    ],
+    target: Annotated[
+        str, typer.Option("--target", help="The tenant to evict.", show_default=False)
+    ],
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="Only in this pool.", show_default=False)
+    ] = None,
     json: bool = JSON_OPTION,
 ) -> None:
     """Evict every active reservation of a lower-priority tenant."""
@@ -133,13 +149,20 @@ def preempt(
 def list_(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Include ended reservations.")] = False,
-    tenant: Annotated[str | None, typer.Option("--tenant", show_default=False,
-                                               help="Only this tenant's.")] = None,
-    pool: Annotated[str | None, typer.Option("--pool", show_default=False,
-                                             help="Only in this pool.")] = None,
-    status: Annotated[str | None, typer.Option(
-        "--status", show_default=False,
-        help="Only this status: active, released, expired, preempted (implies --all).")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", show_default=False, help="Only this tenant's.")
+    ] = None,
+    pool: Annotated[
+        str | None, typer.Option("--pool", show_default=False, help="Only in this pool.")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            show_default=False,
+            help="Only this status: active, released, expired, preempted (implies --all).",
+        ),
+    ] = None,
     json: bool = JSON_OPTION,
 ) -> None:
     """Active reservations (every one with --all), by creation."""

@@ -45,8 +45,9 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def watch(
     ctx: typer.Context,
     interval: Annotated[str, typer.Option("--interval", help="Seconds between draws (> 0).")] = "3",
-    count: Annotated[str | None, typer.Option("--count", show_default=False,
-                                              help="Stop after N draws.")] = None,
+    count: Annotated[
+        str | None, typer.Option("--count", show_default=False, help="Stop after N draws.")
+    ] = None,
     json: bool = JSON_OPTION,
 ) -> None:
     """The status view, redrawn from the database every --interval seconds."""

@@ -30,14 +30,18 @@ def _print_tenant(tenant: object, json: bool, line: str) -> None:
 
 
 @app.command("add")
-def add(ctx: typer.Context, name: Name, priority: Priority = None, json: bool = JSON_OPTION) -> None:
+def add(
+    ctx: typer.Context, name: Name, priority: Priority = None, json: bool = JSON_OPTION
+) -> None:
     """Register a tenant (priority 5 unless given)."""
     from resgate.engine.tenants import DEFAULT_PRIORITY, add_tenant
 
     params.name("tenant", name)
     level = params.priority(priority) or DEFAULT_PRIORITY
     tenant = run(ctx, lambda tx: add_tenant(tx, name, level), write=True)
-    _print_tenant(tenant, json, f"Tenant '{tenant.name}' registered with priority {tenant.priority}")
+    _print_tenant(
+        tenant, json, f"Tenant '{tenant.name}' registered with priority {tenant.priority}"
+    )
 
 
 @app.command("list")

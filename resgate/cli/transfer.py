@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Callable
 from typing import IO, Annotated
 
 import typer
@@ -19,11 +19,17 @@ from resgate.cli.state import out, run
 def export(
     ctx: typer.Context,
     format: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
-    output: Annotated[str | None, typer.Option("--output", show_default=False,
-                                               help="Write to PATH atomically.")] = None,
-    since: Annotated[str | None, typer.Option(
-        "--since", show_default=False,
-        help="Only history created or ended since WHEN (ISO 8601 time, date, or 24h).")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", show_default=False, help="Write to PATH atomically.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            show_default=False,
+            help="Only history created or ended since WHEN (ISO 8601 time, date, or 24h).",
+        ),
+    ] = None,
 ) -> None:
     """Write a report of pools, tenants and the reservation history."""
     from resgate.engine.errors import InvalidInput
@@ -45,8 +51,12 @@ def export(
                 data.write_csv_report(stream, rows)
             else:
                 data.write_json_report(
-                    stream, tx.now, pools.list_pools(tx), tenants.list_tenants(tx),
-                    status.active_reservations(tx), rows,
+                    stream,
+                    tx.now,
+                    pools.list_pools(tx),
+                    tenants.list_tenants(tx),
+                    status.active_reservations(tx),
+                    rows,
                 )
 
         run(ctx, work, write=False)
@@ -64,9 +74,14 @@ def _write_atomically(path: Path, write: Callable[[IO[str]], None]) -> int:
 
     target = path.expanduser()
     try:
-        handle = tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", newline="", dir=target.parent or Path("."),
-            prefix=f".{target.name}.", suffix=".tmp", delete=False,
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, then renamed
+            "w",
+            encoding="utf-8",
+            newline="",
+            dir=target.parent or Path("."),
+            prefix=f".{target.name}.",
+            suffix=".tmp",
+            delete=False,
         )
     except OSError as exc:
         raise DatabaseProblem(f"cannot write {path}: {exc.strerror or exc}") from None

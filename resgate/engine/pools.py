@@ -34,13 +34,10 @@ def create_pool(tx: Tx, name: str, totals: Amounts) -> PoolInfo:
     check_amounts(totals)
     if totals.is_zero():
         raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
-    exists = tx.session.scalar(
-        select(Pool.id).where(Pool.name == name, Pool.deleted_at.is_(None))
-    )
+    exists = tx.session.scalar(select(Pool.id).where(Pool.name == name, Pool.deleted_at.is_(None)))
     if exists is not None:
         raise Refused(f"pool '{name}' already exists")
-    pool = Pool(name=name, cpu=totals.cpu, memory=totals.memory, gpu=totals.gpu,
-                created_at=tx.now)
+    pool = Pool(name=name, cpu=totals.cpu, memory=totals.memory, gpu=totals.gpu, created_at=tx.now)
     tx.session.add(pool)
     tx.session.flush()
     return _info(pool, Amounts())
@@ -60,7 +57,10 @@ def show_pool(tx: Tx, name: str) -> PoolInfo:
 
 
 def resize_pool(
-    tx: Tx, name: str, cpu: int | None = None, memory: int | None = None,
+    tx: Tx,
+    name: str,
+    cpu: int | None = None,
+    memory: int | None = None,
     gpu: int | None = None,
 ) -> PoolInfo:
     if cpu is None and memory is None and gpu is None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select
+from sqlalchemy import ColumnClause, ColumnElement, and_, case, func, literal_column, or_, select
 
 from resgate.engine.errors import NotFound
 from resgate.engine.records import Amounts, ReservationInfo
@@ -16,7 +16,7 @@ from resgate.store.models import Pool, Reservation, Tenant
 
 # Written inline (not as a bound parameter) so SQLite can use the partial
 # indexes declared WHERE status = 'active'.
-ACTIVE = literal_column("'active'")
+ACTIVE: ColumnClause[str] = literal_column("'active'")
 
 
 def is_active_now(now: datetime) -> ColumnElement[bool]:

@@ -15,7 +15,7 @@ class Amounts(NamedTuple):
     memory: int = 0
     gpu: int = 0
 
-    def __add__(self, other: object) -> Amounts:  # type: ignore[override]
+    def __add__(self, other: object) -> Amounts:
         assert isinstance(other, Amounts)
         return Amounts(self.cpu + other.cpu, self.memory + other.memory, self.gpu + other.gpu)
 
@@ -57,8 +57,7 @@ class PoolInfo:
     @property
     def utilization(self) -> dict[str, float]:
         return {
-            res: percent(getattr(self.reserved, res), getattr(self.total, res))
-            for res in RESOURCES
+            res: percent(getattr(self.reserved, res), getattr(self.total, res)) for res in RESOURCES
         }
 
     @property

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from resgate.engine.errors import InvalidInput, NotFound, Refused
+from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.engine.queries import (
     ACTIVE,
     insertion_order,
@@ -24,7 +24,6 @@ from resgate.engine.queries import (
     reservations_query,
     to_info,
 )
-from resgate.engine.errors import InsufficientResources
 from resgate.engine.records import Amounts, PreemptResult, ReservationInfo
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import (
@@ -116,9 +115,17 @@ def reserve(tx: Tx, request: ReserveRequest) -> ReservationInfo:
 
 def _fresh(tx: Tx, row: Reservation, tenant: str, pool: str) -> ReservationInfo:
     return ReservationInfo(
-        id=row.id, tenant=tenant, pool=pool, amounts=Amounts(row.cpu, row.memory, row.gpu),
-        ttl=row.ttl, status=row.status, created_at=row.created_at, expires_at=row.expires_at,
-        ended_at=row.ended_at, preempted_by=row.preempted_by, preempted_for=row.preempted_for,
+        id=row.id,
+        tenant=tenant,
+        pool=pool,
+        amounts=Amounts(row.cpu, row.memory, row.gpu),
+        ttl=row.ttl,
+        status=row.status,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        ended_at=row.ended_at,
+        preempted_by=row.preempted_by,
+        preempted_for=row.preempted_for,
         request_id=row.request_id,
     )
 

@@ -127,9 +127,7 @@ def check(tx: Tx) -> CheckReport:
         .having(func.count() > 1)
     ).all()
     for tenant_id, pool_id, count in twins:
-        problems.append(
-            f"tenant #{tenant_id} holds {count} active reservations in pool #{pool_id}"
-        )
+        problems.append(f"tenant #{tenant_id} holds {count} active reservations in pool #{pool_id}")
     integrity = "ok"
     if not tx.is_postgres:
         results = [row[0] for row in tx.session.execute(text("PRAGMA integrity_check"))]

@@ -8,8 +8,8 @@ from resgate.engine.errors import InvalidInput, Refused
 from resgate.engine.pools import release_all
 from resgate.engine.queries import by_name, is_active_now, live_tenant, lock_rows
 from resgate.engine.records import TenantInfo
-from resgate.engine.validation import check_name, check_priority
 from resgate.engine.sweep import sweep
+from resgate.engine.validation import check_name, check_priority
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
 
@@ -29,7 +29,9 @@ def _active_counts(tx: Tx, tenant_ids: list[int] | None = None) -> dict[int, int
 
 def _info(tenant: Tenant, active: int) -> TenantInfo:
     return TenantInfo(
-        name=tenant.name, priority=tenant.priority, active_reservations=active,
+        name=tenant.name,
+        priority=tenant.priority,
+        active_reservations=active,
         created_at=tenant.created_at,
     )
 
@@ -88,8 +90,7 @@ def remove_tenant(tx: Tx, name: str, force: bool = False) -> TenantInfo:
     )
     if active and not force:
         raise Refused(
-            f"tenant '{name}' has {active} active reservation(s); "
-            "release them first or use --force"
+            f"tenant '{name}' has {active} active reservation(s); release them first or use --force"
         )
     release_all(tx, Reservation.tenant_id == tenant.id)
     tenant.deleted_at = tx.now

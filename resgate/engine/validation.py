@@ -42,5 +42,7 @@ def check_ttl(ttl: int | None) -> int | None:
 
 def check_reservation_id(value: str) -> str:
     if not ID_PATTERN.fullmatch(value):
-        raise InvalidInput(f"invalid reservation id {value!r}: expected 16 lowercase hex characters")
+        raise InvalidInput(
+            f"invalid reservation id {value!r}: expected 16 lowercase hex characters"
+        )
     return value

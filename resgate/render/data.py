@@ -18,8 +18,18 @@ from resgate.engine.records import (
 )
 
 CSV_HEADER = [
-    "id", "tenant", "pool", "cpu", "memory", "gpu", "ttl", "status",
-    "created_at", "expires_at", "ended_at", "preempted_by",
+    "id",
+    "tenant",
+    "pool",
+    "cpu",
+    "memory",
+    "gpu",
+    "ttl",
+    "status",
+    "created_at",
+    "expires_at",
+    "ended_at",
+    "preempted_by",
 ]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -56,7 +56,8 @@ class Style:
     def paint(self, text: str, colour: str) -> str:
         if not self.colour:
             return text
-        from colorama import Fore, Style as Reset
+        from colorama import Fore
+        from colorama import Style as Reset
 
         code = {"green": Fore.GREEN, "yellow": Fore.YELLOW, "red": Fore.RED}[colour]
         return f"{code}{text}{Reset.RESET_ALL}"
@@ -121,8 +122,14 @@ def pools_table(pools: list[PoolInfo], style: Style) -> str:
         ]
         for pool in pools
     ]
-    headers = ["NAME", "CPU (USED/TOTAL)", "MEMORY MB (USED/TOTAL)", "GPU (USED/TOTAL)",
-               "STATUS", "CREATED"]
+    headers = [
+        "NAME",
+        "CPU (USED/TOTAL)",
+        "MEMORY MB (USED/TOTAL)",
+        "GPU (USED/TOTAL)",
+        "STATUS",
+        "CREATED",
+    ]
     return _table(headers, rows)
 
 
@@ -130,8 +137,14 @@ def pool_detail(pool: PoolInfo, style: Style) -> str:
     rows: list[list[object]] = []
     for res in RESOURCES:
         total, used = getattr(pool.total, res), getattr(pool.reserved, res)
-        rows.append([LABELS[res], total, f"{used} ({pool.utilization[res]:.2f}%)",
-                     getattr(pool.available, res)])
+        rows.append(
+            [
+                LABELS[res],
+                total,
+                f"{used} ({pool.utilization[res]:.2f}%)",
+                getattr(pool.available, res),
+            ]
+        )
     head = (
         f"Pool: {pool.name}\n"
         f"Health: {style.health(pool.health)}\n"
@@ -149,8 +162,16 @@ def tenants_table(tenants: list[TenantInfo]) -> str:
 
 def reservations_table(reservations: list[ReservationInfo], now: datetime) -> str:
     rows: list[list[object]] = [
-        [r.id, r.tenant, r.pool, r.amounts.cpu, r.amounts.memory, r.amounts.gpu, r.status,
-         expires(r, now)]
+        [
+            r.id,
+            r.tenant,
+            r.pool,
+            r.amounts.cpu,
+            r.amounts.memory,
+            r.amounts.gpu,
+            r.status,
+            expires(r, now),
+        ]
         for r in reservations
     ]
     return _table(["ID", "TENANT", "POOL", "CPU", "MEMORY MB", "GPU", "STATUS", "EXPIRES"], rows)
@@ -182,7 +203,7 @@ def preempt_summary(result: PreemptResult) -> str:
 
 
 def bar(percent_used: float, style: Style) -> str:
-    filled = min(BAR_WIDTH, max(0, int(round(percent_used / 100 * BAR_WIDTH))))
+    filled = min(BAR_WIDTH, max(0, round(percent_used / 100 * BAR_WIDTH)))
     return style.full * filled + style.empty * (BAR_WIDTH - filled)
 
 

@@ -31,8 +31,7 @@ from resgate.engine.errors import Busy, DatabaseProblem, InvalidInput, Refused
 from resgate.store import schema
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine.interfaces import DBAPIConnection
-    from sqlalchemy.pool import ConnectionPoolEntry
+    pass
 
 T = TypeVar("T")
 
@@ -131,7 +130,9 @@ def inspect_sqlite_file(path: Path) -> FileState:
     """Look at a file without writing to it: no statement or PRAGMA that writes."""
     if not path.exists():
         if not path.parent.is_dir():
-            raise DatabaseProblem(f"cannot open database {path}: directory {path.parent} does not exist")
+            raise DatabaseProblem(
+                f"cannot open database {path}: directory {path.parent} does not exist"
+            )
         return FileState(new=True, revision=None, writable=os.access(path.parent, os.W_OK))
     if path.is_dir():
         raise _refuse(path, "is a directory")
@@ -208,8 +209,9 @@ class Tx:
 
 
 class Database:
-    def __init__(self, target: Target, engine: Engine, *, read_only: bool = False,
-                 placeholder: bool = False) -> None:
+    def __init__(
+        self, target: Target, engine: Engine, *, read_only: bool = False, placeholder: bool = False
+    ) -> None:
         self.target = target
         self.engine = engine
         self.dialect = engine.dialect.name
@@ -221,8 +223,14 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def run(self, work: Callable[[Tx], T], *, write: bool, clock: Clock | None = None,
-            commit: bool = True) -> T:
+    def run(
+        self,
+        work: Callable[[Tx], T],
+        *,
+        write: bool,
+        clock: Clock | None = None,
+        commit: bool = True,
+    ) -> T:
         """Run `work` in one transaction; retry it on PostgreSQL serialization
         failures and deadlocks; map lock timeouts to Busy (exit 5)."""
         if write and self.read_only:
@@ -242,8 +250,9 @@ class Database:
         raise AssertionError("unreachable")
 
     @contextmanager
-    def transaction(self, *, write: bool, clock: Clock | None = None,
-                    commit: bool = True) -> Iterator[Tx]:
+    def transaction(
+        self, *, write: bool, clock: Clock | None = None, commit: bool = True
+    ) -> Iterator[Tx]:
         bind = self.engine.execution_options(resgate_write=write)
         with Session(bind, expire_on_commit=False, autoflush=False) as session:
             try:
@@ -277,8 +286,10 @@ class Database:
         if "readonly" in message or "read-only" in message:
             return DatabaseProblem(f"database is read-only: {self.target.display}")
         if self.dialect == "postgresql" and _is_retryable(exc):
-            return Busy("database is busy: too many conflicting transactions; the command "
-                        "changed nothing and may be retried")
+            return Busy(
+                "database is busy: too many conflicting transactions; the command "
+                "changed nothing and may be retried"
+            )
         if "malformed" in message or "not a database" in message:
             return DatabaseProblem(f"database is corrupt: {self.target.display} ({exc.orig})")
         return DatabaseProblem(f"database error on {self.target.display}: {_first_line(exc.orig)}")
@@ -317,11 +328,13 @@ def _sqlite_engine(target: Target, *, uri: str | None = None, read_only: bool = 
 
     def connect() -> sqlite3.Connection:
         if uri is not None:
-            connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
-                                         check_same_thread=False)
+            connection = sqlite3.connect(
+                uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
         else:
-            connection = sqlite3.connect(path, timeout=timeout, isolation_level=None,
-                                         check_same_thread=False)
+            connection = sqlite3.connect(
+                path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
         # Invariant 4: SQLite leaves foreign keys off unless asked, per connection.
         connection.execute("PRAGMA foreign_keys = ON")
         if not read_only:
@@ -421,19 +434,22 @@ def _open_server(target: Target, *, write: bool) -> Database:
     except ArgumentError:
         raise InvalidInput(f"not a database URL: {target.display}") from None
     if url.get_backend_name() != "postgresql":
-        raise InvalidInput(f"unsupported database URL: {target.display} "
-                           "(use a file path, sqlite:///PATH or postgresql+psycopg://...)")
+        raise InvalidInput(
+            f"unsupported database URL: {target.display} "
+            "(use a file path, sqlite:///PATH or postgresql+psycopg://...)"
+        )
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     try:
-        engine = create_engine(url, poolclass=NullPool,
-                               connect_args={"connect_timeout": 10})
+        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
     except NoSuchModuleError:
-        raise DatabaseProblem("PostgreSQL support is not installed: "
-                              "pip install 'resgate[postgres]'") from None
+        raise DatabaseProblem(
+            "PostgreSQL support is not installed: pip install 'resgate[postgres]'"
+        ) from None
     except ModuleNotFoundError:
-        raise DatabaseProblem("PostgreSQL support is not installed: "
-                              "pip install 'resgate[postgres]'") from None
+        raise DatabaseProblem(
+            "PostgreSQL support is not installed: pip install 'resgate[postgres]'"
+        ) from None
     database = Database(target, engine)
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
     try:

@@ -105,9 +105,7 @@ class Reservation(Base):
         ),
         CheckConstraint(f"ttl IS NULL OR (ttl > 0 AND ttl <= {MAX_AMOUNT})", name="ttl_range"),
         # An active reservation has not ended; an ended one says when.
-        CheckConstraint(
-            "(status = 'active') = (ended_at IS NULL)", name="ended_iff_not_active"
-        ),
+        CheckConstraint("(status = 'active') = (ended_at IS NULL)", name="ended_iff_not_active"),
         CheckConstraint("length(id) = 16", name="id_length"),
         # Invariant 2, and the index every per-pool usage sum runs on.
         Index(

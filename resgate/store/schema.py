@@ -19,9 +19,12 @@ SCHEMA_HEAD = "0001"
 
 
 def migrations_dir() -> Path:
-    import resgate._migrations
+    # migrations/ ships inside the wheel as the package resgate._migrations.
+    from importlib.util import find_spec
 
-    return Path(resgate._migrations.__file__).parent
+    spec = find_spec("resgate._migrations")
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin).parent
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

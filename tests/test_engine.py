@@ -1,0 +1,240 @@
+"""Engine rules (SPEC §3, §5, §6) through the engine API, with an injected clock."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from resgate.engine import pools, reservations, status, tenants
+from resgate.engine.errors import (
+    InsufficientResources,
+    InvalidInput,
+    NotFound,
+    Refused,
+)
+from resgate.engine.records import Amounts
+from resgate.engine.reservations import ReserveRequest
+from resgate.engine.sweep import sweep
+
+
+@pytest.fixture
+def setup(engine):
+    engine.write(pools.create_pool, "p", Amounts(8, 1024, 4))
+    engine.write(tenants.add_tenant, "low", 2)
+    engine.write(tenants.add_tenant, "mid", 5)
+    engine.write(tenants.add_tenant, "high", 9)
+    return engine
+
+
+def reserve(engine, tenant, cpu=0, memory=0, gpu=0, ttl=None, pool="p"):
+    return engine.write(
+        reservations.reserve, ReserveRequest(tenant, pool, Amounts(cpu, memory, gpu), ttl)
+    )
+
+
+def test_reserve_checks_in_order(setup):
+    with pytest.raises(NotFound, match="tenant 'ghost' not found"):
+        reserve(setup, "ghost", cpu=1, pool="nowhere")
+    with pytest.raises(NotFound, match="pool 'nowhere' not found"):
+        reserve(setup, "low", cpu=1, pool="nowhere")
+    first = reserve(setup, "low", cpu=2)
+    with pytest.raises(Refused, match=f"already has active reservation '{first.id}' in pool 'p'"):
+        reserve(setup, "low", cpu=100)  # conflict is checked before capacity
+    with pytest.raises(InsufficientResources) as excinfo:
+        reserve(setup, "mid", cpu=7)
+    assert str(excinfo.value) == (
+        "insufficient resources in 'p': need cpu=7 mem=0 gpu=0, available cpu=6 mem=1024 gpu=4"
+    )
+    with pytest.raises(InvalidInput):
+        reserve(setup, "mid")
+
+
+def test_ttl_expiry_counts_before_the_sweep(setup):
+    r = reserve(setup, "low", cpu=8, ttl=60)
+    setup.clock.advance(59)
+    with pytest.raises(InsufficientResources):
+        reserve(setup, "mid", cpu=1)
+    setup.clock.advance(1)
+    # Due now: expired for listing and counts even though nothing swept it yet.
+    listed = setup.read(reservations.list_reservations, include_ended=True)
+    assert [(x.id, x.status, x.ended_at) for x in listed] == [(r.id, "expired", r.expires_at)]
+    assert setup.read(status.status).counts["expired"] == 1
+    assert setup.read(pools.show_pool, "p").reserved == Amounts()
+    # A write sweeps first, so capacity is free again.
+    reserve(setup, "mid", cpu=8)
+    stored = setup.read(reservations.list_reservations, status="expired")
+    assert stored[0].ended_at == r.expires_at
+
+
+def test_sweep_is_one_statement_and_sets_ended_at(setup, monkeypatch):
+    for i in range(20):
+        setup.write(tenants.add_tenant, f"t{i}", 3)
+        reserve(setup, f"t{i}", memory=10, ttl=10)
+    setup.clock.advance(11)
+    statements = []
+    from sqlalchemy import event
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(setup.database.engine, "before_cursor_execute", record)
+    try:
+        expired = setup.write(sweep)
+    finally:
+        event.remove(setup.database.engine, "before_cursor_execute", record)
+    assert len(expired) == 20
+    assert sum("UPDATE" in s for s in statements) == 1
+
+
+def test_unreserve_and_extend(setup):
+    r = reserve(setup, "low", cpu=1, ttl=30)
+    extended = setup.write(reservations.extend, r.id, 600)
+    assert extended.ttl == 600
+    assert extended.expires_at == setup.clock.now().replace() + __import__("datetime").timedelta(
+        seconds=600
+    )
+    forever = setup.write(reservations.extend, r.id, 0)
+    assert forever.ttl is None and forever.expires_at is None
+    released = setup.write(reservations.unreserve, r.id)
+    assert released.status == "released" and released.ended_at == setup.clock.now()
+    with pytest.raises(Refused, match=r"is not active \(status: released\)"):
+        setup.write(reservations.unreserve, r.id)
+    with pytest.raises(Refused, match=r"is not active \(status: released\)"):
+        setup.write(reservations.extend, r.id, 10)
+    with pytest.raises(NotFound):
+        setup.write(reservations.unreserve, "0123456789abcdef")
+    with pytest.raises(InvalidInput):
+        setup.write(reservations.unreserve, "ABC")
+
+
+def test_preempt(setup):
+    setup.write(pools.create_pool, "q", Amounts(8, 0, 0))
+    a = reserve(setup, "low", cpu=1)
+    b = reserve(setup, "low", cpu=2, pool="q")
+    with pytest.raises(Refused, match=r"'mid' \(priority 5\) must outrank 'high' \(priority 9\)"):
+        setup.write(reservations.preempt, "mid", "high")
+    with pytest.raises(Refused, match="must outrank"):
+        setup.write(reservations.preempt, "low", "low")
+    with pytest.raises(NotFound, match="tenant 'ghost' not found"):
+        setup.write(reservations.preempt, "ghost", "nobody")
+    result = setup.write(reservations.preempt, "high", "low", "q")
+    assert [r.id for r in result.preempted] == [b.id]
+    assert result.preempted[0].status == "preempted"
+    assert result.preempted[0].preempted_by == "high"
+    result = setup.write(reservations.preempt, "high", "low")
+    assert [r.id for r in result.preempted] == [a.id]
+    with pytest.raises(NotFound, match="has no active reservations to preempt"):
+        setup.write(reservations.preempt, "high", "low")
+
+
+def test_resize_and_delete(setup):
+    reserve(setup, "low", cpu=6)
+    with pytest.raises(Refused, match="cpu 5 is below the 6 reserved now"):
+        setup.write(pools.resize_pool, "p", cpu=5)
+    setup.write(pools.create_pool, "mem-only", Amounts(0, 10, 0))
+    with pytest.raises(Refused, match="would all be 0"):
+        setup.write(pools.resize_pool, "mem-only", memory=0)
+    grown = setup.write(pools.resize_pool, "p", gpu=16)
+    assert grown.total == Amounts(8, 1024, 16)
+    with pytest.raises(Refused, match="1 active reservation"):
+        setup.write(pools.delete_pool, "p")
+    setup.write(pools.delete_pool, "p", force=True)
+    assert [p.name for p in setup.read(pools.list_pools)] == ["mem-only"]
+    history = setup.read(reservations.list_reservations, include_ended=True, pool="p")
+    assert [r.status for r in history] == ["released"]
+    # The name is free again; history keeps pointing at the old row.
+    setup.write(pools.create_pool, "p", Amounts(1, 0, 0))
+    assert len(setup.read(reservations.list_reservations, include_ended=True, pool="p")) == 1
+
+
+def test_tenant_lifecycle(setup):
+    with pytest.raises(Refused, match="tenant 'low' already exists"):
+        setup.write(tenants.add_tenant, "low", 3)
+    setup.write(tenants.update_tenant, "low", priority=7)
+    names = [(t.name, t.priority) for t in setup.read(tenants.list_tenants)]
+    assert names == [("high", 9), ("low", 7), ("mid", 5)]
+    reserve(setup, "mid", cpu=1)
+    with pytest.raises(Refused):
+        setup.write(tenants.remove_tenant, "mid")
+    setup.write(tenants.remove_tenant, "mid", force=True)
+    assert "mid" not in [t.name for t in setup.read(tenants.list_tenants)]
+    setup.write(tenants.add_tenant, "mid", 1)
+
+
+def test_equal_priority_lists_by_name_bytewise(engine):
+    for name in ["b", "B", "a", "A", "_x", "0"]:
+        engine.write(tenants.add_tenant, name.replace("_", "z"), 5)
+    assert [t.name for t in engine.read(tenants.list_tenants)] == ["0", "A", "B", "a", "b", "zx"]
+
+
+def test_database_guards_the_invariants(setup, db_path):
+    """Behind the engine's checks, the schema itself refuses what breaks §3."""
+    r = reserve(setup, "low", cpu=8)
+    connection = sqlite3.connect(db_path)
+    connection.execute("PRAGMA foreign_keys = ON")
+    bad = [
+        # a second active reservation of one tenant in one pool
+        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at)"
+        " VALUES ('aaaaaaaaaaaaaaaa', 1, 1, 0, 1, 0, 'active', '2026-01-01 00:00:00.000000')",
+        # over capacity
+        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at)"
+        " VALUES ('bbbbbbbbbbbbbbbb', 2, 1, 1, 0, 0, 'active', '2026-01-01 00:00:00.000000')",
+        # negative amount, unknown status, priority out of range, dangling tenant
+        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at)"
+        " VALUES ('cccccccccccccccc', 2, 1, -1, 0, 0, 'released', '2026-01-01 00:00:00.000000')",
+        "UPDATE reservations SET status = 'weird'",
+        "UPDATE tenants SET priority = 11",
+        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at,"
+        " ended_at) VALUES ('dddddddddddddddd', 99, 1, 0, 0, 0, 'released',"
+        " '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')",
+        # history is never deleted, an ended reservation never comes back
+        "DELETE FROM reservations",
+        "UPDATE pools SET cpu = 7",
+        "INSERT INTO pools (name, cpu, memory, gpu, created_at) VALUES ('p', 1, 0, 0, 'x')",
+    ]
+    for statement in bad:
+        with pytest.raises(sqlite3.DatabaseError):
+            connection.execute(statement)
+    connection.execute(f"UPDATE reservations SET status='released', ended_at='x' WHERE id='{r.id}'")
+    connection.commit()
+    with pytest.raises(sqlite3.DatabaseError):
+        connection.execute(
+            f"UPDATE reservations SET status='active', ended_at=NULL WHERE id='{r.id}'"
+        )
+    connection.close()
+
+
+def test_integrity_error_from_orm_is_refused(setup):
+    """The engine's own INSERT path also meets the guards (mapped to exit 4)."""
+    from resgate.store.models import Reservation
+
+    def sneak(tx):
+        tx.session.add(
+            Reservation(
+                id="eeeeeeeeeeeeeeee",
+                tenant_id=1,
+                pool_id=1,
+                cpu=99,
+                memory=0,
+                gpu=0,
+                status="active",
+                created_at=tx.now,
+            )
+        )
+        tx.session.flush()
+
+    with pytest.raises(Refused):
+        setup.tx(sneak)
+
+
+def test_db_check_reports_overcommit(setup, db_path):
+    reserve(setup, "low", cpu=8)
+    assert setup.read(status.check).problems == []
+    connection = sqlite3.connect(db_path)
+    connection.execute("DROP TRIGGER pools_resize_guard")
+    connection.execute("UPDATE pools SET cpu = 2")
+    connection.commit()
+    connection.close()
+    problems = setup.read(status.check).problems
+    assert problems == ["pool 'p': cpu reserved 8 exceeds total 2"]
