@@ -11,12 +11,14 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from resgate.store.models import Base
+from resgate.store.models import Base, postgresql_options
 
 target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        postgresql_options(target_metadata)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -33,18 +35,19 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    # Developer path: open the database the way resgate itself does, so WAL,
-    # foreign keys, the write lock and the file checks all apply.
-    from resgate.store.database import open_database, resolve_target
+    # Developer path: the database named by `-x db=...` or RESGATE_DB, opened the
+    # way resgate opens it (file checks, pragmas, write lock), without resgate's
+    # own automatic creation and upgrade.
+    from resgate.store.database import migration_engine, resolve_target
 
     target = context.get_x_argument(as_dictionary=True).get("db")
-    database = open_database(resolve_target(target), write=True)
+    engine = migration_engine(resolve_target(target))
     try:
-        with database.engine.connect() as connection:
+        with engine.connect().execution_options(resgate_write=True) as connection:
             _run(connection)
             connection.commit()
     finally:
-        database.dispose()
+        engine.dispose()
 
 
 if context.is_offline_mode():

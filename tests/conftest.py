@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import sys
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from resgate.engine.clock import FixedClock
 from resgate.store.database import Database, Tx, open_database, resolve_target
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for pgserver and workers
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +41,84 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
+
+
+# ---------------------------------------------------------------- backends
+#
+# Modules that hold for both databases say `pytestmark = pytest.mark.usefixtures("backend")`:
+# each of their tests then runs on SQLite and on a real PostgreSQL server, with
+# RESGATE_DB pointing at a fresh database. Tests marked `sqlite_only` run once.
+# The server comes from RESGATE_TEST_POSTGRES_URL (as .ci/run sets it), else the
+# suite starts its own throwaway one when PostgreSQL's binaries are installed.
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("backend") == "postgresql"
+        (dropped if on_pg and item.get_closest_marker("sqlite_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a PostgreSQL server (no database name)."""
+    url = os.environ.get("RESGATE_TEST_POSTGRES_URL")
+    if url:
+        yield url.rstrip("/")
+        return
+    import pgserver
+
+    if not pgserver.available():
+        if os.environ.get("RESGATE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is required (RESGATE_REQUIRE_POSTGRES=1) but initdb/pg_ctl "
+                        "are not installed")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    directory = Path(tempfile.mkdtemp(prefix="resgate-pg-"))
+    try:
+        yield pgserver.start(directory)
+    finally:
+        pgserver.stop(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _admin(pg_server: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(pg_server.replace("postgresql+psycopg://", "postgresql://")
+                           + "/postgres", autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: str) -> str:
+    """A database migrated to head once; each test copies it (fast)."""
+    name = f"resgate_template_{os.getpid()}"
+    with _admin(pg_server) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+    open_database(resolve_target(f"{pg_server}/{name}"), write=True).dispose()
+    return name
+
+
+@pytest.fixture
+def pg_database(pg_server: str, pg_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database at head: its URL."""
+    name = f"resgate_test_{uuid.uuid4().hex[:12]}"
+    with _admin(pg_server) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    yield f"{pg_server}/{name}"
+    with _admin(pg_server) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "postgresql":
+        monkeypatch.setenv("RESGATE_DB", request.getfixturevalue("pg_database"))
+    return str(request.param)
 
 
 @pytest.fixture
@@ -69,8 +151,9 @@ class Engine:
 
 
 @pytest.fixture
-def engine(db_path: Path, clock: FixedClock) -> Iterator[Engine]:
-    database = open_database(resolve_target(str(db_path)), write=True)
+def engine(clock: FixedClock) -> Iterator[Engine]:
+    """The database RESGATE_DB names: SQLite, or PostgreSQL under `backend`."""
+    database = open_database(resolve_target(None), write=True)
     yield Engine(database, clock)
     database.dispose()
 

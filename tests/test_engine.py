@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from resgate.engine import pools, reservations, status, tenants
 from resgate.engine.errors import (
@@ -16,6 +16,8 @@ from resgate.engine.errors import (
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 @pytest.fixture
@@ -168,41 +170,54 @@ def test_equal_priority_lists_by_name_bytewise(engine):
     assert [t.name for t in engine.read(tenants.list_tenants)] == ["0", "A", "B", "a", "b", "zx"]
 
 
-def test_database_guards_the_invariants(setup, db_path):
+def _raw(engine, statement):
+    """Run one statement outside the engine's checks, in its own transaction."""
+    with engine.database.engine.connect() as connection:
+        connection.execute(text(statement))
+        connection.commit()
+
+
+def test_database_guards_the_invariants(setup):
     """Behind the engine's checks, the schema itself refuses what breaks §3."""
     r = reserve(setup, "low", cpu=8)
-    connection = sqlite3.connect(db_path)
-    connection.execute("PRAGMA foreign_keys = ON")
+    insert = (
+        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at,"
+        " ended_at) VALUES ('{id}', {tenant}, 1, {cpu}, {memory}, 0, '{status}',"
+        " '2026-01-01 00:00:00', {ended})"
+    )
     bad = [
         # a second active reservation of one tenant in one pool
-        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at)"
-        " VALUES ('aaaaaaaaaaaaaaaa', 1, 1, 0, 1, 0, 'active', '2026-01-01 00:00:00.000000')",
+        insert.format(id="a" * 16, tenant=1, cpu=0, memory=1, status="active", ended="NULL"),
         # over capacity
-        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at)"
-        " VALUES ('bbbbbbbbbbbbbbbb', 2, 1, 1, 0, 0, 'active', '2026-01-01 00:00:00.000000')",
-        # negative amount, unknown status, priority out of range, dangling tenant
-        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at)"
-        " VALUES ('cccccccccccccccc', 2, 1, -1, 0, 0, 'released', '2026-01-01 00:00:00.000000')",
+        insert.format(id="b" * 16, tenant=2, cpu=1, memory=0, status="active", ended="NULL"),
+        # negative amount, unknown status, dangling tenant, priority out of range
+        insert.format(id="c" * 16, tenant=2, cpu=-1, memory=0, status="released",
+                      ended="'2026-01-01 00:00:00'"),
         "UPDATE reservations SET status = 'weird'",
+        insert.format(id="d" * 16, tenant=99, cpu=0, memory=0, status="released",
+                      ended="'2026-01-01 00:00:00'"),
         "UPDATE tenants SET priority = 11",
-        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at,"
-        " ended_at) VALUES ('dddddddddddddddd', 99, 1, 0, 0, 0, 'released',"
-        " '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')",
-        # history is never deleted, an ended reservation never comes back
+        # an id that is not 16 characters; an active row with an end
+        insert.format(id="e" * 15, tenant=2, cpu=0, memory=1, status="active", ended="NULL"),
+        insert.format(id="f" * 16, tenant=2, cpu=0, memory=1, status="active",
+                      ended="'2026-01-01 00:00:00'"),
+        # history is never deleted; a pool never shrinks below what is held
         "DELETE FROM reservations",
         "UPDATE pools SET cpu = 7",
-        "INSERT INTO pools (name, cpu, memory, gpu, created_at) VALUES ('p', 1, 0, 0, 'x')",
+        # a live name is unique
+        "INSERT INTO pools (name, cpu, memory, gpu, created_at)"
+        " VALUES ('p', 1, 0, 0, '2026-01-01 00:00:00')",
     ]
     for statement in bad:
-        with pytest.raises(sqlite3.DatabaseError):
-            connection.execute(statement)
-    connection.execute(f"UPDATE reservations SET status='released', ended_at='x' WHERE id='{r.id}'")
-    connection.commit()
-    with pytest.raises(sqlite3.DatabaseError):
-        connection.execute(
-            f"UPDATE reservations SET status='active', ended_at=NULL WHERE id='{r.id}'"
-        )
-    connection.close()
+        with pytest.raises(DBAPIError):
+            _raw(setup, statement)
+    _raw(setup, f"UPDATE reservations SET status = 'released', ended_at = created_at"
+                f" WHERE id = '{r.id}'")
+    # an ended reservation never comes back
+    with pytest.raises(DBAPIError):
+        _raw(setup, f"UPDATE reservations SET status = 'active', ended_at = NULL"
+                    f" WHERE id = '{r.id}'")
+    assert setup.read(status.check).problems == []
 
 
 def test_integrity_error_from_orm_is_refused(setup):
@@ -228,13 +243,11 @@ def test_integrity_error_from_orm_is_refused(setup):
         setup.tx(sneak)
 
 
-def test_db_check_reports_overcommit(setup, db_path):
+def test_db_check_reports_overcommit(setup):
     reserve(setup, "low", cpu=8)
     assert setup.read(status.check).problems == []
-    connection = sqlite3.connect(db_path)
-    connection.execute("DROP TRIGGER pools_resize_guard")
-    connection.execute("UPDATE pools SET cpu = 2")
-    connection.commit()
-    connection.close()
+    on_pools = " ON pools" if setup.database.dialect == "postgresql" else ""
+    _raw(setup, f"DROP TRIGGER pools_resize_guard{on_pools}")
+    _raw(setup, "UPDATE pools SET cpu = 2")
     problems = setup.read(status.check).problems
     assert problems == ["pool 'p': cpu reserved 8 exceeds total 2"]

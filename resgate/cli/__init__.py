@@ -88,6 +88,11 @@ def _is_usage_error(exc: Exception) -> bool:
 
 def run(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code. The one error boundary."""
+    if (sys.argv[1:] if argv is None else argv) in (["version"], ["--version"]):
+        # Scripts call this to probe the install: skip building every command's
+        # Click object (SPEC §9; benchmarks/ measures it against `import typer`).
+        sys.stdout.write(f"resgate {__version__}\n")
+        return 0
     command = typer.main.get_command(app)
     debug = os.environ.get("RESGATE_DEBUG") == "1"
     try:
@@ -106,6 +111,11 @@ def run(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # `resgate` or `resgate pool` alone: the help, as a usage error (2),
+            # without an `Error:` prefix on its first line.
+            sys.stderr.write(exc.format_message().rstrip("\n") + "\n")  # type: ignore[attr-defined]
+            return 2
         if _is_usage_error(exc):
             _error(exc.format_message())  # type: ignore[attr-defined]
             return int(exc.exit_code)  # type: ignore[attr-defined]

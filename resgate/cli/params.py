@@ -28,6 +28,13 @@ def amount(option: str, value: str | None) -> int | None:
     return int(value)
 
 
+def cap(option: str, value: str) -> int | None:
+    """A quota cap: an amount, or `none` for no cap."""
+    if value == "none":
+        return None
+    return amount(option, value)
+
+
 def amount_or_zero(option: str, value: str | None) -> int:
     return amount(option, value) or 0
 

@@ -171,6 +171,10 @@ def list_(
 
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"invalid value for --status: {status!r} ({', '.join(STATUSES)})")
+    if tenant is not None:
+        params.name("tenant", tenant)
+    if pool is not None:
+        params.name("pool", pool)
     from resgate.engine.reservations import list_reservations
 
     def work(tx: object) -> tuple[object, list[object]]:

@@ -4,7 +4,6 @@ actually runs."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +53,8 @@ def out(text: str) -> None:
 
 
 def out_json(value: Any) -> None:
+    import json  # only commands that print JSON pay for it
+
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -16,6 +16,38 @@ Priority = Annotated[
     str | None, typer.Option("--priority", help="1 (lowest) to 10 (highest).", show_default=False)
 ]
 Force = Annotated[bool, typer.Option("--force", help="Release active reservations first.")]
+MaxCpu = Annotated[
+    str | None,
+    typer.Option(
+        "--max-cpu", help="Cap on CPU held across all pools, or none.", show_default=False
+    ),
+]
+MaxMemory = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        help="Cap on memory (MB) held across all pools, or none.",
+        show_default=False,
+    ),
+]
+MaxGpu = Annotated[
+    str | None,
+    typer.Option(
+        "--max-gpu", help="Cap on GPUs held across all pools, or none.", show_default=False
+    ),
+]
+
+
+def _caps(
+    max_cpu: str | None, max_memory: str | None, max_gpu: str | None
+) -> dict[str, int | None]:
+    """The caps given on the command line: a number, or `none` to remove one."""
+    given = {"cpu": max_cpu, "memory": max_memory, "gpu": max_gpu}
+    return {
+        resource: params.cap(f"--max-{resource}", value)
+        for resource, value in given.items()
+        if value is not None
+    }
 
 
 def _print_tenant(tenant: object, json: bool, line: str) -> None:
@@ -31,14 +63,22 @@ def _print_tenant(tenant: object, json: bool, line: str) -> None:
 
 @app.command("add")
 def add(
-    ctx: typer.Context, name: Name, priority: Priority = None, json: bool = JSON_OPTION
+    ctx: typer.Context,
+    name: Name,
+    priority: Priority = None,
+    max_cpu: MaxCpu = None,
+    max_memory: MaxMemory = None,
+    max_gpu: MaxGpu = None,
+    json: bool = JSON_OPTION,
 ) -> None:
-    """Register a tenant (priority 5 unless given)."""
+    """Register a tenant (priority 5 unless given), optionally with quotas."""
+    from resgate.engine.records import Limits
     from resgate.engine.tenants import DEFAULT_PRIORITY, add_tenant
 
     params.name("tenant", name)
     level = params.priority(priority) or DEFAULT_PRIORITY
-    tenant = run(ctx, lambda tx: add_tenant(tx, name, level), write=True)
+    limits = Limits(**_caps(max_cpu, max_memory, max_gpu))
+    tenant = run(ctx, lambda tx: add_tenant(tx, name, level, limits), write=True)
     _print_tenant(
         tenant, json, f"Tenant '{tenant.name}' registered with priority {tenant.priority}"
     )
@@ -64,18 +104,31 @@ def list_(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
 
 @app.command("update")
 def update(
-    ctx: typer.Context, name: Name, priority: Priority = None, json: bool = JSON_OPTION
+    ctx: typer.Context,
+    name: Name,
+    priority: Priority = None,
+    max_cpu: MaxCpu = None,
+    max_memory: MaxMemory = None,
+    max_gpu: MaxGpu = None,
+    json: bool = JSON_OPTION,
 ) -> None:
-    """Change a tenant's priority."""
+    """Change a tenant's priority and quotas (`none` removes a cap)."""
     from resgate.engine.errors import InvalidInput
     from resgate.engine.tenants import update_tenant
 
     params.name("tenant", name)
     level = params.priority(priority)
-    if level is None:
-        raise InvalidInput("give at least one option to change (--priority)")
-    tenant = run(ctx, lambda tx: update_tenant(tx, name, level), write=True)
-    _print_tenant(tenant, json, f"Tenant '{tenant.name}' updated: priority {tenant.priority}")
+    caps = _caps(max_cpu, max_memory, max_gpu)
+    if level is None and not caps:
+        raise InvalidInput("give at least one of --priority, --max-cpu, --max-memory, --max-gpu")
+    tenant = run(ctx, lambda tx: update_tenant(tx, name, level, caps), write=True)
+    from resgate.render.text import quota_summary
+
+    _print_tenant(
+        tenant,
+        json,
+        f"Tenant '{tenant.name}' updated: priority {tenant.priority}, {quota_summary(tenant)}",
+    )
 
 
 @app.command("remove")

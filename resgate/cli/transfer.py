@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -70,6 +69,8 @@ def export(
 
 def _write_atomically(path: Path, write: Callable[[IO[str]], None]) -> int:
     """A temporary file beside the target, then rename: a reader never sees half."""
+    import tempfile  # not at the top: `resgate --help` and `version` stay fast
+
     from resgate.engine.errors import DatabaseProblem
 
     target = path.expanduser()

@@ -29,6 +29,14 @@ class Amounts(NamedTuple):
         return self.cpu == 0 and self.memory == 0 and self.gpu == 0
 
 
+class Limits(NamedTuple):
+    """Quota caps; None means no cap."""
+
+    cpu: int | None = None
+    memory: int | None = None
+    gpu: int | None = None
+
+
 def percent(used: int, total: int) -> float:
     """Utilisation in percent, 2 decimals; a resource with total 0 counts as 0 %."""
     return round(100.0 * used / total, 2) if total > 0 else 0.0
@@ -71,6 +79,8 @@ class TenantInfo:
     priority: int
     active_reservations: int
     created_at: datetime
+    max: Limits
+    held: Amounts
 
 
 @dataclass(frozen=True)

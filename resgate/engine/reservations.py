@@ -24,6 +24,7 @@ from resgate.engine.queries import (
     reservations_query,
     to_info,
 )
+from resgate.engine.quotas import check_quota
 from resgate.engine.records import Amounts, PreemptResult, ReservationInfo
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import (
@@ -74,6 +75,7 @@ def reserve(tx: Tx, request: ReserveRequest) -> ReservationInfo:
         raise Refused(
             f"tenant '{tenant.name}' already has active reservation '{held}' in pool '{pool.name}'"
         )
+    check_quota(tx, tenant, request.amounts)
     total = Amounts(pool.cpu, pool.memory, pool.gpu)
     available = total - pool_usage(tx, [pool.id]).get(pool.id, Amounts())
     if not request.amounts.fits_in(available):

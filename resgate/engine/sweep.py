@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, literal_column, update
 
-from resgate.engine.queries import is_due
 from resgate.store.database import Tx
 from resgate.store.models import Reservation
+
+_reservations: Table = Reservation.__table__  # type: ignore[assignment]
+_table = _reservations.c
+# Built once, as Core: every write transaction runs it, and building the ORM
+# statement anew each time cost more than executing it (benchmarks/, cycles).
+# 'active' is written inline so SQLite can use the partial index on due rows.
+_SWEEP = (
+    update(_reservations)
+    .where(
+        _table.status == literal_column("'active'"),
+        _table.expires_at.is_not(None),
+        _table.expires_at <= bindparam("now"),
+    )
+    .values(status="expired", ended_at=_table.expires_at)
+    .returning(_table.id)
+)
 
 
 def sweep(tx: Tx) -> list[str]:
     """Mark every due reservation expired, ended when it expired. Returns their ids."""
-    statement = (
-        update(Reservation)
-        .where(is_due(tx.now))
-        .values(status="expired", ended_at=Reservation.expires_at)
-        .returning(Reservation.id)
-        .execution_options(synchronize_session=False)
-    )
-    return sorted(tx.session.scalars(statement).all())
+    result = tx.session.connection().execute(_SWEEP, {"now": tx.now})
+    return sorted(result.scalars().all())

@@ -7,51 +7,54 @@ from sqlalchemy import func, select
 from resgate.engine.errors import InvalidInput, Refused
 from resgate.engine.pools import release_all
 from resgate.engine.queries import by_name, is_active_now, live_tenant, lock_rows
-from resgate.engine.records import TenantInfo
+from resgate.engine.quotas import held_by, limits_of
+from resgate.engine.records import RESOURCES, Amounts, Limits, TenantInfo
 from resgate.engine.sweep import sweep
-from resgate.engine.validation import check_name, check_priority
+from resgate.engine.validation import check_limits, check_name, check_priority
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
 
 DEFAULT_PRIORITY = 5
 
 
-def _active_counts(tx: Tx, tenant_ids: list[int] | None = None) -> dict[int, int]:
-    query = (
-        select(Reservation.tenant_id, func.count())
-        .where(is_active_now(tx.now))
-        .group_by(Reservation.tenant_id)
-    )
-    if tenant_ids is not None:
-        query = query.where(Reservation.tenant_id.in_(tenant_ids))
-    return {tenant_id: count for tenant_id, count in tx.session.execute(query)}
-
-
-def _info(tenant: Tenant, active: int) -> TenantInfo:
+def _info(tenant: Tenant, held: tuple[int, Amounts] = (0, Amounts())) -> TenantInfo:
     return TenantInfo(
         name=tenant.name,
         priority=tenant.priority,
-        active_reservations=active,
+        active_reservations=held[0],
         created_at=tenant.created_at,
+        max=limits_of(tenant),
+        held=held[1],
     )
 
 
 def tenant_info(tx: Tx, tenant: Tenant) -> TenantInfo:
-    return _info(tenant, _active_counts(tx, [tenant.id]).get(tenant.id, 0))
+    return _info(tenant, held_by(tx, [tenant.id]).get(tenant.id, (0, Amounts())))
 
 
-def add_tenant(tx: Tx, name: str, priority: int = DEFAULT_PRIORITY) -> TenantInfo:
+def add_tenant(
+    tx: Tx, name: str, priority: int = DEFAULT_PRIORITY, limits: Limits | None = None
+) -> TenantInfo:
+    limits = limits or Limits()
     check_name("tenant", name)
     check_priority(priority)
+    check_limits(limits)
     exists = tx.session.scalar(
         select(Tenant.id).where(Tenant.name == name, Tenant.deleted_at.is_(None))
     )
     if exists is not None:
         raise Refused(f"tenant '{name}' already exists")
-    tenant = Tenant(name=name, priority=priority, created_at=tx.now)
+    tenant = Tenant(
+        name=name,
+        priority=priority,
+        created_at=tx.now,
+        max_cpu=limits.cpu,
+        max_memory=limits.memory,
+        max_gpu=limits.gpu,
+    )
     tx.session.add(tenant)
     tx.session.flush()
-    return _info(tenant, 0)
+    return _info(tenant)
 
 
 def list_tenants(tx: Tx) -> list[TenantInfo]:
@@ -60,17 +63,34 @@ def list_tenants(tx: Tx) -> list[TenantInfo]:
         .where(Tenant.deleted_at.is_(None))
         .order_by(Tenant.priority.desc(), by_name(tx, Tenant.name))
     ).all()
-    counts = _active_counts(tx)
-    return [_info(tenant, counts.get(tenant.id, 0)) for tenant in tenants]
+    held = held_by(tx)
+    return [_info(tenant, held.get(tenant.id, (0, Amounts()))) for tenant in tenants]
 
 
-def update_tenant(tx: Tx, name: str, priority: int | None = None) -> TenantInfo:
-    if priority is None:
+def update_tenant(
+    tx: Tx,
+    name: str,
+    priority: int | None = None,
+    caps: dict[str, int | None] | None = None,
+) -> TenantInfo:
+    """Change priority and caps. `caps` maps a resource to its new cap (None
+    removes it); resources not in it keep theirs. Lowering a cap below what is
+    held is allowed: it only stops new reservations."""
+    caps = caps or {}
+    if priority is None and not caps:
         raise InvalidInput("give at least one of --priority, --max-cpu, --max-memory, --max-gpu")
-    check_priority(priority)
+    unknown = set(caps) - set(RESOURCES)
+    if unknown:
+        raise InvalidInput(f"unknown resource(s): {', '.join(sorted(unknown))}")
+    check_limits(Limits(**caps))
+    if priority is not None:
+        check_priority(priority)
     tenant = live_tenant(tx, name)
     lock_rows(tx, Tenant, [tenant.id])
-    tenant.priority = priority
+    if priority is not None:
+        tenant.priority = priority
+    for resource, cap in caps.items():
+        setattr(tenant, f"max_{resource}", cap)
     tx.session.flush()
     return tenant_info(tx, tenant)
 
@@ -95,4 +115,4 @@ def remove_tenant(tx: Tx, name: str, force: bool = False) -> TenantInfo:
     release_all(tx, Reservation.tenant_id == tenant.id)
     tenant.deleted_at = tx.now
     tx.session.flush()
-    return _info(tenant, 0)
+    return _info(tenant)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from resgate.engine.errors import InvalidInput
-from resgate.engine.records import Amounts
+
+if TYPE_CHECKING:  # annotations only: the CLI imports this module for every command
+    from resgate.engine.records import Amounts, Limits
 
 MAX_AMOUNT = 2_147_483_647
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -46,3 +49,10 @@ def check_reservation_id(value: str) -> str:
             f"invalid reservation id {value!r}: expected 16 lowercase hex characters"
         )
     return value
+
+
+def check_limits(limits: Limits) -> Limits:
+    for resource, value in zip(("cpu", "memory", "gpu"), limits, strict=True):
+        if value is not None and not 0 <= value <= MAX_AMOUNT:
+            raise InvalidInput(f"max {resource} must be between 0 and {MAX_AMOUNT}, got {value}")
+    return limits

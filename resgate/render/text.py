@@ -153,11 +153,30 @@ def pool_detail(pool: PoolInfo, style: Style) -> str:
     return head + _table(["RESOURCE", "TOTAL", "RESERVED", "AVAILABLE"], rows)
 
 
+def holding(held: int, cap: int | None) -> str:
+    """`6/8` where capped, `6` where not."""
+    return str(held) if cap is None else f"{held}/{cap}"
+
+
+def holdings(tenant: TenantInfo) -> list[str]:
+    return [holding(getattr(tenant.held, res), getattr(tenant.max, res)) for res in RESOURCES]
+
+
+def quota_summary(tenant: TenantInfo) -> str:
+    caps = [
+        f"max {res} {getattr(tenant.max, res)}"
+        for res in RESOURCES
+        if getattr(tenant.max, res) is not None
+    ]
+    return ", ".join(caps) if caps else "no quotas"
+
+
 def tenants_table(tenants: list[TenantInfo]) -> str:
     rows: list[list[object]] = [
-        [t.name, t.priority, t.active_reservations, local(t.created_at)] for t in tenants
+        [t.name, t.priority, t.active_reservations, *holdings(t), local(t.created_at)]
+        for t in tenants
     ]
-    return _table(["NAME", "PRIORITY", "ACTIVE", "REGISTERED"], rows)
+    return _table(["NAME", "PRIORITY", "ACTIVE", "CPU", "MEMORY MB", "GPU", "REGISTERED"], rows)
 
 
 def reservations_table(reservations: list[ReservationInfo], now: datetime) -> str:
@@ -231,9 +250,9 @@ def status_view(report: StatusReport, style: Style) -> str:
         lines.append("  (none)")
     else:
         rows: list[list[object]] = [
-            [rank, t.name, t.priority, t.active_reservations]
+            [rank, t.name, t.priority, t.active_reservations, *holdings(t)]
             for rank, t in enumerate(report.tenants, start=1)
         ]
-        table = _table(["#", "NAME", "PRIORITY", "ACTIVE"], rows)
+        table = _table(["#", "NAME", "PRIORITY", "ACTIVE", "CPU", "MEMORY MB", "GPU"], rows)
         lines += ["  " + line for line in table.splitlines()]
     return "\n".join(lines)

@@ -18,13 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from resgate.engine.clock import Clock, SystemClock
 from resgate.engine.errors import Busy, DatabaseProblem, InvalidInput, Refused
@@ -129,6 +129,9 @@ def _ro_uri(path: Path, immutable: bool = False) -> str:
 def inspect_sqlite_file(path: Path) -> FileState:
     """Look at a file without writing to it: no statement or PRAGMA that writes."""
     if not path.exists():
+        if not path.parent.is_dir() and path == default_path():
+            # The default directory is made by the first write; until then, a new database.
+            return FileState(new=True, revision=None, writable=True)
         if not path.parent.is_dir():
             raise DatabaseProblem(
                 f"cannot open database {path}: directory {path.parent} does not exist"
@@ -139,15 +142,22 @@ def inspect_sqlite_file(path: Path) -> FileState:
     writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
     try:
         with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_MAGIC))
+            header = handle.read(100)
     except OSError as exc:
         raise _refuse(path, exc.strerror or str(exc)) from None
     if header == b"":
         return FileState(new=True, revision=None, writable=writable)
-    if header != SQLITE_MAGIC:
+    if header[: len(SQLITE_MAGIC)] != SQLITE_MAGIC:
         raise _refuse(path, "not a SQLite file")
+    # Even a read-only connection to a WAL-mode file (header bytes 18-19 are 2)
+    # creates its -wal and -shm. With neither present nobody has the file open and
+    # everything is in the file itself: read it as immutable, which creates nothing,
+    # so a file that is refused below is left exactly as it was, beside it too.
+    quiet = header[18:20] == b"\x02\x02" and not any(
+        Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm")
+    )
     try:
-        tables, revision = _read_catalog(path, immutable=False)
+        tables, revision = _read_catalog(path, immutable=quiet)
     except sqlite3.OperationalError:
         # A read-only directory can keep SQLite from creating the WAL index.
         try:
@@ -160,6 +170,9 @@ def inspect_sqlite_file(path: Path) -> FileState:
         return FileState(new=True, revision=None, writable=writable)
     if "alembic_version" not in tables:
         raise _refuse(path, "it has tables but no alembic_version: another application's database")
+    if revision is None and tables == {"alembic_version"}:
+        # Nothing but an empty alembic_version: resgate's schema downgraded to base.
+        return FileState(new=True, revision=None, writable=writable)
     if revision is None:
         raise _refuse(path, "alembic_version is empty")
     return FileState(new=False, revision=revision, writable=writable)
@@ -257,6 +270,11 @@ class Database:
         with Session(bind, expire_on_commit=False, autoflush=False) as session:
             try:
                 session.begin()
+                if write:
+                    # Take the write lock (SQLite: BEGIN IMMEDIATE) before reading
+                    # the clock: a writer that waited for the lock must not act at
+                    # the moment it started waiting (tests/test_hammer.py).
+                    session.connection()
                 now = self._now(session, clock)
                 yield Tx(session=session, now=now, dialect=self.dialect)
                 if commit:
@@ -272,8 +290,8 @@ class Database:
             return clock.now()
         if self.dialect == "postgresql":
             # The server's clock, so hosts with skewed clocks agree on expiry.
-            value = session.execute(text("SELECT LOCALTIMESTAMP AT TIME ZONE 'UTC'")).scalar_one()
-            return value.replace(tzinfo=None) if value.tzinfo else value  # type: ignore[no-any-return]
+            value: datetime = session.execute(text("SELECT now() AT TIME ZONE 'UTC'")).scalar_one()
+            return value
         return SystemClock().now()
 
     def _translate(self, exc: DBAPIError) -> Exception:
@@ -285,6 +303,11 @@ class Database:
             )
         if "readonly" in message or "read-only" in message:
             return DatabaseProblem(f"database is read-only: {self.target.display}")
+        if self.dialect == "postgresql" and getattr(exc.orig, "sqlstate", None) == "55P03":
+            return Busy(
+                f"database is busy: a lock was not free within {busy_timeout():g}s; "
+                "the command changed nothing and may be retried"
+            )
         if self.dialect == "postgresql" and _is_retryable(exc):
             return Busy(
                 "database is busy: too many conflicting transactions; the command "
@@ -344,7 +367,13 @@ def _sqlite_engine(target: Target, *, uri: str | None = None, read_only: bool = 
             connection.execute(f"PRAGMA synchronous = {sync}")
         return connection
 
-    engine = create_engine(f"sqlite:///{path}", creator=connect, poolclass=NullPool)
+    # One connection kept for the Database's lifetime (closed by dispose()): a
+    # new connection per transaction re-reads the schema, and closing the last
+    # connection to a WAL file checkpoints and fsyncs it, which cost an engine
+    # API caller most of its transactions per second (benchmarks/, cycles).
+    engine = create_engine(
+        f"sqlite:///{path}", creator=connect, poolclass=QueuePool, pool_size=1, max_overflow=8
+    )
     _install_begin(engine)
     return engine
 
@@ -409,8 +438,7 @@ def _create_or_upgrade(tx: Tx, path: Path) -> None:
         return
     if revision is not None:
         check_revision(revision, str(path))
-        raw: Any = connection.connection.dbapi_connection
-        schema.backup_sqlite(raw, path.with_name(f"{path.name}.bak-{revision}"))
+        schema.backup_sqlite(path, path.with_name(f"{path.name}.bak-{revision}"))
     schema.upgrade_to_head(connection)
 
 
@@ -424,8 +452,11 @@ def _placeholder(target: Target) -> Database:
 
 # ---------------------------------------------------------------- PostgreSQL
 
+PG_CONNECT_TIMEOUT = 5  # seconds; SPEC §8 allows at most 10
 
-def _open_server(target: Target, *, write: bool) -> Database:
+
+def _server_engine(target: Target) -> tuple[Engine, str]:
+    """An engine for a server URL, and `host:port` for messages."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -441,40 +472,64 @@ def _open_server(target: Target, *, write: bool) -> Database:
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     try:
-        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
-    except NoSuchModuleError:
+        engine = create_engine(
+            url, poolclass=NullPool, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT}
+        )
+    except (NoSuchModuleError, ModuleNotFoundError):
         raise DatabaseProblem(
             "PostgreSQL support is not installed: pip install 'resgate[postgres]'"
         ) from None
-    except ModuleNotFoundError:
-        raise DatabaseProblem(
-            "PostgreSQL support is not installed: pip install 'resgate[postgres]'"
-        ) from None
+    timeout_ms = int(busy_timeout() * 1000)
+
+    # A lock that cannot be had in time fails the command with exit 5, as on SQLite.
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {timeout_ms}")
+
+    return engine, f"{url.host or 'localhost'}:{url.port or 5432}"
+
+
+def _connect_error(exc: DBAPIError, where: str, target: Target) -> DatabaseProblem:
+    reason = _first_line(exc.orig)
+    password = _password(target.url)
+    if password:
+        reason = reason.replace(password, "***")
+    return DatabaseProblem(f"cannot connect to PostgreSQL at {where}: {reason}")
+
+
+def _password(url: str) -> str | None:
+    match = re.search(r"://[^/:@]*:([^@/]*)@", url)
+    return urllib.parse.unquote(match.group(1)) if match else None
+
+
+def _open_server(target: Target, *, write: bool) -> Database:
+    engine, where = _server_engine(target)
     database = Database(target, engine)
-    where = f"{url.host or 'localhost'}:{url.port or 5432}"
     try:
         with engine.connect() as connection:
             revision = schema.read_revision(connection)
     except OperationalError as exc:
-        reason = _first_line(exc.orig).replace(url.password or "\0", "***")
-        raise DatabaseProblem(f"cannot connect to PostgreSQL at {where}: {reason}") from None
+        engine.dispose()
+        raise _connect_error(exc, where, target) from None
     if revision == schema.SCHEMA_HEAD:
         return database
     if revision is not None:
         check_revision(revision, target.display)
+        engine.dispose()
         raise DatabaseProblem(
             f"database {target.display} is at schema revision {revision}, this resgate needs "
             f"{schema.SCHEMA_HEAD}: run `resgate db upgrade`"
         )
     if not write:
-        database.dispose()
+        engine.dispose()
         return _placeholder(target)
-    upgrade_server(database)
+    _upgrade_server(database)  # a new, empty database: create the schema
     return database
 
 
-def upgrade_server(database: Database) -> None:
-    """Create or upgrade a PostgreSQL schema under an advisory lock."""
+def _upgrade_server(database: Database) -> None:
+    """Create or upgrade a PostgreSQL schema under an advisory lock, so concurrent
+    first uses and upgrades from several hosts are safe."""
 
     def work(tx: Tx) -> None:
         connection = tx.session.connection()
@@ -493,25 +548,31 @@ def upgrade(target: Target) -> tuple[str | None, str]:
     if target.is_sqlite:
         assert target.path is not None
         state = inspect_sqlite_file(target.path)
-        database = _open_sqlite(target, write=True)
-        database.dispose()
+        _open_sqlite(target, write=True).dispose()
         return state.revision, schema.SCHEMA_HEAD
-    from sqlalchemy.engine import make_url
-
-    url = make_url(target.url)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
+    engine, where = _server_engine(target)
     database = Database(target, engine)
     try:
         with engine.connect() as connection:
             old = schema.read_revision(connection)
-        upgrade_server(database)
+        _upgrade_server(database)
     except OperationalError as exc:
-        raise DatabaseProblem(f"cannot connect to PostgreSQL: {_first_line(exc.orig)}") from None
+        raise _connect_error(exc, where, target) from None
     finally:
         database.dispose()
     return old, schema.SCHEMA_HEAD
+
+
+def migration_engine(target: Target) -> Engine:
+    """An engine for running Alembic by hand (`alembic upgrade head` from the
+    repository): the usual pragmas and write lock, no automatic schema handling."""
+    if target.is_sqlite:
+        assert target.path is not None
+        state = inspect_sqlite_file(target.path)
+        if state.new and not target.path.exists():
+            _create_file(target.path)
+        return _sqlite_engine(target)
+    return _server_engine(target)[0]
 
 
 def current_revision(target: Target) -> str | None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 
 def migrations_dir() -> Path:
@@ -67,11 +67,17 @@ def upgrade_to_head(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
 
 
-def backup_sqlite(source: sqlite3.Connection, destination: Path) -> None:
-    """A consistent copy through SQLite's backup API (safe while in use)."""
+def backup_sqlite(source: Path, destination: Path) -> None:
+    """A consistent copy through SQLite's backup API.
+
+    The caller holds the write lock on another connection, so nothing changes
+    underneath; the copy reads through a connection of its own, since SQLite
+    refuses to back up from a connection that holds a write transaction."""
+    reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     target = sqlite3.connect(destination)
     try:
-        source.backup(target)
+        reader.backup(target)
     finally:
         target.close()
+        reader.close()
     destination.chmod(0o600)

@@ -1,0 +1,51 @@
+"""Per-tenant quotas (SPEC §13): caps on what a tenant holds across all pools."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from resgate.engine.errors import Refused
+from resgate.engine.queries import is_active_now
+from resgate.engine.records import RESOURCES, Amounts, Limits
+from resgate.store.database import Tx
+from resgate.store.models import Reservation, Tenant
+
+
+def limits_of(tenant: Tenant) -> Limits:
+    return Limits(tenant.max_cpu, tenant.max_memory, tenant.max_gpu)
+
+
+def held_by(tx: Tx, tenant_ids: list[int] | None = None) -> dict[int, tuple[int, Amounts]]:
+    """Per tenant: the number of effective-active reservations and what they hold."""
+    query = (
+        select(
+            Reservation.tenant_id,
+            func.count(),
+            func.coalesce(func.sum(Reservation.cpu), 0),
+            func.coalesce(func.sum(Reservation.memory), 0),
+            func.coalesce(func.sum(Reservation.gpu), 0),
+        )
+        .where(is_active_now(tx.now))
+        .group_by(Reservation.tenant_id)
+    )
+    if tenant_ids is not None:
+        query = query.where(Reservation.tenant_id.in_(tenant_ids))
+    return {
+        tenant_id: (int(count), Amounts(int(cpu), int(memory), int(gpu)))
+        for tenant_id, count, cpu, memory, gpu in tx.session.execute(query)
+    }
+
+
+def check_quota(tx: Tx, tenant: Tenant, request: Amounts) -> None:
+    """Refuse (exit 4) a request that would take the tenant over a cap. Only the
+    resources asked for are checked, in the order cpu, memory, gpu."""
+    limits = limits_of(tenant)
+    if all(cap is None for cap in limits):
+        return
+    held = held_by(tx, [tenant.id]).get(tenant.id, (0, Amounts()))[1]
+    for resource, cap, have, want in zip(RESOURCES, limits, held, request, strict=True):
+        if want > 0 and cap is not None and have + want > cap:
+            raise Refused(
+                f"quota exceeded for tenant '{tenant.name}': "
+                f"{resource} {have} held + {want} requested > {cap}"
+            )
