@@ -63,6 +63,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
+_skipped_on_postgres: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "postgres" in report.keywords:
+        _skipped_on_postgres.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # CI promises the PostgreSQL half of the suite ran: a skip there fails the run.
+    if os.environ.get("RESGATE_REQUIRE_POSTGRES") == "1" and _skipped_on_postgres:
+        print(f"\n{len(_skipped_on_postgres)} PostgreSQL test(s) were skipped, "
+              f"but RESGATE_REQUIRE_POSTGRES=1: {_skipped_on_postgres[:5]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a PostgreSQL server (no database name)."""
