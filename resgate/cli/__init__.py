@@ -65,6 +65,7 @@ reservations.register(app)
 status.register(app)
 transfer.register(app)
 app.add_typer(maintenance.db_app, name="db")
+app.add_typer(maintenance.audit_app, name="audit")
 
 
 def _error(message: str) -> None:
@@ -110,6 +111,13 @@ def run(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 0
+    except SystemExit as exc:
+        # Click turns a broken pipe inside a command (a streamed `export | head`)
+        # into sys.exit(1), even outside standalone mode: it is still a quiet 0.
+        if isinstance(exc.__context__, BrokenPipeError):
+            _silence_stdout()
+            return 0
+        raise
     except Exception as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             # `resgate` or `resgate pool` alone: the help, as a usage error (2),

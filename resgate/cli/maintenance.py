@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Any
 
 import typer
 
+from resgate.cli import params
 from resgate.cli.state import JSON_OPTION, out, out_json, run, state
 
 db_app = typer.Typer(help="Schema maintenance and consistency checks.", no_args_is_help=True)
@@ -63,4 +65,87 @@ def check(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
             out(problem)
     if report.problems:
         sys.stderr.write(f"Error: db check found {len(report.problems)} problem(s)\n")
+        raise typer.Exit(1)
+
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+@audit_app.command("log")
+def audit_log(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", show_default=False, help="Events at or after WHEN."),
+    ] = None,
+    since_seq: Annotated[
+        str | None,
+        typer.Option("--since-seq", show_default=False, help="Events after sequence number N."),
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option("--action", show_default=False, help="Only this action (pool.create, …)."),
+    ] = None,
+    json: bool = JSON_OPTION,
+) -> None:
+    """Show the audit log, oldest first."""
+    from datetime import datetime
+
+    from resgate.engine import audit
+    from resgate.engine.errors import InvalidInput
+    from resgate.store.database import Tx
+
+    if since is not None:
+        params.when(since, datetime(2000, 1, 1))  # shape check before opening anything
+    after = params.sequence("--since-seq", since_seq)
+    if action is not None and action not in audit.ACTIONS:
+        raise InvalidInput(f"unknown action {action!r}: one of {', '.join(audit.ACTIONS)}")
+
+    def work(tx: Tx) -> list[dict[str, Any]]:
+        cutoff = params.when(since, tx.now) if since is not None else None
+        return [audit.as_dict(event) for event in audit.log(tx, cutoff, after, action)]
+
+    events = run(ctx, work, write=False)
+    if json:
+        out_json(events)
+    elif events:
+        from resgate.render.text import events_table
+
+        out(events_table(events))
+    else:
+        out("No events.")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context,
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            "--expect",
+            show_default=False,
+            help="SEQ:HASH of a head saved earlier; catches a log cut short.",
+        ),
+    ] = None,
+    json: bool = JSON_OPTION,
+) -> None:
+    """Recompute the hash chain and name the first bad event."""
+    from resgate.engine import audit
+
+    pinned = params.expected_head(expect)
+    verdict = run(ctx, lambda tx: audit.verify(tx, pinned), write=False)
+    if json:
+        out_json(
+            {
+                "ok": verdict.ok,
+                "events": verdict.events,
+                "head": verdict.head,
+                "first_bad_seq": verdict.first_bad_seq,
+                "reason": verdict.reason,
+            }
+        )
+    elif verdict.ok:
+        out(f"ok: {verdict.events} events, head {verdict.head}")
+    if not verdict.ok:
+        sys.stderr.write(f"Error: seq {verdict.first_bad_seq}: {verdict.reason}\n")
         raise typer.Exit(1)

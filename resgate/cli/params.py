@@ -117,3 +117,27 @@ def color(value: str) -> str:
     if value not in ("auto", "always", "never"):
         raise InvalidInput(f"invalid value for --color: {value!r} (auto, always or never)")
     return value
+
+
+def sequence(option: str, value: str | None) -> int | None:
+    """An audit sequence number (0 or more)."""
+    if value is None:
+        return None
+    if not DIGITS.fullmatch(value) or int(value) > MAX_AMOUNT:
+        raise InvalidInput(f"invalid value for {option}: {value!r} (a whole number, 0 or more)")
+    return int(value)
+
+
+EXPECTED_HEAD = re.compile(r"([0-9]+):([0-9a-f]{64})")
+
+
+def expected_head(value: str | None) -> tuple[int, str] | None:
+    """`--expect SEQ:HASH`, as printed by `audit verify` and `export`."""
+    if value is None:
+        return None
+    match = EXPECTED_HEAD.fullmatch(value)
+    if not match or int(match.group(1)) < 1:
+        raise InvalidInput(
+            f"invalid value for --expect: {value!r} (SEQ:HASH, the hash 64 lowercase hex digits)"
+        )
+    return int(match.group(1)), match.group(2)

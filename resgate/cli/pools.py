@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import JSON_OPTION, out, out_json, run, style
+from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, run, style
 
 app = typer.Typer(help="Manage resource pools.", no_args_is_help=True)
 
@@ -100,6 +100,7 @@ def resize(
     cpu: Cpu = None,
     memory: Memory = None,
     gpu: Gpu = None,
+    dry_run: bool = DRY_RUN_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Change a pool's totals; options not given stay as they are."""
@@ -116,25 +117,31 @@ def resize(
         raise InvalidInput("give at least one of --cpu, --memory, --gpu")
     if new_cpu == 0 and new_memory == 0 and new_gpu == 0:
         raise InvalidInput("a pool cannot have all of cpu, memory and gpu at 0")
-    pool = run(ctx, lambda tx: resize_pool(tx, name, new_cpu, new_memory, new_gpu), write=True)
-    if json:
-        from resgate.render import data
+    from resgate.render import data
 
-        out_json(data.pool(pool))
-    else:
-        out(_created_line("resized", pool).replace("—", style(ctx).dash))
+    pool = run(
+        ctx,
+        lambda tx: resize_pool(tx, name, new_cpu, new_memory, new_gpu),
+        write=True,
+        dry_run=dry_run,
+    )
+    emit(
+        json, dry_run, data.pool(pool), _created_line("resized", pool).replace("—", style(ctx).dash)
+    )
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, name: Name, force: Force = False, json: bool = JSON_OPTION) -> None:
+def delete(
+    ctx: typer.Context,
+    name: Name,
+    force: Force = False,
+    dry_run: bool = DRY_RUN_OPTION,
+    json: bool = JSON_OPTION,
+) -> None:
     """Delete a pool (refused while it has active reservations, unless --force)."""
     from resgate.engine.pools import delete_pool
+    from resgate.render import data
 
     params.name("pool", name)
-    pool = run(ctx, lambda tx: delete_pool(tx, name, force), write=True)
-    if json:
-        from resgate.render import data
-
-        out_json(data.pool(pool))
-    else:
-        out(f"Pool '{pool.name}' deleted")
+    pool = run(ctx, lambda tx: delete_pool(tx, name, force), write=True, dry_run=dry_run)
+    emit(json, dry_run, data.pool(pool), f"Pool '{pool.name}' deleted")

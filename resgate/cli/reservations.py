@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import JSON_OPTION, out, out_json, run
+from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, run
 
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant name.", show_default=False)]
 PoolOpt = Annotated[str, typer.Option("--pool", help="Pool name.", show_default=False)]
@@ -31,6 +31,10 @@ def reserve(
     memory: Memory = None,
     gpu: Gpu = None,
     ttl: Ttl = None,
+    preempt: Annotated[
+        bool,
+        typer.Option("--preempt", help="Evict lower-priority reservations if needed."),
+    ] = False,
     request_id: Annotated[
         str | None,
         typer.Option(
@@ -39,6 +43,7 @@ def reserve(
             show_default=False,
         ),
     ] = None,
+    dry_run: bool = DRY_RUN_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Reserve a slice of a pool for a tenant."""
@@ -59,34 +64,35 @@ def reserve(
         raise InvalidInput("invalid --request-id: 1-128 printable ASCII characters")
     if amounts.is_zero():
         raise InvalidInput("a reservation needs at least one of --cpu, --memory, --gpu above 0")
-    from resgate.engine.reservations import ReserveRequest
-    from resgate.engine.reservations import reserve as engine_reserve
+    from resgate.engine.reservations import ReserveRequest, reserve_and_report
+    from resgate.render import data
+    from resgate.render.text import reservation_detail, victims_summary
 
-    request = ReserveRequest(tenant, pool, amounts, seconds, request_id)
-    info = run(ctx, lambda tx: engine_reserve(tx, request), write=True)
-    if json:
-        from resgate.render import data
-
-        out_json(data.reservation(info))
+    request = ReserveRequest(tenant, pool, amounts, seconds, request_id, preempt)
+    result = run(ctx, lambda tx: reserve_and_report(tx, request), write=True, dry_run=dry_run)
+    info = result.reservation
+    text = f"Reservation created: {info.id}\n{reservation_detail(info, info.created_at)}"
+    if preempt:
+        text += "\n" + victims_summary(result.preempted)
+        payload = {
+            "reservation": data.reservation(info),
+            "preempted": [data.reservation(v.reservation) for v in result.preempted],
+        }
     else:
-        from resgate.render.text import reservation_detail
-
-        out(f"Reservation created: {info.id}")
-        out(reservation_detail(info, info.created_at))
+        payload = data.reservation(info)
+    emit(json, dry_run, payload, text)
 
 
-def unreserve(ctx: typer.Context, id: IdOpt, json: bool = JSON_OPTION) -> None:
+def unreserve(
+    ctx: typer.Context, id: IdOpt, dry_run: bool = DRY_RUN_OPTION, json: bool = JSON_OPTION
+) -> None:
     """Release a reservation."""
     from resgate.engine.reservations import unreserve as engine_unreserve
+    from resgate.render import data
 
     params.reservation_id(id)
-    info = run(ctx, lambda tx: engine_unreserve(tx, id), write=True)
-    if json:
-        from resgate.render import data
-
-        out_json(data.reservation(info))
-    else:
-        out(f"Reservation '{info.id}' released")
+    info = run(ctx, lambda tx: engine_unreserve(tx, id), write=True, dry_run=dry_run)
+    emit(json, dry_run, data.reservation(info), f"Reservation '{info.id}' released")
 
 
 def extend(
@@ -95,24 +101,22 @@ def extend(
     ttl: Annotated[
         str, typer.Option("--ttl", help="New TTL from now; 0: no expiry.", show_default=False)
     ],
+    dry_run: bool = DRY_RUN_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Set a reservation to expire TTL from now (0: never)."""
     from resgate.engine.reservations import extend as engine_extend
+    from resgate.render import data
+    from resgate.render.text import local
 
     params.reservation_id(id)
     seconds = params.seconds("--ttl", ttl)
-    info = run(ctx, lambda tx: engine_extend(tx, id, seconds), write=True)
-    if json:
-        from resgate.render import data
-
-        out_json(data.reservation(info))
-    elif info.expires_at is None:
-        out(f"Reservation '{info.id}' extended: never expires")
+    info = run(ctx, lambda tx: engine_extend(tx, id, seconds), write=True, dry_run=dry_run)
+    if info.expires_at is None:
+        text = f"Reservation '{info.id}' extended: never expires"
     else:
-        from resgate.render.text import local
-
-        out(f"Reservation '{info.id}' extended: expires {local(info.expires_at)}")
+        text = f"Reservation '{info.id}' extended: expires {local(info.expires_at)}"
+    emit(json, dry_run, data.reservation(info), text)
 
 
 def preempt(
@@ -126,24 +130,22 @@ def preempt(
     pool: Annotated[
         str | None, typer.Option("--pool", help="Only in this pool.", show_default=False)
     ] = None,
+    dry_run: bool = DRY_RUN_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Evict every active reservation of a lower-priority tenant."""
     from resgate.engine.reservations import preempt as engine_preempt
+    from resgate.render import data
+    from resgate.render.text import preempt_summary
 
     params.name("tenant", tenant)
     params.name("tenant", target)
     if pool is not None:
         params.name("pool", pool)
-    result = run(ctx, lambda tx: engine_preempt(tx, tenant, target, pool), write=True)
-    if json:
-        from resgate.render import data
-
-        out_json(data.preempt(result))
-    else:
-        from resgate.render.text import preempt_summary
-
-        out(preempt_summary(result))
+    result = run(
+        ctx, lambda tx: engine_preempt(tx, tenant, target, pool), write=True, dry_run=dry_run
+    )
+    emit(json, dry_run, data.preempt(result), preempt_summary(result))
 
 
 def list_(

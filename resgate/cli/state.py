@@ -31,15 +31,27 @@ def state(ctx: typer.Context) -> State:
     return root.obj
 
 
-def run(ctx: typer.Context, work: Callable[[Tx], T], *, write: bool) -> T:
-    """Open the database named by --db / RESGATE_DB and run `work` in one transaction."""
+def run(ctx: typer.Context, work: Callable[[Tx], T], *, write: bool, dry_run: bool = False) -> T:
+    """Open the database named by --db / RESGATE_DB and run `work` in one
+    transaction; a dry run goes through the same code and rolls back."""
     from resgate.store.database import open_database, resolve_target
 
-    database = open_database(resolve_target(state(ctx).db), write=write)
+    # A dry run creates no database either: a missing file is an empty one.
+    database = open_database(resolve_target(state(ctx).db), write=write and not dry_run)
     try:
-        return database.run(work, write=write)
+        return database.run(work, write=write, commit=not dry_run)
     finally:
         database.dispose()
+
+
+def emit(json: bool, dry_run: bool, data: dict[str, Any], text: str) -> None:
+    """Print a write command's result; a dry run says so first (SPEC §11.2)."""
+    if json:
+        out_json({**data, "dry_run": True} if dry_run else data)
+        return
+    if dry_run:
+        out(DRY_RUN_LINE)
+    out(text)
 
 
 def style(ctx: typer.Context) -> Style:
@@ -59,3 +71,5 @@ def out_json(value: Any) -> None:
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
+DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Show what would happen; change nothing.")
+DRY_RUN_LINE = "Dry run: nothing was changed"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import JSON_OPTION, out, out_json, run
+from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, run
 
 app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 
@@ -132,10 +132,17 @@ def update(
 
 
 @app.command("remove")
-def remove(ctx: typer.Context, name: Name, force: Force = False, json: bool = JSON_OPTION) -> None:
+def remove(
+    ctx: typer.Context,
+    name: Name,
+    force: Force = False,
+    dry_run: bool = DRY_RUN_OPTION,
+    json: bool = JSON_OPTION,
+) -> None:
     """Remove a tenant (refused while it has active reservations, unless --force)."""
     from resgate.engine.tenants import remove_tenant
+    from resgate.render import data
 
     params.name("tenant", name)
-    tenant = run(ctx, lambda tx: remove_tenant(tx, name, force), write=True)
-    _print_tenant(tenant, json, f"Tenant '{tenant.name}' removed")
+    tenant = run(ctx, lambda tx: remove_tenant(tx, name, force), write=True, dry_run=dry_run)
+    emit(json, dry_run, data.tenant(tenant), f"Tenant '{tenant.name}' removed")

@@ -29,6 +29,14 @@ def export(
             help="Only history created or ended since WHEN (ISO 8601 time, date, or 24h).",
         ),
     ] = None,
+    since_seq: Annotated[
+        str | None,
+        typer.Option(
+            "--since-seq",
+            show_default=False,
+            help="Only history touched by audit events after sequence number N.",
+        ),
+    ] = None,
 ) -> None:
     """Write a report of pools, tenants and the reservation history."""
     from resgate.engine.errors import InvalidInput
@@ -37,15 +45,16 @@ def export(
         raise InvalidInput(f"unsupported export format: {format}")
     if since is not None:
         params.when(since, datetime(2000, 1, 1))  # shape check before opening anything
+    after = params.sequence("--since-seq", since_seq)
 
     def write(stream: IO[str]) -> None:
-        from resgate.engine import pools, status, tenants
+        from resgate.engine import audit, pools, status, tenants
         from resgate.render import data
         from resgate.store.database import Tx
 
         def work(tx: Tx) -> None:
             cutoff = params.when(since, tx.now) if since is not None else None
-            rows = status.history(tx, cutoff)
+            rows = status.history(tx, cutoff, touched_after=after)
             if format == "csv":
                 data.write_csv_report(stream, rows)
             else:
@@ -56,6 +65,7 @@ def export(
                     tenants.list_tenants(tx),
                     status.active_reservations(tx),
                     rows,
+                    audit.head(tx),
                 )
 
         run(ctx, work, write=False)

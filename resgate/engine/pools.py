@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from resgate.engine import audit
 from resgate.engine.errors import InvalidInput, Refused
 from resgate.engine.queries import (
     ACTIVE,
@@ -34,12 +35,14 @@ def create_pool(tx: Tx, name: str, totals: Amounts) -> PoolInfo:
     check_amounts(totals)
     if totals.is_zero():
         raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
+    sweep(tx)
     exists = tx.session.scalar(select(Pool.id).where(Pool.name == name, Pool.deleted_at.is_(None)))
     if exists is not None:
         raise Refused(f"pool '{name}' already exists")
     pool = Pool(name=name, cpu=totals.cpu, memory=totals.memory, gpu=totals.gpu, created_at=tx.now)
     tx.session.add(pool)
     tx.session.flush()
+    audit.record(tx, [audit.Change("pool.create", name, _amounts(totals))])
     return _info(pool, Amounts())
 
 
@@ -85,8 +88,12 @@ def resize_pool(
                 f"cannot resize pool '{name}': {resource} {getattr(new, resource)} is below "
                 f"the {getattr(reserved, resource)} reserved now"
             )
+    old = Amounts(pool.cpu, pool.memory, pool.gpu)
     pool.cpu, pool.memory, pool.gpu = new
     tx.session.flush()
+    audit.record(
+        tx, [audit.Change("pool.resize", name, {"old": _amounts(old), "new": _amounts(new)})]
+    )
     return _info(pool, reserved)
 
 
@@ -102,17 +109,30 @@ def delete_pool(tx: Tx, name: str, force: bool = False) -> PoolInfo:
             f"pool '{name}' has {len(active)} active reservation(s); "
             "release them first or use --force"
         )
-    release_all(tx, Reservation.pool_id == pool.id)
+    released = release_all(tx, Reservation.pool_id == pool.id, reason="pool.delete")
     pool.deleted_at = tx.now
     tx.session.flush()
+    audit.record(tx, [audit.Change("pool.delete", name, {"force": force, "released": released})])
     return _info(pool, Amounts())
 
 
-def release_all(tx: Tx, condition: object) -> None:
-    """Release every active reservation matching `condition` (forced deletes)."""
-    tx.session.execute(
-        update(Reservation)
-        .where(Reservation.status == ACTIVE, condition)  # type: ignore[arg-type]
-        .values(status="released", ended_at=tx.now)
-        .execution_options(synchronize_session=False)
+def release_all(tx: Tx, condition: object, reason: str) -> list[str]:
+    """Release every active reservation matching `condition` (forced deletes),
+    logging each release. Returns their ids."""
+    released = sorted(
+        tx.session.scalars(
+            update(Reservation)
+            .where(Reservation.status == ACTIVE, condition)  # type: ignore[arg-type]
+            .values(status="released", ended_at=tx.now)
+            .returning(Reservation.id)
+            .execution_options(synchronize_session=False)
+        ).all()
     )
+    audit.record(
+        tx, (audit.Change("reservation.release", rid, {"reason": reason}) for rid in released)
+    )
+    return released
+
+
+def _amounts(values: Amounts) -> dict[str, int]:
+    return dict(zip(RESOURCES, values, strict=True))

@@ -109,6 +109,20 @@ class StatusReport:
 
 
 @dataclass(frozen=True)
+class Victim:
+    """A reservation evicted by `reserve --preempt`, with its tenant's priority."""
+
+    reservation: ReservationInfo
+    priority: int
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    reservation: ReservationInfo
+    preempted: list[Victim]
+
+
+@dataclass(frozen=True)
 class PreemptResult:
     target: str
     preempted: list[ReservationInfo]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from resgate.engine import audit
 from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
+from resgate.engine.preemption import Candidate, Shortfall, choose_victims
 from resgate.engine.queries import (
     ACTIVE,
     insertion_order,
@@ -25,7 +27,13 @@ from resgate.engine.queries import (
     to_info,
 )
 from resgate.engine.quotas import check_quota
-from resgate.engine.records import Amounts, PreemptResult, ReservationInfo
+from resgate.engine.records import (
+    Amounts,
+    PreemptResult,
+    ReservationInfo,
+    ReserveResult,
+    Victim,
+)
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import (
     check_amounts,
@@ -43,6 +51,7 @@ class ReserveRequest:
     amounts: Amounts
     ttl: int | None = None  # seconds; None or 0: no expiry
     request_id: str | None = None
+    preempt: bool = False  # evict lower-priority reservations if needed (§11.1)
 
 
 def new_id() -> str:
@@ -50,18 +59,27 @@ def new_id() -> str:
 
 
 def reserve(tx: Tx, request: ReserveRequest) -> ReservationInfo:
+    return reserve_and_report(tx, request).reservation
+
+
+def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
+    """Checks in the order of SPEC §6: arguments → tenant → pool → request-id replay
+    → sweep → conflict → quota → capacity (→ preemption, §11.1)."""
     check_amounts(request.amounts)
     if request.amounts.is_zero():
         raise InvalidInput("a reservation needs at least one of --cpu, --memory, --gpu above 0")
     ttl = check_ttl(request.ttl)
     tenant = live_tenant(tx, request.tenant)
     pool = live_pool(tx, request.pool)
-    if request.request_id is not None:
-        replay = _replay(tx, request, tenant, pool, ttl)
-        if replay is not None:
-            return replay
+    replay = _replay(tx, request, tenant, pool, ttl)
+    if replay is not None:
+        return replay
     lock_rows(tx, Pool, [pool.id])
     lock_rows(tx, Tenant, [tenant.id])
+    # Again under the locks: a concurrent twin may have committed meanwhile.
+    replay = _replay(tx, request, tenant, pool, ttl)
+    if replay is not None:
+        return replay
     sweep(tx)
 
     held = tx.session.scalar(
@@ -78,15 +96,19 @@ def reserve(tx: Tx, request: ReserveRequest) -> ReservationInfo:
     check_quota(tx, tenant, request.amounts)
     total = Amounts(pool.cpu, pool.memory, pool.gpu)
     available = total - pool_usage(tx, [pool.id]).get(pool.id, Amounts())
+    reservation_id = new_id()
+    victims: list[Victim] = []
     if not request.amounts.fits_in(available):
-        need = request.amounts
-        raise InsufficientResources(
-            f"insufficient resources in '{pool.name}': "
-            f"need cpu={need.cpu} mem={need.memory} gpu={need.gpu}, "
-            f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}"
-        )
+        if not request.preempt:
+            need = request.amounts
+            raise InsufficientResources(
+                f"insufficient resources in '{pool.name}': "
+                f"need cpu={need.cpu} mem={need.memory} gpu={need.gpu}, "
+                f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}"
+            )
+        victims = _evict_for(tx, tenant, pool, available, request.amounts, reservation_id)
     reservation = Reservation(
-        id=new_id(),
+        id=reservation_id,
         tenant_id=tenant.id,
         pool_id=pool.id,
         cpu=request.amounts.cpu,
@@ -105,14 +127,90 @@ def reserve(tx: Tx, request: ReserveRequest) -> ReservationInfo:
     except IntegrityError:
         # Only a concurrent twin can get here (the checks above ran under the
         # locks); the database's constraints are the last line of defence.
-        if request.request_id is not None:
-            replay = _replay(tx, request, tenant, pool, ttl)
-            if replay is not None:
-                return replay
+        tx.session.expunge(reservation)
+        replay = _replay(tx, request, tenant, pool, ttl)
+        if replay is not None:
+            return replay
         raise Refused(
             f"tenant '{tenant.name}' already has an active reservation in pool '{pool.name}'"
         ) from None
-    return _fresh(tx, reservation, tenant.name, pool.name)
+    created = _fresh(tx, reservation, tenant.name, pool.name)
+    audit.record(tx, [audit.Change("reservation.create", created.id, _created_data(created))])
+    return ReserveResult(created, victims)
+
+
+def _created_data(info: ReservationInfo) -> dict[str, object]:
+    data: dict[str, object] = {
+        "tenant": info.tenant,
+        "pool": info.pool,
+        "cpu": info.amounts.cpu,
+        "memory": info.amounts.memory,
+        "gpu": info.amounts.gpu,
+        "ttl": info.ttl,
+    }
+    if info.request_id is not None:
+        data["request_id"] = info.request_id
+    return data
+
+
+def _evict_for(
+    tx: Tx, tenant: Tenant, pool: Pool, available: Amounts, need: Amounts, new_id_: str
+) -> list[Victim]:
+    """SPEC §11.1: evict the best set of lower-priority reservations that makes
+    room, in this transaction, or refuse (exit 3) with the shortfall."""
+    rows = tx.session.execute(
+        select(Reservation, Tenant.priority)
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .where(
+            Reservation.pool_id == pool.id,
+            Reservation.status == ACTIVE,
+            Tenant.priority < tenant.priority,
+        )
+        .order_by(*insertion_order(tx))
+    ).all()
+    candidates = [
+        Candidate(row.id, priority, row.created_at, Amounts(row.cpu, row.memory, row.gpu))
+        for row, priority in rows
+    ]
+    chosen = choose_victims(candidates, available, need, Amounts(pool.cpu, pool.memory, pool.gpu))
+    if isinstance(chosen, Shortfall):
+        short = chosen.missing
+        raise InsufficientResources(
+            f"insufficient resources in '{pool.name}' even after preempting every "
+            f"lower-priority reservation: short cpu={short.cpu} mem={short.memory} "
+            f"gpu={short.gpu}"
+        )
+    ids = [victim.id for victim in chosen]
+    priorities = {victim.id: victim.priority for victim in chosen}
+    for reservation_id in sorted(ids):
+        lock_reservation(tx, reservation_id)
+    if ids:
+        tx.session.execute(
+            update(Reservation)
+            .where(Reservation.id.in_(ids))
+            .values(
+                status="preempted",
+                ended_at=tx.now,
+                preempted_by=tenant.name,
+                preempted_for=new_id_,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    victims = [Victim(info, priorities[info.id]) for info in reservation_infos(tx, ids)]
+    _log_preempted(tx, [v.reservation for v in victims], tenant.name, new_id_)
+    return victims
+
+
+def _log_preempted(
+    tx: Tx, victims: list[ReservationInfo], by: str, for_id: str | None = None
+) -> None:
+    changes = []
+    for victim in victims:
+        data: dict[str, object] = {"by": by, "tenant": victim.tenant, "pool": victim.pool}
+        if for_id is not None:
+            data["for"] = for_id
+        changes.append(audit.Change("reservation.preempt", victim.id, data))
+    audit.record(tx, changes)
 
 
 def _fresh(tx: Tx, row: Reservation, tenant: str, pool: str) -> ReservationInfo:
@@ -134,8 +232,11 @@ def _fresh(tx: Tx, row: Reservation, tenant: str, pool: str) -> ReservationInfo:
 
 def _replay(
     tx: Tx, request: ReserveRequest, tenant: Tenant, pool: Pool, ttl: int | None
-) -> ReservationInfo | None:
-    """SPEC §11.3: the same request under a known key gets the same reservation."""
+) -> ReserveResult | None:
+    """SPEC §11.3: the same request under a known key gets the same reservation,
+    as it is now; a different request under that key is refused."""
+    if request.request_id is None:
+        return None
     existing = tx.session.scalars(
         select(Reservation).where(Reservation.request_id == request.request_id)
     ).one_or_none()
@@ -152,7 +253,16 @@ def _replay(
             f"request id '{request.request_id}' was already used for a different request "
             f"(reservation '{existing.id}')"
         )
-    return reservation_info(tx, existing.id)
+    victims = tx.session.execute(
+        select(Reservation.id, Tenant.priority)
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .where(Reservation.preempted_for == existing.id)
+    ).all()
+    priorities = {row.id: row.priority for row in victims}
+    infos = reservation_infos(tx, list(priorities))
+    return ReserveResult(
+        reservation_info(tx, existing.id), [Victim(i, priorities[i.id]) for i in infos]
+    )
 
 
 def _find(tx: Tx, reservation_id: str) -> Reservation:
@@ -181,6 +291,7 @@ def unreserve(tx: Tx, reservation_id: str) -> ReservationInfo:
     reservation.status = "released"
     reservation.ended_at = tx.now
     tx.session.flush()
+    audit.record(tx, [audit.Change("reservation.release", reservation.id, {})])
     return reservation_info(tx, reservation.id)
 
 
@@ -189,10 +300,17 @@ def extend(tx: Tx, reservation_id: str, ttl: int | None) -> ReservationInfo:
     ttl = check_ttl(ttl)
     reservation = _find(tx, reservation_id)
     _require_active(tx, reservation)
+    old = {"ttl": reservation.ttl, "expires_at": _iso(reservation.expires_at)}
     reservation.ttl = ttl
     reservation.expires_at = tx.now + timedelta(seconds=ttl) if ttl else None
     tx.session.flush()
+    new = {"ttl": reservation.ttl, "expires_at": _iso(reservation.expires_at)}
+    audit.record(tx, [audit.Change("reservation.extend", reservation.id, {"old": old, "new": new})])
     return reservation_info(tx, reservation.id)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else audit.iso(value)
 
 
 def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -> PreemptResult:
@@ -223,7 +341,9 @@ def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -
         .values(status="preempted", ended_at=tx.now, preempted_by=attacker.name)
         .execution_options(synchronize_session=False)
     )
-    return PreemptResult(target=victim.name, preempted=reservation_infos(tx, list(ids)))
+    preempted = reservation_infos(tx, list(ids))
+    _log_preempted(tx, preempted, attacker.name)
+    return PreemptResult(target=victim.name, preempted=preempted)
 
 
 def list_reservations(

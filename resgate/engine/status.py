@@ -25,7 +25,7 @@ from resgate.engine.records import (
 from resgate.engine.reservations import count_active
 from resgate.engine.tenants import list_tenants
 from resgate.store.database import Tx
-from resgate.store.models import Pool, Reservation, Tenant
+from resgate.store.models import Event, Pool, Reservation, Tenant
 
 WINDOW_HOURS = 24
 
@@ -68,12 +68,27 @@ def active_reservations(tx: Tx) -> list[ReservationInfo]:
     return [to_info(row) for row in tx.session.execute(query.order_by(*insertion_order(tx)))]
 
 
-def history(tx: Tx, since: datetime | None = None, batch: int = 2000) -> Iterator[ReservationInfo]:
-    """Every reservation by creation with its final status, streamed in batches."""
+def history(
+    tx: Tx,
+    since: datetime | None = None,
+    batch: int = 2000,
+    touched_after: int | None = None,
+) -> Iterator[ReservationInfo]:
+    """Every reservation by creation with its final status, streamed in batches.
+    `since`: created or ended at or after it; `touched_after`: named by an audit
+    event with a higher sequence number (a cron job's cursor)."""
     query = reservations_query(tx.now)
     if since is not None:
         query = query.where(
             or_(Reservation.created_at >= since, effective_ended_at(tx.now) >= since)
+        )
+    if touched_after is not None:
+        query = query.where(
+            Reservation.id.in_(
+                select(Event.subject).where(
+                    Event.seq > touched_after, Event.action.like("reservation.%")
+                )
+            )
         )
     result = tx.session.execute(
         query.order_by(*insertion_order(tx)), execution_options={"yield_per": batch}

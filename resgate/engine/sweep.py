@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Table, bindparam, literal_column, update
 
+from resgate.engine import audit
 from resgate.store.database import Tx
 from resgate.store.models import Reservation
 
@@ -20,11 +21,19 @@ _SWEEP = (
         _table.expires_at <= bindparam("now"),
     )
     .values(status="expired", ended_at=_table.expires_at)
-    .returning(_table.id)
+    .returning(_table.id, _table.expires_at)
 )
 
 
 def sweep(tx: Tx) -> list[str]:
-    """Mark every due reservation expired, ended when it expired. Returns their ids."""
-    result = tx.session.connection().execute(_SWEEP, {"now": tx.now})
-    return sorted(result.scalars().all())
+    """Mark every due reservation expired, ended when it expired, and log them in
+    one batched insert. Returns their ids."""
+    expired = sorted(tx.session.connection().execute(_SWEEP, {"now": tx.now}).all())
+    audit.record(
+        tx,
+        (
+            audit.Change("reservation.expire", row.id, {"expires_at": audit.iso(row.expires_at)})
+            for row in expired
+        ),
+    )
+    return [row.id for row in expired]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from resgate.engine import audit
 from resgate.engine.errors import InvalidInput, Refused
 from resgate.engine.pools import release_all
 from resgate.engine.queries import by_name, is_active_now, live_tenant, lock_rows
@@ -39,6 +40,7 @@ def add_tenant(
     check_name("tenant", name)
     check_priority(priority)
     check_limits(limits)
+    sweep(tx)
     exists = tx.session.scalar(
         select(Tenant.id).where(Tenant.name == name, Tenant.deleted_at.is_(None))
     )
@@ -54,6 +56,9 @@ def add_tenant(
     )
     tx.session.add(tenant)
     tx.session.flush()
+    audit.record(
+        tx, [audit.Change("tenant.add", name, {"priority": priority, "max": _caps(limits)})]
+    )
     return _info(tenant)
 
 
@@ -87,11 +92,15 @@ def update_tenant(
         check_priority(priority)
     tenant = live_tenant(tx, name)
     lock_rows(tx, Tenant, [tenant.id])
+    sweep(tx)
+    old = {"priority": tenant.priority, "max": _caps(limits_of(tenant))}
     if priority is not None:
         tenant.priority = priority
     for resource, cap in caps.items():
         setattr(tenant, f"max_{resource}", cap)
     tx.session.flush()
+    new = {"priority": tenant.priority, "max": _caps(limits_of(tenant))}
+    audit.record(tx, [audit.Change("tenant.update", name, {"old": old, "new": new})])
     return tenant_info(tx, tenant)
 
 
@@ -112,7 +121,12 @@ def remove_tenant(tx: Tx, name: str, force: bool = False) -> TenantInfo:
         raise Refused(
             f"tenant '{name}' has {active} active reservation(s); release them first or use --force"
         )
-    release_all(tx, Reservation.tenant_id == tenant.id)
+    released = release_all(tx, Reservation.tenant_id == tenant.id, reason="tenant.remove")
     tenant.deleted_at = tx.now
     tx.session.flush()
+    audit.record(tx, [audit.Change("tenant.remove", name, {"force": force, "released": released})])
     return _info(tenant)
+
+
+def _caps(limits: Limits) -> dict[str, int | None]:
+    return dict(zip(RESOURCES, limits, strict=True))

@@ -111,10 +111,12 @@ def write_json_report(
     tenants: list[TenantInfo],
     active: list[ReservationInfo],
     history: Iterable[ReservationInfo],
+    audit_head: tuple[int, str],
 ) -> None:
     """The export report, written as the history streams past (never all in memory)."""
     head = {
         "generated_at": iso(generated_at),
+        "audit_head": {"seq": audit_head[0], "hash": audit_head[1]},
         "pools": [pool(p) for p in pools],
         "tenants": [tenant(t) for t in tenants],
         "reservations": [reservation(r) for r in active],

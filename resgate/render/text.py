@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 from resgate.engine.records import (
     RESOURCES,
@@ -15,6 +15,7 @@ from resgate.engine.records import (
     ReservationInfo,
     StatusReport,
     TenantInfo,
+    Victim,
 )
 
 BAR_WIDTH = 20
@@ -219,6 +220,34 @@ def preempt_summary(result: PreemptResult) -> str:
             f"  pool={r.pool}"
         )
     return "\n".join(lines)
+
+
+def victims_summary(victims: list[Victim]) -> str:
+    lines = [f"Preempted {len(victims)} reservation(s)"]
+    for victim in victims:
+        r = victim.reservation
+        lines.append(
+            f"  {r.id}  tenant={r.tenant} (priority {victim.priority})"
+            f"  cpu={r.amounts.cpu} mem={r.amounts.memory} gpu={r.amounts.gpu}"
+        )
+    return "\n".join(lines)
+
+
+def events_table(events: list[dict[str, Any]]) -> str:
+    import json
+
+    rows: list[list[object]] = [
+        [
+            e["seq"],
+            local(datetime.strptime(e["at"], "%Y-%m-%dT%H:%M:%S.%fZ")),
+            e["actor"],
+            e["action"],
+            e["subject"],
+            json.dumps(e["data"], sort_keys=True, ensure_ascii=False),
+        ]
+        for e in events
+    ]
+    return _table(["SEQ", "AT", "ACTOR", "ACTION", "SUBJECT", "DATA"], rows)
 
 
 def bar(percent_used: float, style: Style) -> str:

@@ -243,6 +243,7 @@ class Database:
         write: bool,
         clock: Clock | None = None,
         commit: bool = True,
+        schema_change: bool = False,
     ) -> T:
         """Run `work` in one transaction; retry it on PostgreSQL serialization
         failures and deadlocks; map lock timeouts to Busy (exit 5)."""
@@ -251,7 +252,9 @@ class Database:
         attempts = PG_RETRIES if self.dialect == "postgresql" else 1
         for attempt in range(1, attempts + 1):
             try:
-                with self.transaction(write=write, clock=clock, commit=commit) as tx:
+                with self.transaction(
+                    write=write, clock=clock, commit=commit, schema_change=schema_change
+                ) as tx:
                     return work(tx)
             except OperationalError as exc:
                 if self.dialect == "postgresql" and _is_retryable(exc) and attempt < attempts:
@@ -264,7 +267,12 @@ class Database:
 
     @contextmanager
     def transaction(
-        self, *, write: bool, clock: Clock | None = None, commit: bool = True
+        self,
+        *,
+        write: bool,
+        clock: Clock | None = None,
+        commit: bool = True,
+        schema_change: bool = False,
     ) -> Iterator[Tx]:
         bind = self.engine.execution_options(resgate_write=write)
         with Session(bind, expire_on_commit=False, autoflush=False) as session:
@@ -275,7 +283,11 @@ class Database:
                     # the clock: a writer that waited for the lock must not act at
                     # the moment it started waiting (tests/test_hammer.py).
                     session.connection()
-                now = self._now(session, clock)
+                    if self.dialect == "postgresql" and not schema_change:
+                        # Every PostgreSQL writer takes the audit head first
+                        # (SPEC §4): one lock order, and a linear audit chain.
+                        session.execute(text("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE"))
+                now = self._now(session, clock, write)
                 yield Tx(session=session, now=now, dialect=self.dialect)
                 if commit:
                     session.commit()
@@ -285,12 +297,16 @@ class Database:
                 session.rollback()
                 raise
 
-    def _now(self, session: Session, clock: Clock | None) -> datetime:
+    def _now(self, session: Session, clock: Clock | None, write: bool) -> datetime:
         if clock is not None:
             return clock.now()
         if self.dialect == "postgresql":
-            # The server's clock, so hosts with skewed clocks agree on expiry.
-            value: datetime = session.execute(text("SELECT now() AT TIME ZONE 'UTC'")).scalar_one()
+            # The server's clock, so hosts with skewed clocks agree on expiry;
+            # for a writer, read after its locks (now() is when it began waiting).
+            moment = "clock_timestamp()" if write else "now()"
+            value: datetime = session.execute(
+                text(f"SELECT {moment} AT TIME ZONE 'UTC'")
+            ).scalar_one()
             return value
         return SystemClock().now()
 
@@ -413,7 +429,7 @@ def _open_sqlite(target: Target, *, write: bool) -> Database:
     engine = _sqlite_engine(target)
     database = Database(target, engine)
     if state.new or state.revision != schema.SCHEMA_HEAD:
-        database.run(lambda tx: _create_or_upgrade(tx, path), write=True)
+        database.run(lambda tx: _create_or_upgrade(tx, path), write=True, schema_change=True)
     return database
 
 
@@ -540,7 +556,7 @@ def _upgrade_server(database: Database) -> None:
                 check_revision(revision, database.target.display)
             schema.upgrade_to_head(connection)
 
-    database.run(work, write=True)
+    database.run(work, write=True, schema_change=True)
 
 
 def upgrade(target: Target) -> tuple[str | None, str]:

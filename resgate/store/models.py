@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -161,3 +162,36 @@ class Reservation(Base):
         Index("ix_reservations_ended_at", "ended_at"),
         Index("uq_reservations_request_id", "request_id", unique=True),
     )
+
+
+class Event(Base):
+    """The audit log (SPEC §11.4): append-only; triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(128))
+    data: Mapped[str] = mapped_column(Text, server_default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        CheckConstraint("seq >= 1", name="seq_positive"),
+        # Two events naming the same predecessor would fork the chain.
+        Index("uq_events_prev_hash", "prev_hash", unique=True),
+        Index("ix_events_at", "at"),
+    )
+
+
+class AuditHead(Base):
+    """One row that PostgreSQL writers lock first (SPEC §4), which keeps the
+    chain linear; on SQLite, BEGIN IMMEDIATE already does."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
