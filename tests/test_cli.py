@@ -147,11 +147,14 @@ def test_pool_show(cli, world):
     reserve(cli, "low", cpu=3, memory=250)
     text = ok(cli, "pool", "show", "--name", "p")
     assert text.startswith("Pool: p\nHealth: healthy\n")
-    rows = {row[0]: row for row in table_rows(text.split("\n\n", 1)[1])}
+    head, table, devices = text.split("\n\n")
+    rows = {row[0]: row for row in table_rows(table)}
     assert rows["CPU"] == ["CPU", "10", "3", "(30.00%)", "7"]
     assert rows["MEMORY"] == ["MEMORY", "MB", "1000", "250", "(25.00%)", "750"]
     assert rows["GPU"] == ["GPU", "4", "0", "(0.00%)", "4"]
+    assert devices == "GPU devices: 0 (free), 1 (free), 2 (free), 3 (free)\n"
     pool = js(cli, "pool", "show", "--name", "p")
+    assert pool["devices"] == [{"id": i, "reservation": None} for i in range(4)]
     assert pool["available"] == {"cpu": 7, "memory": 750, "gpu": 4}
     assert pool["utilization"] == {"cpu": 30.0, "memory": 25.0, "gpu": 0.0}
 

@@ -184,7 +184,7 @@ def test_zero_only_resize(cli, db):
     fails(cli, db, ["pool", "resize", "--name", "q", "--cpu", "0", "--memory", "0", "--gpu", "0"],
           2, "a pool cannot have all of cpu, memory and gpu at 0")
     fails(cli, db, ["pool", "resize", "--name", "q"], 2,
-          "give at least one of --cpu, --memory, --gpu")
+          "give at least one of --cpu, --memory, --gpu, --gpu-ids")
     # Not given together, but all would be 0: refused by the database's state (4).
     fails(cli, db, ["pool", "resize", "--name", "q", "--cpu", "0"], 4,
           "cannot resize pool 'q': cpu, memory and gpu would all be 0")

@@ -20,7 +20,8 @@ from resgate.render import data
 pytestmark = pytest.mark.sqlite_only
 
 CSV_HEADER = (
-    "id,tenant,pool,cpu,memory,gpu,ttl,status,created_at,expires_at,ended_at,preempted_by"
+    "id,tenant,pool,cpu,memory,gpu,ttl,status,created_at,expires_at,ended_at,preempted_by,"
+    "gpu_ids"  # SPEC §12 adds the last column
 )
 
 
@@ -122,6 +123,7 @@ def test_csv_report(cli, history):
         "id": history["r1"], "tenant": "bob", "pool": "p", "cpu": "2", "memory": "0",
         "gpu": "0", "ttl": "", "status": "released", "created_at": "2026-11-24T12:00:00.000000Z",
         "expires_at": "", "ended_at": "2026-11-24T12:10:00.000000Z", "preempted_by": "",
+        "gpu_ids": "",
     }
     assert (r2["status"], r2["ttl"], r2["ended_at"]) == ("expired", "1800",
                                                          "2026-11-24T13:30:00.000000Z")

@@ -13,6 +13,7 @@ import typer
 
 from resgate import __version__
 from resgate.cli import maintenance, pools, reservations, status, tenants, transfer
+from resgate.cli import run as run_command
 from resgate.cli.params import color as parse_color
 from resgate.cli.state import State
 from resgate.engine.errors import ResgateError
@@ -62,6 +63,7 @@ def version_command() -> None:
 app.add_typer(pools.app, name="pool")
 app.add_typer(tenants.app, name="tenant")
 reservations.register(app)
+run_command.register(app)
 status.register(app)
 transfer.register(app)
 app.add_typer(maintenance.db_app, name="db")

@@ -141,3 +141,25 @@ def expected_head(value: str | None) -> tuple[int, str] | None:
             f"invalid value for --expect: {value!r} (SEQ:HASH, the hash 64 lowercase hex digits)"
         )
     return int(match.group(1)), match.group(2)
+
+
+GPU_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+
+
+def gpu_ids(value: str | None) -> list[int] | None:
+    """`--gpu-ids 0,1,4-7`: GPU device ids, with ranges."""
+    if value is None:
+        return None
+    ids: list[int] = []
+    for part in value.split(","):
+        match = GPU_RANGE.fullmatch(part.strip())
+        low = int(match.group(1)) if match else -1
+        high = int(match.group(2) or low) if match else -1
+        if not match or high < low or high > MAX_AMOUNT or high - low >= 65_536:
+            raise InvalidInput(
+                f"invalid value for --gpu-ids: {value!r} (ids and ranges like 0,1,4-7)"
+            )
+        ids.extend(range(low, high + 1))
+    if len(set(ids)) != len(ids):
+        raise InvalidInput(f"invalid value for --gpu-ids: {value!r} (an id is repeated)")
+    return ids

@@ -16,6 +16,21 @@ Cpu = Annotated[str | None, typer.Option("--cpu", help="CPU cores.", show_defaul
 Memory = Annotated[str | None, typer.Option("--memory", help="Memory in MB.", show_default=False)]
 Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]
 Force = Annotated[bool, typer.Option("--force", help="Release active reservations first.")]
+GpuIds = Annotated[
+    str | None,
+    typer.Option("--gpu-ids", help="GPU device ids, like 0,1,4-7.", show_default=False),
+]
+
+
+def _gpu_count(gpu: int | None, ids: list[int] | None) -> int | None:
+    """With --gpu-ids, --gpu may be left out; given both, the counts must match."""
+    from resgate.engine.errors import InvalidInput
+
+    if ids is None:
+        return gpu
+    if gpu is not None and gpu != len(ids):
+        raise InvalidInput(f"--gpu {gpu} and --gpu-ids name {len(ids)} GPU(s)")
+    return len(ids)
 
 
 def _created_line(verb: str, pool: object) -> str:
@@ -33,23 +48,26 @@ def create(
     cpu: Cpu = None,
     memory: Memory = None,
     gpu: Gpu = None,
+    gpu_ids: GpuIds = None,
     json: bool = JSON_OPTION,
 ) -> None:
-    """Create a pool; at least one of --cpu, --memory, --gpu above 0."""
+    """Create a pool; at least one of --cpu, --memory, --gpu above 0. Its GPUs
+    are devices 0..N-1, or the ids given with --gpu-ids."""
     from resgate.engine.errors import InvalidInput
     from resgate.engine.records import Amounts
 
     params.name("pool", name)
+    ids = params.gpu_ids(gpu_ids)
     totals = Amounts(
         params.amount_or_zero("--cpu", cpu),
         params.amount_or_zero("--memory", memory),
-        params.amount_or_zero("--gpu", gpu),
+        _gpu_count(params.amount("--gpu", gpu), ids) or 0,
     )
     if totals.is_zero():
         raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
     from resgate.engine.pools import create_pool
 
-    pool = run(ctx, lambda tx: create_pool(tx, name, totals), write=True)
+    pool = run(ctx, lambda tx: create_pool(tx, name, totals, ids), write=True)
     if json:
         from resgate.render import data
 
@@ -86,7 +104,7 @@ def show(ctx: typer.Context, name: Name, json: bool = JSON_OPTION) -> None:
     if json:
         from resgate.render import data
 
-        out_json(data.pool(pool))
+        out_json(data.pool(pool, with_devices=True))
     else:
         from resgate.render.text import pool_detail
 
@@ -100,28 +118,32 @@ def resize(
     cpu: Cpu = None,
     memory: Memory = None,
     gpu: Gpu = None,
+    gpu_ids: GpuIds = None,
     dry_run: bool = DRY_RUN_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
-    """Change a pool's totals; options not given stay as they are."""
+    """Change a pool's totals; options not given stay as they are. --gpu grows
+    with new ids above the highest or drops the highest free ones; --gpu-ids sets
+    the list exactly."""
     from resgate.engine.errors import InvalidInput
     from resgate.engine.pools import resize_pool
 
     params.name("pool", name)
+    ids = params.gpu_ids(gpu_ids)
     new_cpu, new_memory, new_gpu = (
         params.amount("--cpu", cpu),
         params.amount("--memory", memory),
-        params.amount("--gpu", gpu),
+        _gpu_count(params.amount("--gpu", gpu), ids),
     )
     if new_cpu is None and new_memory is None and new_gpu is None:
-        raise InvalidInput("give at least one of --cpu, --memory, --gpu")
+        raise InvalidInput("give at least one of --cpu, --memory, --gpu, --gpu-ids")
     if new_cpu == 0 and new_memory == 0 and new_gpu == 0:
         raise InvalidInput("a pool cannot have all of cpu, memory and gpu at 0")
     from resgate.render import data
 
     pool = run(
         ctx,
-        lambda tx: resize_pool(tx, name, new_cpu, new_memory, new_gpu),
+        lambda tx: resize_pool(tx, name, new_cpu, new_memory, new_gpu, ids),
         write=True,
         dry_run=dry_run,
     )

@@ -31,6 +31,10 @@ def reserve(
     memory: Memory = None,
     gpu: Gpu = None,
     ttl: Ttl = None,
+    gpu_ids: Annotated[
+        str | None,
+        typer.Option("--gpu-ids", help="These GPU devices, like 2,3.", show_default=False),
+    ] = None,
     preempt: Annotated[
         bool,
         typer.Option("--preempt", help="Evict lower-priority reservations if needed."),
@@ -52,10 +56,16 @@ def reserve(
 
     params.name("tenant", tenant)
     params.name("pool", pool)
+    ids = params.gpu_ids(gpu_ids)
+    gpus = params.amount("--gpu", gpu)
+    if ids is not None:
+        if gpus is not None and gpus != len(ids):
+            raise InvalidInput(f"--gpu {gpus} and --gpu-ids name {len(ids)} GPU(s)")
+        gpus = len(ids)
     amounts = Amounts(
         params.amount_or_zero("--cpu", cpu),
         params.amount_or_zero("--memory", memory),
-        params.amount_or_zero("--gpu", gpu),
+        gpus or 0,
     )
     seconds = params.seconds("--ttl", ttl)
     if request_id is not None and not (
@@ -68,7 +78,9 @@ def reserve(
     from resgate.render import data
     from resgate.render.text import reservation_detail, victims_summary
 
-    request = ReserveRequest(tenant, pool, amounts, seconds, request_id, preempt)
+    request = ReserveRequest(
+        tenant, pool, amounts, seconds, request_id, preempt, None if ids is None else tuple(ids)
+    )
     result = run(ctx, lambda tx: reserve_and_report(tx, request), write=True, dry_run=dry_run)
     info = result.reservation
     text = f"Reservation created: {info.id}\n{reservation_detail(info, info.created_at)}"

@@ -1,4 +1,4 @@
-"""resgate export"""
+"""resgate export, resgate import-state"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import IO, Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import out, run
+from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, run
 
 
 def export(
@@ -117,5 +117,29 @@ def _umask() -> int:
     return mask
 
 
+def import_state(
+    ctx: typer.Context,
+    path: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="PATH",
+            show_default=False,
+            help="The Go tool's state file [default: ~/.resgate/state.json].",
+        ),
+    ] = None,
+    dry_run: bool = DRY_RUN_OPTION,
+    json: bool = JSON_OPTION,
+) -> None:
+    """Import the earlier Go tool's state file: pools, tenants, reservations, history."""
+    from resgate.engine import importer
+
+    source = path if path is not None else importer.DEFAULT_PATH
+    state = importer.read_state(Path(source), source)
+    importer.plan(state, importer.now())  # the file's own errors, before opening anything
+    summary = run(ctx, lambda tx: importer.apply(tx, state), write=True, dry_run=dry_run)
+    emit(json, dry_run, summary.as_dict(dry_run), importer.describe(summary, source))
+
+
 def register(app: typer.Typer) -> None:
     app.command("export")(export)
+    app.command("import-state")(import_state)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select, update
 
-from resgate.engine import audit
+from resgate.engine import audit, devices
 from resgate.engine.errors import InvalidInput, Refused
 from resgate.engine.queries import (
     ACTIVE,
@@ -18,7 +20,7 @@ from resgate.engine.records import RESOURCES, Amounts, PoolInfo
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import check_amounts, check_name
 from resgate.store.database import Tx
-from resgate.store.models import Pool, Reservation
+from resgate.store.models import Pool, Reservation, ReservationDevice
 
 
 def _info(pool: Pool, reserved: Amounts) -> PoolInfo:
@@ -30,9 +32,17 @@ def _info(pool: Pool, reserved: Amounts) -> PoolInfo:
     )
 
 
-def create_pool(tx: Tx, name: str, totals: Amounts) -> PoolInfo:
+def create_pool(tx: Tx, name: str, totals: Amounts, gpu_ids: list[int] | None = None) -> PoolInfo:
+    """A new pool; its GPUs are the devices `gpu_ids`, else 0..gpu-1."""
     check_name("pool", name)
     check_amounts(totals)
+    if gpu_ids is not None:
+        ids = devices.check_ids(gpu_ids)
+        if totals.gpu not in (0, len(ids)):
+            raise InvalidInput("--gpu and --gpu-ids name different numbers of GPUs")
+        totals = totals._replace(gpu=len(ids))
+    elif totals.gpu > devices.MAX_DEVICES:
+        raise InvalidInput(f"a pool can have at most {devices.MAX_DEVICES} GPUs")
     if totals.is_zero():
         raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
     sweep(tx)
@@ -42,6 +52,7 @@ def create_pool(tx: Tx, name: str, totals: Amounts) -> PoolInfo:
     pool = Pool(name=name, cpu=totals.cpu, memory=totals.memory, gpu=totals.gpu, created_at=tx.now)
     tx.session.add(pool)
     tx.session.flush()
+    devices.add(tx, pool.id, range(totals.gpu) if gpu_ids is None else ids)
     audit.record(tx, [audit.Change("pool.create", name, _amounts(totals))])
     return _info(pool, Amounts())
 
@@ -55,8 +66,17 @@ def list_pools(tx: Tx) -> list[PoolInfo]:
 
 
 def show_pool(tx: Tx, name: str) -> PoolInfo:
+    """Totals and usage, and each GPU id with the reservation holding it."""
     pool = live_pool(tx, name)
-    return _info(pool, pool_usage(tx, [pool.id]).get(pool.id, Amounts()))
+    held = dict(
+        tx.session.execute(
+            select(ReservationDevice.device, ReservationDevice.reservation_id)
+            .join(Reservation, Reservation.id == ReservationDevice.reservation_id)
+            .where(ReservationDevice.pool_id == pool.id, devices.HELD, is_active_now(tx.now))
+        ).all()
+    )
+    info = _info(pool, pool_usage(tx, [pool.id]).get(pool.id, Amounts()))
+    return replace(info, devices=tuple((d, held.get(d)) for d in devices.pool_ids(tx, pool.id)))
 
 
 def resize_pool(
@@ -65,9 +85,17 @@ def resize_pool(
     cpu: int | None = None,
     memory: int | None = None,
     gpu: int | None = None,
+    gpu_ids: list[int] | None = None,
 ) -> PoolInfo:
+    """Options not given stay. `gpu` grows with ids above the highest and shrinks
+    by dropping the highest free ids; `gpu_ids` sets the list exactly."""
+    if gpu_ids is not None:
+        gpu_ids = devices.check_ids(gpu_ids)
+        if gpu not in (None, len(gpu_ids)):
+            raise InvalidInput("--gpu and --gpu-ids name different numbers of GPUs")
+        gpu = len(gpu_ids)
     if cpu is None and memory is None and gpu is None:
-        raise InvalidInput("give at least one of --cpu, --memory, --gpu")
+        raise InvalidInput("give at least one of --cpu, --memory, --gpu, --gpu-ids")
     if cpu == 0 and memory == 0 and gpu == 0:
         raise InvalidInput("a pool cannot have all of cpu, memory and gpu at 0")
     pool = live_pool(tx, name)
@@ -88,6 +116,8 @@ def resize_pool(
                 f"cannot resize pool '{name}': {resource} {getattr(new, resource)} is below "
                 f"the {getattr(reserved, resource)} reserved now"
             )
+    if gpu is not None:
+        devices.resize(tx, name, pool.id, gpu, gpu_ids)
     old = Amounts(pool.cpu, pool.memory, pool.gpu)
     pool.cpu, pool.memory, pool.gpu = new
     tx.session.flush()
@@ -128,6 +158,7 @@ def release_all(tx: Tx, condition: object, reason: str) -> list[str]:
             .execution_options(synchronize_session=False)
         ).all()
     )
+    devices.free(tx, released)
     audit.record(
         tx, (audit.Change("reservation.release", rid, {"reason": reason}) for rid in released)
     )

@@ -108,11 +108,11 @@ def _eligible(
 
 
 class _Ranker:
-    """Sort key for criteria 3–5 of a whole victim set, with exact integer arithmetic.
+    """Criteria 3–5 as integers, exact and cheap.
 
-    Waste is Σ w_r / total_r; scaling every term by the lcm of the non-zero totals
-    keeps it exact (same order as fractions.Fraction) and much cheaper inside the
-    2^16 loop. Creation times become integer ranks so "later wins" is a plain
+    Waste is Σ excess_r / total_r; scaling every term by the lcm of the non-zero
+    totals keeps it exact (same order as fractions.Fraction) and much cheaper inside
+    the 2^16 loop. Creation times become integer ranks so "later wins" is a plain
     ascending comparison of negated ranks."""
 
     def __init__(
@@ -126,12 +126,6 @@ class _Ranker:
         times = sorted({c.created_at for c in everyone})
         rank = {t: i for i, t in enumerate(times)}
         self._neg_rank = {c.id: -rank[c.created_at] for c in everyone}
-
-    def waste(self, freed: Amounts) -> int:
-        """Waste × lcm(totals): exact, and ordered like the Fraction it stands for."""
-        return self.waste_of_excess(
-            Amounts(*(max(0, g - u) for g, u in zip(freed, self.useful, strict=True)))
-        )
 
     def waste_of_excess(self, excess: Amounts) -> int:
         """Σ excess / total over resources with total > 0, scaled by lcm(totals)."""
@@ -237,7 +231,7 @@ def _greedy(eligible: Sequence[Candidate], deficit: Amounts, ranker: _Ranker) ->
     drop_order = sorted(by_id_desc, key=lambda c: (-c.priority, c.created_at))  # stable
     freed = _sum(c.amounts for c in chosen)
     for victim in drop_order:
-        if False:
+        if deficit.fits_in(freed - victim.amounts):
             freed = freed - victim.amounts
             chosen.remove(victim)
     return chosen

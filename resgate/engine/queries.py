@@ -7,12 +7,25 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnClause, ColumnElement, and_, case, func, literal_column, or_, select
+from sqlalchemy import (
+    ColumnClause,
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from resgate.engine.errors import NotFound
 from resgate.engine.records import Amounts, ReservationInfo
 from resgate.store.database import Tx
-from resgate.store.models import Pool, Reservation, Tenant
+from resgate.store.models import Pool, Reservation, ReservationDevice, Tenant
 
 # Written inline (not as a bound parameter) so SQLite can use the partial
 # indexes declared WHERE status = 'active'.
@@ -110,7 +123,25 @@ def pool_usage(tx: Tx, pool_ids: list[int] | None = None) -> dict[int, Amounts]:
     }
 
 
-def reservations_query(now: datetime) -> Any:
+def gpu_ids_column(dialect: str) -> Any:
+    """The devices a reservation holds or held, as text `0 1 4` (SPEC §12)."""
+    devices = ReservationDevice.device
+    if dialect == "postgresql":
+        aggregate = func.string_agg(
+            cast(devices, String), aggregate_order_by(literal(" "), devices)
+        )
+    else:
+        # The primary key (reservation_id, device) hands rows over in device order.
+        aggregate = func.group_concat(devices, " ")
+    ids = (
+        select(aggregate)
+        .where(ReservationDevice.reservation_id == Reservation.id)
+        .scalar_subquery()
+    )
+    return case((Reservation.gpu > 0, ids), else_=None)
+
+
+def reservations_query(now: datetime, dialect: str = "sqlite") -> Any:
     """Reservations with their tenant and pool names and effective state."""
     return (
         select(
@@ -128,6 +159,7 @@ def reservations_query(now: datetime) -> Any:
             Reservation.preempted_by,
             Reservation.preempted_for,
             Reservation.request_id,
+            gpu_ids_column(dialect).label("gpu_ids"),
         )
         .select_from(Reservation)
         .join(Tenant, Tenant.id == Reservation.tenant_id)
@@ -149,12 +181,13 @@ def to_info(row: Any) -> ReservationInfo:
         preempted_by=row.preempted_by,
         preempted_for=row.preempted_for,
         request_id=row.request_id,
+        gpu_ids=tuple(int(device) for device in row.gpu_ids.split()) if row.gpu_ids else (),
     )
 
 
 def reservation_info(tx: Tx, reservation_id: str) -> ReservationInfo:
     row = tx.session.execute(
-        reservations_query(tx.now).where(Reservation.id == reservation_id)
+        reservations_query(tx.now, tx.dialect).where(Reservation.id == reservation_id)
     ).one_or_none()
     if row is None:
         raise NotFound(f"reservation '{reservation_id}' not found")
@@ -165,6 +198,8 @@ def reservation_infos(tx: Tx, ids: list[str]) -> list[ReservationInfo]:
     if not ids:
         return []
     rows = tx.session.execute(
-        reservations_query(tx.now).where(Reservation.id.in_(ids)).order_by(*insertion_order(tx))
+        reservations_query(tx.now, tx.dialect)
+        .where(Reservation.id.in_(ids))
+        .order_by(*insertion_order(tx))
     )
     return [to_info(row) for row in rows]

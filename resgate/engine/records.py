@@ -57,6 +57,8 @@ class PoolInfo:
     total: Amounts
     reserved: Amounts
     created_at: datetime
+    # Each GPU id and the reservation holding it (filled by `pool show`).
+    devices: tuple[tuple[int, str | None], ...] = ()
 
     @property
     def available(self) -> Amounts:
@@ -97,6 +99,7 @@ class ReservationInfo:
     preempted_by: str | None
     preempted_for: str | None = None
     request_id: str | None = None
+    gpu_ids: tuple[int, ...] = ()  # the GPU devices it holds (or held), SPEC §12
 
 
 @dataclass(frozen=True)

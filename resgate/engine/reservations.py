@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from resgate.engine import audit
+from resgate.engine import audit, devices
 from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.engine.preemption import Candidate, Shortfall, choose_victims
 from resgate.engine.queries import (
@@ -52,6 +52,7 @@ class ReserveRequest:
     ttl: int | None = None  # seconds; None or 0: no expiry
     request_id: str | None = None
     preempt: bool = False  # evict lower-priority reservations if needed (§11.1)
+    gpu_ids: tuple[int, ...] | None = None  # these GPU devices, not the lowest free (§12)
 
 
 def new_id() -> str:
@@ -65,6 +66,12 @@ def reserve(tx: Tx, request: ReserveRequest) -> ReservationInfo:
 def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     """Checks in the order of SPEC §6: arguments → tenant → pool → request-id replay
     → sweep → conflict → quota → capacity (→ preemption, §11.1)."""
+    requested_ids: list[int] | None = None
+    if request.gpu_ids is not None:
+        requested_ids = devices.check_ids(list(request.gpu_ids))
+        if request.amounts.gpu not in (0, len(requested_ids)):
+            raise InvalidInput("--gpu and --gpu-ids name different numbers of GPUs")
+        request = replace(request, amounts=request.amounts._replace(gpu=len(requested_ids)))
     check_amounts(request.amounts)
     if request.amounts.is_zero():
         raise InvalidInput("a reservation needs at least one of --cpu, --memory, --gpu above 0")
@@ -98,7 +105,11 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     available = total - pool_usage(tx, [pool.id]).get(pool.id, Amounts())
     reservation_id = new_id()
     victims: list[Victim] = []
-    if not request.amounts.fits_in(available):
+    forced: list[Candidate] = []
+    if requested_ids is not None:
+        devices.check_requested(tx, pool.name, pool.id, requested_ids)
+        forced = _device_holders(tx, tenant, pool, requested_ids, request.preempt)
+    if forced or not request.amounts.fits_in(available):
         if not request.preempt:
             need = request.amounts
             raise InsufficientResources(
@@ -106,7 +117,7 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
                 f"need cpu={need.cpu} mem={need.memory} gpu={need.gpu}, "
                 f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}"
             )
-        victims = _evict_for(tx, tenant, pool, available, request.amounts, reservation_id)
+        victims = _evict_for(tx, tenant, pool, available, request.amounts, reservation_id, forced)
     reservation = Reservation(
         id=reservation_id,
         tenant_id=tenant.id,
@@ -134,7 +145,10 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
         raise Refused(
             f"tenant '{tenant.name}' already has an active reservation in pool '{pool.name}'"
         ) from None
-    created = _fresh(tx, reservation, tenant.name, pool.name)
+    held_ids = devices.assign(
+        tx, pool.name, pool.id, reservation.id, reservation.gpu, requested_ids
+    )
+    created = replace(_fresh(tx, reservation, tenant.name, pool.name), gpu_ids=tuple(held_ids))
     audit.record(tx, [audit.Change("reservation.create", created.id, _created_data(created))])
     return ReserveResult(created, victims)
 
@@ -153,8 +167,46 @@ def _created_data(info: ReservationInfo) -> dict[str, object]:
     return data
 
 
+def _device_holders(
+    tx: Tx, tenant: Tenant, pool: Pool, requested: list[int], preempt: bool
+) -> list[Candidate]:
+    """The reservations holding GPUs asked for by id. Without --preempt any is
+    a refusal (exit 3); with it they must all rank below the requester."""
+    held = devices.holders(tx, pool.id)
+    busy = [device for device in requested if device in held]
+    if not busy:
+        return []
+    if not preempt:
+        raise InsufficientResources(
+            f"insufficient resources in '{pool.name}': GPU {busy[0]} is held by "
+            f"reservation '{held[busy[0]]}'"
+        )
+    rows = tx.session.execute(
+        select(Reservation, Tenant.priority, Tenant.name)
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .where(Reservation.id.in_({held[device] for device in busy}))
+    ).all()
+    for _row, priority, name in rows:
+        if priority >= tenant.priority:
+            raise InsufficientResources(
+                f"insufficient resources in '{pool.name}': GPU(s) asked for are held by "
+                f"'{name}' (priority {priority}), which '{tenant.name}' (priority "
+                f"{tenant.priority}) does not outrank"
+            )
+    return [
+        Candidate(row.id, priority, row.created_at, Amounts(row.cpu, row.memory, row.gpu))
+        for row, priority, _ in rows
+    ]
+
+
 def _evict_for(
-    tx: Tx, tenant: Tenant, pool: Pool, available: Amounts, need: Amounts, new_id_: str
+    tx: Tx,
+    tenant: Tenant,
+    pool: Pool,
+    available: Amounts,
+    need: Amounts,
+    new_id_: str,
+    forced: list[Candidate],
 ) -> list[Victim]:
     """SPEC §11.1: evict the best set of lower-priority reservations that makes
     room, in this transaction, or refuse (exit 3) with the shortfall."""
@@ -172,7 +224,9 @@ def _evict_for(
         Candidate(row.id, priority, row.created_at, Amounts(row.cpu, row.memory, row.gpu))
         for row, priority in rows
     ]
-    chosen = choose_victims(candidates, available, need, Amounts(pool.cpu, pool.memory, pool.gpu))
+    chosen = choose_victims(
+        candidates, available, need, Amounts(pool.cpu, pool.memory, pool.gpu), forced
+    )
     if isinstance(chosen, Shortfall):
         short = chosen.missing
         raise InsufficientResources(
@@ -182,6 +236,7 @@ def _evict_for(
         )
     ids = [victim.id for victim in chosen]
     priorities = {victim.id: victim.priority for victim in chosen}
+    devices.free(tx, ids)
     for reservation_id in sorted(ids):
         lock_reservation(tx, reservation_id)
     if ids:
@@ -291,12 +346,22 @@ def unreserve(tx: Tx, reservation_id: str) -> ReservationInfo:
     reservation.status = "released"
     reservation.ended_at = tx.now
     tx.session.flush()
+    devices.free(tx, [reservation.id])
     audit.record(tx, [audit.Change("reservation.release", reservation.id, {})])
     return reservation_info(tx, reservation.id)
 
 
 def extend(tx: Tx, reservation_id: str, ttl: int | None) -> ReservationInfo:
     """`expires_at = now + ttl`; a ttl of 0 or None removes the expiry."""
+    return _set_expiry(tx, reservation_id, ttl, "reservation.extend")
+
+
+def renew(tx: Tx, reservation_id: str, ttl: int) -> ReservationInfo:
+    """A lease renewal by `resgate run`: extend, logged as `reservation.renew`."""
+    return _set_expiry(tx, reservation_id, ttl, "reservation.renew")
+
+
+def _set_expiry(tx: Tx, reservation_id: str, ttl: int | None, action: str) -> ReservationInfo:
     ttl = check_ttl(ttl)
     reservation = _find(tx, reservation_id)
     _require_active(tx, reservation)
@@ -341,6 +406,7 @@ def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -
         .values(status="preempted", ended_at=tx.now, preempted_by=attacker.name)
         .execution_options(synchronize_session=False)
     )
+    devices.free(tx, list(ids))
     preempted = reservation_infos(tx, list(ids))
     _log_preempted(tx, preempted, attacker.name)
     return PreemptResult(target=victim.name, preempted=preempted)
@@ -356,7 +422,7 @@ def list_reservations(
 ) -> list[ReservationInfo]:
     """Active reservations (all of them with include_ended), by creation.
     Tenant and pool filters match by name, deleted rows included."""
-    query = reservations_query(tx.now)
+    query = reservations_query(tx.now, tx.dialect)
     if status is not None:
         if status not in STATUSES:
             raise InvalidInput(f"unknown status {status!r}: one of {', '.join(STATUSES)}")

@@ -64,7 +64,7 @@ def status(tx: Tx) -> StatusReport:
 
 
 def active_reservations(tx: Tx) -> list[ReservationInfo]:
-    query = reservations_query(tx.now).where(is_active_now(tx.now))
+    query = reservations_query(tx.now, tx.dialect).where(is_active_now(tx.now))
     return [to_info(row) for row in tx.session.execute(query.order_by(*insertion_order(tx)))]
 
 
@@ -77,7 +77,7 @@ def history(
     """Every reservation by creation with its final status, streamed in batches.
     `since`: created or ended at or after it; `touched_after`: named by an audit
     event with a higher sequence number (a cron job's cursor)."""
-    query = reservations_query(tx.now)
+    query = reservations_query(tx.now, tx.dialect)
     if since is not None:
         query = query.where(
             or_(Reservation.created_at >= since, effective_ended_at(tx.now) >= since)

@@ -30,6 +30,7 @@ CSV_HEADER = [
     "expires_at",
     "ended_at",
     "preempted_by",
+    "gpu_ids",  # SPEC §12: the devices, separated by spaces
 ]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -61,10 +62,18 @@ def reservation(info: ReservationInfo) -> dict[str, Any]:
         "preempted_by": info.preempted_by,
         "preempted_for": info.preempted_for,
         "request_id": info.request_id,
+        "gpu_ids": list(info.gpu_ids),
     }
 
 
-def pool(info: PoolInfo) -> dict[str, Any]:
+def pool(info: PoolInfo, with_devices: bool = False) -> dict[str, Any]:
+    shape = _pool(info)
+    if with_devices:
+        shape["devices"] = [{"id": device, "reservation": rid} for device, rid in info.devices]
+    return shape
+
+
+def _pool(info: PoolInfo) -> dict[str, Any]:
     return {
         "name": info.name,
         "total": _amounts(info.total),
@@ -152,4 +161,5 @@ def write_csv_report(stream: IO[str], history: Iterable[ReservationInfo]) -> Non
     writer.writerow(CSV_HEADER)
     for info in history:
         row = reservation(info)
+        row["gpu_ids"] = " ".join(map(str, info.gpu_ids))
         writer.writerow([_cell(row[column]) for column in CSV_HEADER])

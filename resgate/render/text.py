@@ -146,12 +146,16 @@ def pool_detail(pool: PoolInfo, style: Style) -> str:
                 getattr(pool.available, res),
             ]
         )
+    device_lines = ""
+    if pool.devices:
+        held = [f"{device} ({rid or 'free'})" for device, rid in pool.devices]
+        device_lines = "\n\nGPU devices: " + ", ".join(held)
     head = (
         f"Pool: {pool.name}\n"
         f"Health: {style.health(pool.health)}\n"
         f"Created: {local(pool.created_at)}\n\n"
     )
-    return head + _table(["RESOURCE", "TOTAL", "RESERVED", "AVAILABLE"], rows)
+    return head + _table(["RESOURCE", "TOTAL", "RESERVED", "AVAILABLE"], rows) + device_lines
 
 
 def holding(held: int, cap: int | None) -> str:
@@ -180,6 +184,13 @@ def tenants_table(tenants: list[TenantInfo]) -> str:
     return _table(["NAME", "PRIORITY", "ACTIVE", "CPU", "MEMORY MB", "GPU", "REGISTERED"], rows)
 
 
+def gpu_cell(info: ReservationInfo) -> str:
+    """`2 [0,1]`: the count and, when it holds devices, which."""
+    if not info.gpu_ids:
+        return str(info.amounts.gpu)
+    return f"{info.amounts.gpu} [{','.join(map(str, info.gpu_ids))}]"
+
+
 def reservations_table(reservations: list[ReservationInfo], now: datetime) -> str:
     rows: list[list[object]] = [
         [
@@ -188,7 +199,7 @@ def reservations_table(reservations: list[ReservationInfo], now: datetime) -> st
             r.pool,
             r.amounts.cpu,
             r.amounts.memory,
-            r.amounts.gpu,
+            gpu_cell(r),
             r.status,
             expires(r, now),
         ]
@@ -203,7 +214,7 @@ def reservation_detail(info: ReservationInfo, now: datetime) -> str:
         f"  Pool:     {info.pool}",
         f"  CPU:      {info.amounts.cpu}",
         f"  Memory:   {info.amounts.memory} MB",
-        f"  GPU:      {info.amounts.gpu}",
+        f"  GPU:      {gpu_cell(info)}",
         f"  Status:   {info.status}",
         f"  Created:  {local(info.created_at)}",
         f"  Expires:  {'never' if info.expires_at is None else local(info.expires_at)}"

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -195,3 +196,36 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class PoolDevice(Base):
+    """A pool's GPU ids (SPEC §12); the pool's `gpu` total is their number."""
+
+    __tablename__ = "pool_devices"
+
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id"), primary_key=True)
+    device: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+    __table_args__ = (CheckConstraint("device >= 0", name="device_range"),)
+
+
+class ReservationDevice(Base):
+    """Which devices a reservation holds (`active`) or held (history)."""
+
+    __tablename__ = "reservation_devices"
+
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), primary_key=True)
+    device: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id"))
+    active: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        Index(
+            "uq_reservation_devices_active",
+            "pool_id",
+            "device",
+            unique=True,
+            sqlite_where=text("active = 1"),
+            postgresql_where=text("active"),
+        ),
+    )

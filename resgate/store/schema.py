@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 
 def migrations_dir() -> Path:

@@ -1,0 +1,173 @@
+"""GPU devices (SPEC §12): a pool's ids, and which reservation holds each.
+
+A reservation of n GPUs holds n specific devices; the partial unique index on
+reservation_devices(pool_id, device) WHERE active makes the database refuse a
+device held twice. Every way a reservation ends frees its devices in the same
+transaction (free_ended)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import delete, insert, select, true, update
+
+from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
+from resgate.store.database import Tx
+from resgate.store.models import PoolDevice, Reservation, ReservationDevice
+
+MAX_DEVICES = 65_536  # per pool: each is a row
+# Rendered `active = 1` / `active = true`, so both databases use the partial
+# unique index declared WHERE active.
+HELD = ReservationDevice.active == true()
+
+
+def check_ids(ids: Sequence[int]) -> list[int]:
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("GPU ids must not repeat")
+    if len(ids) > MAX_DEVICES:
+        raise InvalidInput(f"a pool can have at most {MAX_DEVICES} GPUs")
+    return sorted(ids)
+
+
+def pool_ids(tx: Tx, pool_id: int) -> list[int]:
+    return list(
+        tx.session.scalars(
+            select(PoolDevice.device)
+            .where(PoolDevice.pool_id == pool_id)
+            .order_by(PoolDevice.device)
+        )
+    )
+
+
+def holders(tx: Tx, pool_id: int) -> dict[int, str]:
+    """Device → the reservation holding it (call after the sweep, or for display
+    filter on effective-active reservations)."""
+    rows = tx.session.execute(
+        select(ReservationDevice.device, ReservationDevice.reservation_id).where(
+            ReservationDevice.pool_id == pool_id, HELD
+        )
+    )
+    return {device: rid for device, rid in rows}
+
+
+def add(tx: Tx, pool_id: int, ids: Iterable[int]) -> None:
+    rows = [{"pool_id": pool_id, "device": device} for device in ids]
+    if rows:
+        tx.session.execute(insert(PoolDevice), rows)
+
+
+def remove(tx: Tx, pool_id: int, ids: Iterable[int]) -> None:
+    wanted = list(ids)
+    if wanted:
+        tx.session.execute(
+            delete(PoolDevice).where(PoolDevice.pool_id == pool_id, PoolDevice.device.in_(wanted))
+        )
+
+
+def resize(tx: Tx, pool_name: str, pool_id: int, count: int | None, ids: list[int] | None) -> int:
+    """Apply `pool resize --gpu N` or `--gpu-ids …`; returns the new GPU total.
+    Growing adds ids above the highest; shrinking drops the highest free ids."""
+    current = pool_ids(tx, pool_id)
+    held = holders(tx, pool_id)
+    if ids is not None:
+        wanted = check_ids(ids)
+        going = sorted(set(current) - set(wanted))
+        taken = [device for device in going if device in held]
+        if taken:
+            raise Refused(
+                f"cannot resize pool '{pool_name}': GPU {taken[0]} is held by reservation "
+                f"'{held[taken[0]]}'"
+            )
+        remove(tx, pool_id, going)
+        add(tx, pool_id, sorted(set(wanted) - set(current)))
+        return len(wanted)
+    assert count is not None
+    if count > MAX_DEVICES:
+        raise InvalidInput(f"a pool can have at most {MAX_DEVICES} GPUs")
+    if count >= len(current):
+        start = (current[-1] + 1) if current else 0
+        add(tx, pool_id, range(start, start + count - len(current)))
+        return count
+    free = [device for device in current if device not in held]
+    drop = len(current) - count
+    if len(free) < drop:
+        raise Refused(
+            f"cannot resize pool '{pool_name}': {drop} GPU(s) must go but only {len(free)} are free"
+        )
+    remove(tx, pool_id, free[-drop:])
+    return count
+
+
+def assign(
+    tx: Tx,
+    pool_name: str,
+    pool_id: int,
+    reservation_id: str,
+    count: int,
+    requested: Sequence[int] | None = None,
+) -> list[int]:
+    """Give a new reservation its devices: the requested ids, else the lowest free."""
+    if requested is not None:
+        chosen = sorted(requested)
+        held = holders(tx, pool_id)
+        busy = [device for device in chosen if device in held]
+        if busy:
+            raise InsufficientResources(
+                f"insufficient resources in '{pool_name}': GPU {busy[0]} is held by "
+                f"reservation '{held[busy[0]]}'"
+            )
+    else:
+        held = holders(tx, pool_id)
+        chosen = [device for device in pool_ids(tx, pool_id) if device not in held][:count]
+    if len(chosen) != count:
+        raise InsufficientResources(
+            f"insufficient resources in '{pool_name}': need gpu={count}, "
+            f"{len(chosen)} device(s) free"
+        )
+    if chosen:
+        tx.session.execute(
+            insert(ReservationDevice),
+            [
+                {"reservation_id": reservation_id, "device": d, "pool_id": pool_id, "active": True}
+                for d in chosen
+            ],
+        )
+    return chosen
+
+
+def check_requested(tx: Tx, pool_name: str, pool_id: int, ids: Sequence[int]) -> list[int]:
+    """`--gpu-ids`: every id must be one of the pool's (exit 1 otherwise)."""
+    present = set(pool_ids(tx, pool_id))
+    for device in ids:
+        if device not in present:
+            raise NotFound(f"pool '{pool_name}' has no GPU {device}")
+    return sorted(ids)
+
+
+def free(tx: Tx, reservation_ids: Sequence[str]) -> None:
+    """Release the devices of reservations that just ended."""
+    if reservation_ids:
+        tx.session.execute(
+            update(ReservationDevice)
+            .where(
+                ReservationDevice.reservation_id.in_(list(reservation_ids)),
+                HELD,
+            )
+            .values(active=False)
+        )
+
+
+def free_ended(tx: Tx) -> None:
+    """Release every device still marked held by a reservation that has ended:
+    one statement whatever their number (used by the sweep)."""
+    tx.session.execute(
+        update(ReservationDevice)
+        .where(
+            HELD,
+            ReservationDevice.reservation_id.in_(
+                select(Reservation.id).where(Reservation.status != "active")
+            ),
+        )
+        .values(active=False)
+        .execution_options(synchronize_session=False)
+    )
