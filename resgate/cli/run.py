@@ -232,8 +232,9 @@ def _supervise(
     grace: int,
     command: list[str],
     signals: _Signals,
+    reserved_at: float,
 ) -> int:
-    from resgate.engine.errors import Busy, DatabaseProblem
+    from resgate.engine.errors import Busy, DatabaseProblem, ResgateError
 
     env = dict(os.environ)
     env.update(
@@ -246,7 +247,7 @@ def _supervise(
         # Interrupted between the reservation and the start: do not start at all.
         return 128 + signals.pending[0]
     terminal = _terminal()
-    lease_end = time.monotonic() + ttl
+    lease_end = reserved_at + ttl
     try:
         child = _start(command, env, terminal)
     except FileNotFoundError:
@@ -262,7 +263,7 @@ def _supervise(
     signals.pending.clear()
 
     every = ttl / 3
-    next_renewal = time.monotonic() + every
+    next_renewal = reserved_at + every
     stopping = False  # the lease is lost: the group got SIGTERM
     kill_at: float | None = None  # when the group gets SIGKILL
     leader_done = False
@@ -304,6 +305,8 @@ def _supervise(
                         )
                     else:
                         next_renewal = time.monotonic() + min(RETRY_PAUSE, every)
+                except ResgateError as exc:  # not a passing problem: the lease is lost
+                    reason = f"cannot renew reservation {info.id}: {exc.message}; stopping the job"
                 if reason is not None:
                     _error(reason)
                     stopping = True
@@ -323,12 +326,15 @@ def _supervise(
         if not leader_done:
             # Something went wrong in here: do not leave COMMAND behind.
             _killpg(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
         signals.group = None
+        try:
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # reaped elsewhere: its status is lost
+            code = 1
+        child.returncode = code
     if stopping:
         return EX_TEMPFAIL
-    code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
 
@@ -410,6 +416,7 @@ def run(
             raise InvalidInput("--gpu-ids is not supported by this version of resgate yet")
         extra["gpu_ids"] = tuple(ids)
     request = ReserveRequest(tenant, pool, amounts, seconds, None, preempt, **extra)
+    reserved_at = time.monotonic()  # no later than the lease's start
     result = run_tx(ctx, lambda tx: reserve_and_report(tx, request), write=True)
     signals = _Signals()
     code = 1
@@ -420,12 +427,16 @@ def run(
 
             sys.stderr.write(victims_summary(result.preempted) + "\n")
             sys.stderr.flush()
-        code = _supervise(ctx, result.reservation, seconds, grace_seconds, command, signals)
+        code = _supervise(
+            ctx, result.reservation, seconds, grace_seconds, command, signals, reserved_at
+        )
     finally:
-        signals.uninstall()
-        if code != EX_TEMPFAIL:
-            # Whatever happened in here; a lost lease has nothing left to give back.
-            _release(ctx, result.reservation.id)
+        try:
+            if code != EX_TEMPFAIL:
+                # Whatever happened in here; a lost lease has nothing left to give back.
+                _release(ctx, result.reservation.id)
+        finally:
+            signals.uninstall()
     return code
 
 

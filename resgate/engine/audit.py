@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from resgate.store.database import Tx
 from resgate.store.models import Event
@@ -54,23 +54,34 @@ def actor() -> str:
 
 
 def iso(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """2026-11-24T13:05:00.123456Z (isoformat: several times faster than strftime)."""
+    return value.isoformat(timespec="microseconds") + "Z"
+
+
+# One encoder each, reused: json.dumps with options builds a new one per call.
+# The canonical form is exactly json.dumps(body, sort_keys=True,
+# separators=(",", ":"), ensure_ascii=False).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_string = json.JSONEncoder(ensure_ascii=False).encode  # a JSON string literal
+
+
+def _hash(seq: int, at: str, who: str, action: str, subject: str, data: Any, prev: str) -> str:
+    body = {
+        "seq": seq,
+        "at": at,
+        "actor": who,
+        "action": action,
+        "subject": subject,
+        "data": data,
+        "prev_hash": prev,
+    }
+    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
 
 
 def event_hash(
     seq: int, at: datetime, who: str, action: str, subject: str, data: Any, prev_hash: str
 ) -> str:
-    body = {
-        "seq": seq,
-        "at": iso(at),
-        "actor": who,
-        "action": action,
-        "subject": subject,
-        "data": data,
-        "prev_hash": prev_hash,
-    }
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _hash(seq, iso(at), who, action, subject, data, prev_hash)
 
 
 @dataclass(frozen=True)
@@ -96,24 +107,33 @@ def record(tx: Tx, changes: Iterable[Change]) -> None:
         return
     seq, prev = head(tx)
     who = actor()
+    # The fields every event of this batch shares, encoded once. The body is
+    # assembled in sorted key order, byte for byte what _canonical would give:
+    # the sweep may log 100,000 events in one go.
+    at = _string(iso(tx.now))
+    actor_json = _string(who)
+    # The stored form of `at`, bound as is: text on SQLite, a timestamp on PostgreSQL.
+    stored_at: object = tx.now if tx.is_postgres else tx.now.strftime("%Y-%m-%d %H:%M:%S.%f")
     rows = []
     for change in batch:
         seq += 1
-        digest = event_hash(seq, tx.now, who, change.action, change.subject, change.data, prev)
-        rows.append(
-            {
-                "seq": seq,
-                "at": tx.now,
-                "actor": who,
-                "action": change.action,
-                "subject": change.subject,
-                "data": json.dumps(change.data, sort_keys=True, ensure_ascii=False),
-                "prev_hash": prev,
-                "hash": digest,
-            }
+        data = _canonical(change.data)
+        body = (
+            f'{{"action":{_string(change.action)},"actor":{actor_json},"at":{at},'
+            f'"data":{data},"prev_hash":"{prev}","seq":{seq},'
+            f'"subject":{_string(change.subject)}}}'
         )
+        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+        rows.append((seq, stored_at, who, change.action, change.subject, data, prev, digest))
         prev = digest
-    tx.session.execute(insert(Event), rows)
+    connection = tx.session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    # The driver's own executemany: no per-row parameter processing.
+    connection.exec_driver_sql(
+        "INSERT INTO events (seq, at, actor, action, subject, data, prev_hash, hash) "
+        f"VALUES ({', '.join([mark] * 8)})",
+        rows,
+    )
 
 
 def log(
