@@ -120,6 +120,12 @@ def _terminal() -> int | None:
     return None
 
 
+def _take_terminal_back(terminal: int | None) -> None:
+    if terminal is not None:
+        with _ttou_ignored(), contextlib.suppress(OSError):
+            os.tcsetpgrp(terminal, os.getpgrp())
+
+
 def _group_members(group: int, leader: int) -> bool:
     """Whether processes other than the (exited, unreaped) leader remain in `group`.
     Reads /proc (Linux); elsewhere answers False."""
@@ -250,10 +256,11 @@ def _supervise(
     lease_end = reserved_at + ttl
     try:
         child = _start(command, env, terminal)
-    except FileNotFoundError:
-        _error(f"command not found: {command[0]}")
-        return 127
     except OSError as exc:
+        _take_terminal_back(terminal)  # the child may have had it before exec failed
+        if isinstance(exc, FileNotFoundError):
+            _error(f"command not found: {command[0]}")
+            return 127
         _error(f"cannot execute {command[0]}: {exc.strerror or exc}")
         return 126
     pid: int = child.pid
@@ -320,9 +327,7 @@ def _supervise(
             # Leftover group members are not our children: no SIGCHLD, so poll them.
             signals.wait(min(pause, 0.1) if leader_done else min(pause, 1.0))
     finally:
-        if terminal is not None:
-            with _ttou_ignored(), contextlib.suppress(OSError):
-                os.tcsetpgrp(terminal, os.getpgrp())
+        _take_terminal_back(terminal)
         if not leader_done:
             # Something went wrong in here: do not leave COMMAND behind.
             _killpg(pid, signal.SIGKILL)

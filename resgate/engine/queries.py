@@ -64,7 +64,7 @@ def by_name(tx: Tx, column: Any) -> Any:
 def insertion_order(tx: Tx) -> list[Any]:
     """Creation time, ties in insertion order."""
     if tx.is_postgres:
-        return [Reservation.created_at, Reservation.id]
+        return [Reservation.created_at, Reservation.insertion_seq]
     return [Reservation.created_at, literal_column("reservations.rowid")]
 
 

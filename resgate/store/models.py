@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -128,6 +129,9 @@ class Reservation(Base):
     preempted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     preempted_for: Mapped[str | None] = mapped_column(String(16), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # PostgreSQL fills it from a sequence (ties in insertion order); SQLite uses
+    # its rowid and leaves this null.
+    insertion_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         _amount_check("cpu"),
