@@ -147,7 +147,7 @@ def test_pool_show(cli, world):
     reserve(cli, "low", cpu=3, memory=250)
     text = ok(cli, "pool", "show", "--name", "p")
     assert text.startswith("Pool: p\nHealth: healthy\n")
-    head, table, devices = text.split("\n\n")
+    _head, table, devices = text.split("\n\n")
     rows = {row[0]: row for row in table_rows(table)}
     assert rows["CPU"] == ["CPU", "10", "3", "(30.00%)", "7"]
     assert rows["MEMORY"] == ["MEMORY", "MB", "1000", "250", "(25.00%)", "750"]
@@ -390,6 +390,15 @@ def test_list_order_is_creation_ties_in_insertion_order(cli, world):
         "ID", "TENANT", "POOL", "CPU", "MEMORY", "MB", "GPU", "STATUS", "EXPIRES",
     ]
     assert [row[0] for row in table_rows(text)] == ids
+
+
+def test_list_orders_by_created_at_not_insertion(cli, world):
+    world.advance(10)
+    later = reserve(cli, "low", cpu=1)
+    world.advance(-5)  # a clock that stepped back: created_at decides, not the rowid
+    earlier = reserve(cli, "mid", cpu=1)
+    assert [r["id"] for r in js(cli, "list")] == [earlier, later]
+    assert [r["id"] for r in js(cli, "list", "--all")] == [earlier, later]
 
 
 def test_expires_column(cli, world):

@@ -370,7 +370,7 @@ def _set_expiry(tx: Tx, reservation_id: str, ttl: int | None, action: str) -> Re
     reservation.expires_at = tx.now + timedelta(seconds=ttl) if ttl else None
     tx.session.flush()
     new = {"ttl": reservation.ttl, "expires_at": _iso(reservation.expires_at)}
-    audit.record(tx, [audit.Change("reservation.extend", reservation.id, {"old": old, "new": new})])
+    audit.record(tx, [audit.Change(action, reservation.id, {"old": old, "new": new})])
     return reservation_info(tx, reservation.id)
 
 

@@ -1,0 +1,85 @@
+"""SPEC §9 import discipline, checked in fresh interpreters with -X importtime:
+--help, version and completion load neither SQLAlchemy nor Alembic; a command on
+a current database loads no Alembic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.sqlite_only
+
+HEAVY = ("sqlalchemy", "alembic", "tabulate")
+
+
+def imported(env: dict[str, str], *args: str, extra_env: dict[str, str] | None = None,
+             code: int = 0) -> tuple[set[str], str]:
+    """Top-level packages imported by `python -X importtime -m resgate ARGS`, and stdout."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "resgate", *args],
+        capture_output=True, text=True, env=dict(env, **(extra_env or {})), timeout=60,
+    )
+    assert done.returncode == code, done.stderr[-2000:]
+    modules = set()
+    for line in done.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "package":  # the header line
+                modules.add(name.split(".")[0])
+    assert modules, "no -X importtime output"
+    return modules, done.stdout
+
+
+def test_import_resgate_cli_is_light(subprocess_env):
+    code = (
+        "import sys, resgate.cli; "
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=subprocess_env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["version"], ["--version"], ["pool", "--help"],
+                                  ["reserve", "--help"]])
+def test_help_and_version_import_no_database_code(subprocess_env, args, isolated_env: Path):
+    modules, stdout = imported(subprocess_env, *args)
+    assert "sqlalchemy" not in modules and "alembic" not in modules
+    assert stdout
+    assert not (isolated_env / "resgate.db").exists()
+
+
+def test_completion_imports_no_database_code(subprocess_env, isolated_env: Path):
+    modules, stdout = imported(
+        subprocess_env,
+        extra_env={"_RESGATE_COMPLETE": "complete_bash", "COMP_WORDS": "resgate po",
+                   "COMP_CWORD": "1"},
+    )
+    assert stdout.split() == ["pool"]
+    assert "sqlalchemy" not in modules and "alembic" not in modules
+    assert not (isolated_env / "resgate.db").exists()
+
+
+def test_commands_on_a_current_database_import_no_alembic(subprocess_env):
+    # Creating the database needs Alembic (proves the check sees it)...
+    modules, _ = imported(subprocess_env, "pool", "create", "--name", "p", "--cpu", "4")
+    assert "alembic" in modules and "sqlalchemy" in modules
+    modules, _ = imported(subprocess_env, "tenant", "add", "--name", "t")
+    assert "alembic" not in modules
+    # ...a current one does not.
+    for args in (["list"], ["list", "--json"], ["status"], ["pool", "list"],
+                 ["reserve", "--tenant", "t", "--pool", "p", "--cpu", "1"], ["export"],
+                 ["db", "current"]):
+        modules, _ = imported(subprocess_env, *args)
+        assert "alembic" not in modules, args
+
+
+def test_read_on_a_missing_database_imports_no_alembic(subprocess_env, isolated_env: Path):
+    modules, stdout = imported(subprocess_env, "list", "--json")
+    assert stdout == "[]\n"
+    assert "alembic" not in modules
+    assert not (isolated_env / "resgate.db").exists()
