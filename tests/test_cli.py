@@ -15,7 +15,7 @@ from resgate import __version__
 from resgate.engine.clock import FixedClock, SystemClock
 from resgate.store.schema import SCHEMA_HEAD
 
-pytestmark = pytest.mark.sqlite_only
+pytestmark = pytest.mark.usefixtures("backend")
 
 START = datetime(2026, 11, 24, 12, 0, 0)
 
@@ -43,6 +43,7 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
     """Every command's "now" comes from this clock (the CLI reads SystemClock)."""
     clock = FixedClock(START)
     monkeypatch.setattr(SystemClock, "now", lambda self: clock.now())
+    monkeypatch.setattr("resgate.cli.state.CLOCK", clock)  # PostgreSQL's too
     return clock
 
 
@@ -535,6 +536,7 @@ def test_sweep(cli, world):
     assert rows[a]["ended_at"] == rows[a]["expires_at"] == "2026-11-24T12:00:05.000000Z"
 
 
+@pytest.mark.sqlite_only  # a new database file, and sqlite3 behind its back
 def test_db_current_and_check(cli, isolated_env: Path, frozen):
     path = isolated_env / "resgate.db"
     assert js(cli, "db", "current") == {"revision": None, "head": SCHEMA_HEAD}
@@ -563,6 +565,7 @@ def test_db_current_and_check(cli, isolated_env: Path, frozen):
     assert rid
 
 
+@pytest.mark.sqlite_only  # a new database file, and sqlite3 behind its back
 def test_db_upgrade_on_new_and_current(cli, isolated_env: Path):
     out = ok(cli, "db", "upgrade")
     assert out == f"Database upgraded from nothing to revision {SCHEMA_HEAD}\n"

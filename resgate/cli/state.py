@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from resgate.engine.clock import Clock
     from resgate.render.text import Style
     from resgate.store.database import Tx
 
 T = TypeVar("T")
+
+
+# The moment every command acts at: None means the system clock (SQLite) or the
+# server's clock (PostgreSQL). Tests that drive the CLI in-process inject their own.
+CLOCK: Clock | None = None
 
 
 @dataclass
@@ -39,7 +45,7 @@ def run(ctx: typer.Context, work: Callable[[Tx], T], *, write: bool, dry_run: bo
     # A dry run creates no database either: a missing file is an empty one.
     database = open_database(resolve_target(state(ctx).db), write=write and not dry_run)
     try:
-        return database.run(work, write=write, commit=not dry_run)
+        return database.run(work, write=write, commit=not dry_run, clock=CLOCK)
     finally:
         database.dispose()
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from resgate.engine import audit, devices
@@ -89,13 +91,7 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
         return replay
     sweep(tx)
 
-    held = tx.session.scalar(
-        select(Reservation.id).where(
-            Reservation.tenant_id == tenant.id,
-            Reservation.pool_id == pool.id,
-            Reservation.status == ACTIVE,
-        )
-    )
+    held = tx.session.scalar(_held(), {"tenant_id": tenant.id, "pool_id": pool.id})
     if held is not None:
         raise Refused(
             f"tenant '{tenant.name}' already has active reservation '{held}' in pool '{pool.name}'"
@@ -133,24 +129,44 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     )
     tx.session.add(reservation)
     try:
-        with tx.session.begin_nested():
+        if request.request_id is None and not tx.is_postgres:
+            # No replay to fall back on, and BEGIN IMMEDIATE rules out a twin:
+            # no SAVEPOINT needed (a failure rolls back the whole command).
             tx.session.flush()
+        else:
+            with tx.session.begin_nested():
+                tx.session.flush()
     except IntegrityError:
         # Only a concurrent twin can get here (the checks above ran under the
         # locks); the database's constraints are the last line of defence.
-        tx.session.expunge(reservation)
+        # Without a SAVEPOINT the failed flush already rolled the session back
+        # and dropped the row: expunging it again would raise.
+        if reservation in tx.session:
+            tx.session.expunge(reservation)
         replay = _replay(tx, request, tenant, pool, ttl)
         if replay is not None:
             return replay
         raise Refused(
             f"tenant '{tenant.name}' already has an active reservation in pool '{pool.name}'"
         ) from None
-    held_ids = devices.assign(
-        tx, pool.name, pool.id, reservation.id, reservation.gpu, requested_ids
-    )
+    held_ids: list[int] = []
+    if reservation.gpu or requested_ids is not None:
+        held_ids = devices.assign(
+            tx, pool.name, pool.id, reservation.id, reservation.gpu, requested_ids
+        )
     created = replace(_fresh(tx, reservation, tenant.name, pool.name), gpu_ids=tuple(held_ids))
     audit.record(tx, [audit.Change("reservation.create", created.id, _created_data(created))])
     return ReserveResult(created, victims)
+
+
+@cache
+def _held() -> Any:
+    """The tenant's active reservation in the pool, if any (built once)."""
+    return select(Reservation.id).where(
+        Reservation.tenant_id == bindparam("tenant_id"),
+        Reservation.pool_id == bindparam("pool_id"),
+        Reservation.status == ACTIVE,
+    )
 
 
 def _created_data(info: ReservationInfo) -> dict[str, object]:
@@ -322,7 +338,9 @@ def _replay(
 
 def _find(tx: Tx, reservation_id: str) -> Reservation:
     check_reservation_id(reservation_id)
-    reservation = tx.session.get(Reservation, reservation_id)
+    # populate_existing: a row already in the session is re-read too, so only the
+    # sweep can make it stale (see _require_active).
+    reservation = tx.session.get(Reservation, reservation_id, populate_existing=True)
     if reservation is None:
         raise NotFound(f"reservation '{reservation_id}' not found")
     return reservation
@@ -332,8 +350,11 @@ def _require_active(tx: Tx, reservation: Reservation) -> None:
     lock_rows(tx, Pool, [reservation.pool_id])
     lock_rows(tx, Tenant, [reservation.tenant_id])
     lock_reservation(tx, reservation.id)
-    sweep(tx)
-    tx.session.refresh(reservation)
+    expired = sweep(tx)
+    # SQLite: the row was read under this writer's lock, so only the sweep can
+    # have changed it. PostgreSQL: re-read it under the row lock just taken.
+    if tx.is_postgres or reservation.id in expired:
+        tx.session.refresh(reservation)
     if reservation.status != "active":
         raise Refused(
             f"reservation '{reservation.id}' is not active (status: {reservation.status})"
@@ -346,7 +367,8 @@ def unreserve(tx: Tx, reservation_id: str) -> ReservationInfo:
     reservation.status = "released"
     reservation.ended_at = tx.now
     tx.session.flush()
-    devices.free(tx, [reservation.id])
+    if reservation.gpu:
+        devices.free(tx, [reservation.id])
     audit.record(tx, [audit.Change("reservation.release", reservation.id, {})])
     return reservation_info(tx, reservation.id)
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -131,7 +132,9 @@ class Reservation(Base):
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # PostgreSQL fills it from a sequence (ties in insertion order); SQLite uses
     # its rowid and leaves this null.
-    insertion_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    insertion_seq: Mapped[int | None] = mapped_column(
+        BigInteger, nullable=True, server_default=FetchedValue()
+    )
 
     __table_args__ = (
         _amount_check("cpu"),
