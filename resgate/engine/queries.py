@@ -63,10 +63,17 @@ def by_name(tx: Tx, column: Any) -> Any:
     return column.collate("C") if tx.is_postgres else column
 
 
-def insertion_order(tx: Tx) -> list[Any]:
-    """Creation time, ties in insertion order."""
+def insertion_order(tx: Tx, *, active_only: bool = False) -> list[Any]:
+    """Creation time, ties in insertion order.
+
+    active_only: the query is limited to active rows. On SQLite the sort key is
+    then written `+created_at` (the same value): otherwise the planner walks
+    ix_reservations_created_at over the whole history to skip the sort, instead
+    of reading the few active rows through a partial index and sorting them."""
     if tx.is_postgres:
         return [Reservation.created_at, Reservation.insertion_seq]
+    if active_only:
+        return [literal_column("+reservations.created_at"), literal_column("reservations.rowid")]
     return [Reservation.created_at, literal_column("reservations.rowid")]
 
 
@@ -82,14 +89,14 @@ def _live(model: type[Pool] | type[Tenant]) -> Any:
 
 
 def live_pool(tx: Tx, name: str) -> Pool:
-    pool = tx.session.scalars(_live(Pool), {"name": name}).one_or_none()
+    pool: Pool | None = tx.session.scalars(_live(Pool), {"name": name}).one_or_none()
     if pool is None:
         raise NotFound(f"pool '{name}' not found")
     return pool
 
 
 def live_tenant(tx: Tx, name: str) -> Tenant:
-    tenant = tx.session.scalars(_live(Tenant), {"name": name}).one_or_none()
+    tenant: Tenant | None = tx.session.scalars(_live(Tenant), {"name": name}).one_or_none()
     if tenant is None:
         raise NotFound(f"tenant '{name}' not found")
     return tenant
@@ -135,8 +142,7 @@ def pool_usage(tx: Tx, pool_ids: list[int] | None = None) -> dict[int, Amounts]:
     if pool_ids is not None and len(pool_ids) == 1:
         rows = tx.session.execute(_usage_of_one(), {"now": tx.now, "pool_id": pool_ids[0]})
         return {
-            pool_id: Amounts(int(cpu), int(memory), int(gpu))
-            for pool_id, cpu, memory, gpu in rows
+            pool_id: Amounts(int(cpu), int(memory), int(gpu)) for pool_id, cpu, memory, gpu in rows
         }
     query = (
         select(
@@ -200,22 +206,37 @@ def reservations_query(now: datetime, dialect: str = "sqlite") -> Any:
     )
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
 def to_info(row: Any) -> ReservationInfo:
-    return ReservationInfo(
-        id=row.id,
-        tenant=row.tenant,
-        pool=row.pool,
-        amounts=Amounts(row.cpu, row.memory, row.gpu),
-        ttl=row.ttl,
-        status=row.status,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        ended_at=row.ended_at,
-        preempted_by=row.preempted_by,
-        preempted_for=row.preempted_for,
-        request_id=row.request_id,
-        gpu_ids=tuple(int(device) for device in row.gpu_ids.split()) if row.gpu_ids else (),
+    """The same object as ReservationInfo(id=…, …, gpu_ids=…), built without the
+    frozen dataclass's __init__ (one object.__setattr__ per field): an export makes
+    one per row of the history (benchmarks/, export)."""
+    (id_, tenant, pool, cpu, memory, gpu, ttl, status, created_at, expires_at, ended_at,
+     preempted_by, preempted_for, request_id, gpu_ids) = row  # fmt: skip
+    info = _new(ReservationInfo)
+    _set(
+        info,
+        "__dict__",
+        {
+            "id": id_,
+            "tenant": tenant,
+            "pool": pool,
+            "amounts": Amounts(cpu, memory, gpu),
+            "ttl": ttl,
+            "status": status,
+            "created_at": created_at,
+            "expires_at": expires_at,
+            "ended_at": ended_at,
+            "preempted_by": preempted_by,
+            "preempted_for": preempted_for,
+            "request_id": request_id,
+            "gpu_ids": tuple(int(device) for device in gpu_ids.split()) if gpu_ids else (),
+        },
     )
+    return info
 
 
 @cache

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from resgate.engine import audit, devices
 from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
@@ -43,7 +45,7 @@ from resgate.engine.validation import (
     check_ttl,
 )
 from resgate.store.database import Tx
-from resgate.store.models import STATUSES, Pool, Reservation, Tenant
+from resgate.store.models import STATUSES, Event, Pool, Reservation, Tenant
 
 
 @dataclass(frozen=True)
@@ -127,22 +129,22 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
         expires_at=tx.now + timedelta(seconds=ttl) if ttl else None,
         request_id=request.request_id,
     )
-    tx.session.add(reservation)
+    # Inserted as Core from the (never added) ORM object's values: the unit of
+    # work cost more than the INSERT itself (benchmarks/, cycles). A failing
+    # Core INSERT leaves the session usable, inside a SAVEPOINT or not.
+    values = {column: getattr(reservation, column) for column in _INSERTED}
     try:
         if request.request_id is None and not tx.is_postgres:
             # No replay to fall back on, and BEGIN IMMEDIATE rules out a twin:
             # no SAVEPOINT needed (a failure rolls back the whole command).
-            tx.session.flush()
+            tx.session.connection().execute(_insert(), values)
         else:
             with tx.session.begin_nested():
-                tx.session.flush()
+                # The connection asked for inside: that is what emits the SAVEPOINT.
+                tx.session.connection().execute(_insert(), values)
     except IntegrityError:
         # Only a concurrent twin can get here (the checks above ran under the
         # locks); the database's constraints are the last line of defence.
-        # Without a SAVEPOINT the failed flush already rolled the session back
-        # and dropped the row: expunging it again would raise.
-        if reservation in tx.session:
-            tx.session.expunge(reservation)
         replay = _replay(tx, request, tenant, pool, ttl)
         if replay is not None:
             return replay
@@ -155,8 +157,41 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
             tx, pool.name, pool.id, reservation.id, reservation.gpu, requested_ids
         )
     created = replace(_fresh(tx, reservation, tenant.name, pool.name), gpu_ids=tuple(held_ids))
-    audit.record(tx, [audit.Change("reservation.create", created.id, _created_data(created))])
+    data = _created_data(created, request.preempt)
+    audit.record(tx, [audit.Change("reservation.create", created.id, data)])
     return ReserveResult(created, victims)
+
+
+_INSERTED = (
+    "id",
+    "tenant_id",
+    "pool_id",
+    "cpu",
+    "memory",
+    "gpu",
+    "ttl",
+    "status",
+    "created_at",
+    "expires_at",
+    "request_id",
+)
+
+
+_reservations: Table = Reservation.__table__  # type: ignore[assignment]
+
+
+@cache
+def _insert() -> Any:
+    return insert(_reservations)
+
+
+@cache
+def _release() -> Any:
+    return (
+        update(_reservations)
+        .where(_reservations.c.id == bindparam("rid"))
+        .values(status="released", ended_at=bindparam("now"))
+    )
 
 
 @cache
@@ -169,7 +204,7 @@ def _held() -> Any:
     )
 
 
-def _created_data(info: ReservationInfo) -> dict[str, object]:
+def _created_data(info: ReservationInfo, preempt: bool = False) -> dict[str, object]:
     data: dict[str, object] = {
         "tenant": info.tenant,
         "pool": info.pool,
@@ -180,6 +215,8 @@ def _created_data(info: ReservationInfo) -> dict[str, object]:
     }
     if info.request_id is not None:
         data["request_id"] = info.request_id
+        # --preempt is part of a keyed request (SPEC §11.3); the row does not keep it.
+        data["preempt"] = preempt
     return data
 
 
@@ -301,6 +338,22 @@ def _fresh(tx: Tx, row: Reservation, tenant: str, pool: str) -> ReservationInfo:
     )
 
 
+def _asked(tx: Tx, reservation_id: str) -> dict[str, Any]:
+    """What the request that made it asked for, as its reservation.create event
+    says (an extend changes the row's ttl, and the row keeps no --preempt);
+    empty if no event says (made before the log, or the event was edited)."""
+    data = tx.session.scalar(
+        select(Event.data)
+        .where(Event.action == "reservation.create", Event.subject == reservation_id)
+        .limit(1)
+    )
+    try:
+        asked = json.loads(data) if data is not None else {}
+    except ValueError:
+        return {}
+    return asked if isinstance(asked, dict) else {}
+
+
 def _replay(
     tx: Tx, request: ReserveRequest, tenant: Tenant, pool: Pool, ttl: int | None
 ) -> ReserveResult | None:
@@ -313,11 +366,13 @@ def _replay(
     ).one_or_none()
     if existing is None:
         return None
+    asked = _asked(tx, existing.id)
     same = (
         existing.tenant_id == tenant.id
         and existing.pool_id == pool.id
         and Amounts(existing.cpu, existing.memory, existing.gpu) == request.amounts
-        and existing.ttl == ttl
+        and asked.get("ttl", existing.ttl) == ttl
+        and asked.get("preempt", request.preempt) == request.preempt
     )
     if not same:
         raise Refused(
@@ -364,9 +419,10 @@ def _require_active(tx: Tx, reservation: Reservation) -> None:
 def unreserve(tx: Tx, reservation_id: str) -> ReservationInfo:
     reservation = _find(tx, reservation_id)
     _require_active(tx, reservation)
-    reservation.status = "released"
-    reservation.ended_at = tx.now
-    tx.session.flush()
+    # Core UPDATE, and the loaded object told (not marked dirty): no unit of work.
+    tx.session.connection().execute(_release(), {"rid": reservation.id, "now": tx.now})
+    set_committed_value(reservation, "status", "released")
+    set_committed_value(reservation, "ended_at", tx.now)
     if reservation.gpu:
         devices.free(tx, [reservation.id])
     audit.record(tx, [audit.Change("reservation.release", reservation.id, {})])
@@ -465,7 +521,7 @@ def list_reservations(
         from resgate.engine.queries import effective_status
 
         query = query.where(effective_status(tx.now) == status)
-    rows = tx.session.execute(query.order_by(*insertion_order(tx)))
+    rows = tx.session.execute(query.order_by(*insertion_order(tx, active_only=not include_ended)))
     return [to_info(row) for row in rows]
 
 
