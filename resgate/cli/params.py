@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from resgate.engine.errors import InvalidInput
 from resgate.engine.validation import (
@@ -13,6 +14,9 @@ from resgate.engine.validation import (
     check_name,
     check_reservation_id,
 )
+
+if TYPE_CHECKING:
+    from resgate.engine.records import Amounts
 
 DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 DIGITS = re.compile(r"[0-9]+")
@@ -163,3 +167,29 @@ def gpu_ids(value: str | None) -> list[int] | None:
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"invalid value for --gpu-ids: {value!r} (an id is repeated)")
     return ids
+
+
+def gpu_count(gpu: str | None, ids: list[int] | None) -> int | None:
+    """--gpu, or the number of --gpu-ids (which may stand alone); given both, the
+    counts must match."""
+    count = amount("--gpu", gpu)
+    if ids is None:
+        return count
+    if count is not None and count != len(ids):
+        raise InvalidInput(f"--gpu {count} and --gpu-ids name {len(ids)} GPU(s)")
+    return len(ids)
+
+
+def request(
+    cpu: str | None, memory: str | None, gpu: str | None, ids: str | None
+) -> tuple[Amounts, list[int] | None]:
+    """What `reserve` and `run` ask for: amounts, and the GPU ids if named."""
+    from resgate.engine.records import Amounts
+
+    devices = gpu_ids(ids)
+    amounts = Amounts(
+        amount_or_zero("--cpu", cpu),
+        amount_or_zero("--memory", memory),
+        gpu_count(gpu, devices) or 0,
+    )
+    return amounts, devices

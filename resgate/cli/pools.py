@@ -22,17 +22,6 @@ GpuIds = Annotated[
 ]
 
 
-def _gpu_count(gpu: int | None, ids: list[int] | None) -> int | None:
-    """With --gpu-ids, --gpu may be left out; given both, the counts must match."""
-    from resgate.engine.errors import InvalidInput
-
-    if ids is None:
-        return gpu
-    if gpu is not None and gpu != len(ids):
-        raise InvalidInput(f"--gpu {gpu} and --gpu-ids name {len(ids)} GPU(s)")
-    return len(ids)
-
-
 def _created_line(verb: str, pool: object) -> str:
     from resgate.engine.records import PoolInfo
 
@@ -61,7 +50,7 @@ def create(
     totals = Amounts(
         params.amount_or_zero("--cpu", cpu),
         params.amount_or_zero("--memory", memory),
-        _gpu_count(params.amount("--gpu", gpu), ids) or 0,
+        params.gpu_count(gpu, ids) or 0,
     )
     if totals.is_zero():
         raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
@@ -133,7 +122,7 @@ def resize(
     new_cpu, new_memory, new_gpu = (
         params.amount("--cpu", cpu),
         params.amount("--memory", memory),
-        _gpu_count(params.amount("--gpu", gpu), ids),
+        params.gpu_count(gpu, ids),
     )
     if new_cpu is None and new_memory is None and new_gpu is None:
         raise InvalidInput("give at least one of --cpu, --memory, --gpu, --gpu-ids")

@@ -52,21 +52,10 @@ def reserve(
 ) -> None:
     """Reserve a slice of a pool for a tenant."""
     from resgate.engine.errors import InvalidInput
-    from resgate.engine.records import Amounts
 
     params.name("tenant", tenant)
     params.name("pool", pool)
-    ids = params.gpu_ids(gpu_ids)
-    gpus = params.amount("--gpu", gpu)
-    if ids is not None:
-        if gpus is not None and gpus != len(ids):
-            raise InvalidInput(f"--gpu {gpus} and --gpu-ids name {len(ids)} GPU(s)")
-        gpus = len(ids)
-    amounts = Amounts(
-        params.amount_or_zero("--cpu", cpu),
-        params.amount_or_zero("--memory", memory),
-        gpus or 0,
-    )
+    amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
     seconds = params.seconds("--ttl", ttl)
     if request_id is not None and not (
         1 <= len(request_id) <= 128 and all(" " <= ch <= "~" for ch in request_id)

@@ -384,21 +384,10 @@ def run(
     reservation is preempted or lost, COMMAND's process group gets SIGTERM, then
     SIGKILL after --grace, and resgate exits 75."""
     from resgate.engine.errors import InvalidInput
-    from resgate.engine.records import Amounts
 
     params.name("tenant", tenant)
     params.name("pool", pool)
-    ids = params.gpu_ids(gpu_ids)
-    gpus = params.amount("--gpu", gpu)
-    if ids is not None:
-        if gpus is not None and gpus != len(ids):
-            raise InvalidInput(f"--gpu {gpus} and --gpu-ids name {len(ids)} GPU(s)")
-        gpus = len(ids)
-    amounts = Amounts(
-        params.amount_or_zero("--cpu", cpu),
-        params.amount_or_zero("--memory", memory),
-        gpus or 0,
-    )
+    amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
     seconds = params.seconds("--ttl", ttl)
     if not seconds:
         raise InvalidInput(
