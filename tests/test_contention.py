@@ -18,11 +18,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
 
-from harness import collect, release, resgate, spawn  # noqa: E402
+from harness import collect, release, resgate, spawn
 
-from resgate.engine import pools, tenants  # noqa: E402
-from resgate.engine.records import Amounts  # noqa: E402
-from resgate.store.database import Database, open_database, resolve_target  # noqa: E402
+from resgate.engine import pools, tenants
+from resgate.engine.records import Amounts
+from resgate.store.database import Database, open_database, resolve_target
 
 N = 8
 

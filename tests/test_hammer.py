@@ -26,13 +26,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
 
-import verify  # noqa: E402
-from common import read_ledger  # noqa: E402
-from harness import collect, release, resgate, spawn  # noqa: E402
+import verify
+from harness import collect, release, resgate, spawn
+from ledger import read_ledger
 
-from resgate.engine import pools, tenants  # noqa: E402
-from resgate.engine.records import Amounts  # noqa: E402
-from resgate.store.database import open_database, resolve_target  # noqa: E402
+from resgate.engine import pools, tenants
+from resgate.engine.records import Amounts
+from resgate.store.database import open_database, resolve_target
 
 WORKERS = 6
 OPS = 200
@@ -53,17 +53,17 @@ def make_database(path: Path) -> dict[str, list[int]]:
 
 
 def run_hammer(
-    tmp_path: Path, workers: int = WORKERS, ops: int = OPS, **env: str
+    tmp_path: Path, workers: int = WORKERS, ops: int = OPS, script: str = "engine_worker.py"
 ) -> tuple[Path, list[dict], Counter[str], list, float, int]:
     db = tmp_path / "hammer.db"
-    initial = make_database(db)
+    make_database(db)
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     base = int(os.environ.get("RESGATE_TEST_SEED") or random.randrange(1 << 30))
     names = [f"w{i}" for i in range(workers)]
     procs = [
         spawn(
-            "engine_worker.py",
+            script,
             str(db),
             name,
             str(base + i),
@@ -71,7 +71,6 @@ def run_hammer(
             str(tmp_path / f"ledger-{name}.jsonl"),
             "--barrier",
             str(barrier),
-            **env,
         )
         for i, name in enumerate(names)
     ]
@@ -116,4 +115,3 @@ def test_hammer_keeps_invariants_and_loses_nothing(tmp_path: Path) -> None:
         f"\nhammer: {WORKERS} processes x {OPS} ops in {elapsed:.1f}s, "
         f"{acknowledged} acknowledged, {dict(sorted(counts.items()))}"
     )
-

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import sys
 
-from common import barrier
+from ledger import barrier
 
 import resgate.cli
 import resgate.engine.reservations
 import resgate.render.data
 import resgate.render.text
-import resgate.store.database  # noqa: F401
+import resgate.store.database
 
 
 def main() -> None:

@@ -16,9 +16,6 @@ write lock, before it commits.
 Expected refusals (exit codes 1, 3, 4) are counted; Busy (exit 5) is counted too
 and the test decides whether it may happen; anything else is a bug and ends the
 worker with a traceback. At the end (OPS >= 0) the counts go to stdout as JSON.
-
-RESGATE_TEST_PLAIN_BEGIN=1 (a one-off demonstration, never set by the suite)
-replaces resgate's BEGIN IMMEDIATE with a plain deferred BEGIN in this process.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from common import Ledger, barrier
+from ledger import Ledger, barrier
 from sqlalchemy import event
 
 from resgate.engine import pools, reservations, tenants
@@ -45,7 +42,6 @@ from resgate.engine.errors import (
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
-from resgate.store import database as store
 from resgate.store.database import Tx, open_database, resolve_target
 
 EXPECTED = {
@@ -54,17 +50,6 @@ EXPECTED = {
     Refused: "refused",
     Busy: "busy",
 }
-
-
-def plain_begin() -> None:
-    """Demonstration only: what happens to the engine without BEGIN IMMEDIATE."""
-
-    def install(engine: Any) -> None:
-        @event.listens_for(engine, "begin")
-        def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
-
-    store._install_begin = install
 
 
 def iso(value: Any) -> str | None:
@@ -149,7 +134,9 @@ class Worker:
         )
         ttl = self.rng.choice([None, None, 1, 2, 3])
         request = ReserveRequest(tenant, pool, amounts, ttl)
-        done = self.write("reserve", f"{tenant}/{pool}", lambda tx: reservations.reserve(tx, request))
+        done = self.write(
+            "reserve", f"{tenant}/{pool}", lambda tx: reservations.reserve(tx, request)
+        )
         if done is None:
             return
         now, info = done
@@ -257,8 +244,6 @@ def main() -> None:
     parser.add_argument("--barrier")
     parser.add_argument("--marker")
     args = parser.parse_args()
-    if os.environ.get("RESGATE_TEST_PLAIN_BEGIN") == "1":
-        plain_begin()
     worker = Worker(args)
     worker.mark("R")
     if args.barrier:

@@ -42,7 +42,7 @@ def release(barrier: Path, names: list[str], procs: list[subprocess.Popen[str]])
     while not all((barrier / f"ready-{name}").exists() for name in names):
         for proc in procs:
             if proc.poll() is not None:
-                out, err = proc.communicate()
+                _, err = proc.communicate()
                 raise AssertionError(f"a worker died before the start: {proc.returncode}\n{err}")
         if time.monotonic() > deadline:
             raise AssertionError("workers did not get ready within 120 s")

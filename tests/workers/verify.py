@@ -67,7 +67,9 @@ def invariant_problems(path: str | Path) -> list[str]:
         """SELECT tenant_id, pool_id, COUNT(*) AS n FROM reservations WHERE status = 'active'
            GROUP BY tenant_id, pool_id HAVING COUNT(*) > 1"""
     ):
-        problems.append(f"tenant #{row['tenant_id']} has {row['n']} active in pool #{row['pool_id']}")
+        problems.append(
+            f"tenant #{row['tenant_id']} has {row['n']} active in pool #{row['pool_id']}"
+        )
     connection.close()
     return problems
 
