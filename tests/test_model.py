@@ -197,6 +197,20 @@ class EngineMatchesModel(RuleBasedStateMachine):
             tenant_info,
         )
 
+    @rule(
+        name=st.sampled_from(TENANT_NAMES),
+        resource=st.integers(0, 2),
+        cap=st.none() | st.integers(0, 6) | st.sampled_from([512, 1024]),
+    )
+    def set_quota(self, name: str, resource: int, cap: int | None) -> None:
+        """§13 quotas: a cap on one resource (None removes it)."""
+        key = ("cpu", "memory", "gpu")[resource]
+        self.both(
+            lambda tx: tenants.update_tenant(tx, name, None, {key: cap}),
+            lambda got: self.model.set_cap(name, resource, cap),
+            tenant_info,
+        )
+
     @precondition(lambda self: len(self.ids) >= 2)
     @rule(name=st.sampled_from(TENANT_NAMES), force=st.booleans())
     def remove_tenant(self, name: str, force: bool) -> None:
@@ -299,7 +313,10 @@ class EngineMatchesModel(RuleBasedStateMachine):
             return (
                 rows,
                 [pool_info(p) for p in pools.list_pools(tx)],
-                [(t.name, t.priority, t.active_reservations) for t in tenants.list_tenants(tx)],
+                [
+                    (t.name, t.priority, t.active_reservations, tuple(t.max), tuple(t.held))
+                    for t in tenants.list_tenants(tx)
+                ],
                 status.status(tx).counts,
             )
 

@@ -38,6 +38,8 @@ class MTenant:
     name: str
     priority: int
     deleted: bool = False
+    # Quotas (§13): per resource, None = no cap.
+    caps: tuple[int | None, int | None, int | None] = (None, None, None)
 
 
 @dataclass
@@ -180,6 +182,22 @@ class Model:
         tenant.priority = priority
         return (name, priority, self.active_count(tenant))
 
+    def set_cap(self, name: str, resource: int, cap: int | None) -> tuple:
+        """§13: lowering a cap below what is held is allowed."""
+        self.sweep()
+        tenant = self.live_tenant(name)
+        caps = list(tenant.caps)
+        caps[resource] = cap
+        tenant.caps = (caps[0], caps[1], caps[2])
+        return (name, tenant.priority, self.active_count(tenant))
+
+    def held(self, tenant: MTenant) -> tuple[int, int, int]:
+        total = (0, 0, 0)
+        for r in self.reservations:
+            if r.tenant is tenant and self.is_active(r):
+                total = add(total, r.amounts)
+        return total
+
     def remove_tenant(self, name: str, force: bool) -> tuple:
         self.sweep()
         tenant = self.live_tenant(name)
@@ -206,6 +224,18 @@ class Model:
                     4,
                     f"tenant '{tenant_name}' already has active reservation '{r.id}' "
                     f"in pool '{pool_name}'",
+                )
+        # Quota after the conflict, before capacity; only what is asked for; the
+        # first failing resource in the order cpu, memory, gpu.
+        held = self.held(tenant)
+        for resource, want, have, cap in zip(
+            ("cpu", "memory", "gpu"), amounts, held, tenant.caps, strict=True
+        ):
+            if want > 0 and cap is not None and have + want > cap:
+                raise Fail(
+                    4,
+                    f"quota exceeded for tenant '{tenant_name}': "
+                    f"{resource} {have} held + {want} requested > {cap}",
                 )
         available = sub(pool.total, self.used(pool))
         if any(need > free for need, free in zip(amounts, available, strict=True)):
@@ -294,7 +324,9 @@ class Model:
     def tenant_rows(self) -> list[tuple]:
         live = [t for t in self.tenants if not t.deleted]
         live.sort(key=lambda t: (-t.priority, t.name.encode()))
-        return [(t.name, t.priority, self.active_count(t)) for t in live]
+        return [
+            (t.name, t.priority, self.active_count(t), t.caps, self.held(t)) for t in live
+        ]
 
     def counts(self) -> dict[str, int]:
         counts = {"active": 0, "released": 0, "expired": 0, "preempted": 0}
