@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-FIGURES = ("startup", "history", "sweep", "cycles", "export")
+FIGURES = ("startup", "history", "sweep", "cycles", "audit", "export")
 
 # ---------------------------------------------------------------- plumbing
 
@@ -655,6 +655,145 @@ def fig_cycles(cfg: Config, base: Path) -> list[Row]:
     return rows
 
 
+# The engine reserve + unreserve loop of one source tree, run in a subprocess with
+# PYTHONPATH set to that tree, on a database the tree creates itself (its own
+# schema revision): argv = database, seconds; prints {"cycles", "seconds", "module"}.
+_TREE_CYCLES = """
+import json, os, sys, time
+from pathlib import Path
+import resgate
+from resgate.engine.pools import create_pool
+from resgate.engine.records import Amounts
+from resgate.engine.reservations import ReserveRequest, reserve, unreserve
+from resgate.engine.tenants import add_tenant
+from resgate.store.database import open_database, resolve_target
+
+path, seconds = sys.argv[1], float(sys.argv[2])
+fresh = not Path(path).exists()
+db = open_database(resolve_target(path), write=True)
+if fresh:
+    def setup(tx):
+        create_pool(tx, "pool0", Amounts(1024, 1 << 20, 64))
+        for t in range(12):
+            add_tenant(tx, f"team{t:02d}", 1 + t % 10)
+            reserve(tx, ReserveRequest(f"team{t:02d}", "pool0", Amounts(4, 4096, 1), None))
+        add_tenant(tx, "cyc0", 5)
+    db.run(setup, write=True)
+request = ReserveRequest("cyc0", "pool0", Amounts(1, 0, 0))
+
+def step():
+    info = db.run(lambda tx: reserve(tx, request), write=True)
+    db.run(lambda tx: unreserve(tx, info.id), write=True)
+
+for _ in range(20):
+    step()  # warm up: connections, statement caches
+start = time.perf_counter()
+cycles = 0
+while time.perf_counter() - start < seconds:
+    step()
+    cycles += 1
+elapsed = time.perf_counter() - start
+db.dispose()
+print(json.dumps({"cycles": cycles, "seconds": elapsed, "module": resgate.__file__}))
+"""
+
+AUDIT_MARK = "reserve --preempt, --dry-run, --request-id; audit log"
+
+
+def _tree_before_log(dest: Path) -> tuple[str | None, str]:
+    """Extract the tree of the commit before the audit log into `dest`; returns
+    (commit, note) — commit None, with the reason, when it cannot be had."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "log", "--format=%H %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return None, f"git log failed ({exc})"
+    found = [line.split(" ", 1)[0] for line in out.splitlines() if line[41:].startswith(AUDIT_MARK)]
+    if not found:
+        return None, f"no commit whose message starts with {AUDIT_MARK!r} (shallow clone?)"
+    try:
+        parent = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{found[-1]}^"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None, f"the parent of {found[-1][:10]} is not available (shallow clone?)"
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.Popen(["git", "-C", str(REPO), "archive", parent], stdout=subprocess.PIPE)
+    untar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout, check=False)
+    if archive.wait() != 0 or untar.returncode != 0:
+        return None, f"git archive {parent[:10]} failed"
+    return parent, f"commit {parent[:10]}"
+
+
+def _tree_cycles(tree: Path, db: Path, seconds: float) -> float:
+    env = clean_env(PYTHONPATH=str(tree), RESGATE_SYNCHRONOUS="FULL")
+    result = subprocess.run(
+        [sys.executable, "-c", _TREE_CYCLES, str(db), str(seconds)],
+        env=env,
+        cwd=str(db.parent),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"cycle run on {tree} failed: {result.stderr[-800:]}")
+    data = json.loads(result.stdout)
+    if not str(data["module"]).startswith(str(tree)):
+        raise RuntimeError(f"ran {data['module']}, not the tree {tree}")
+    return float(data["cycles"]) / float(data["seconds"])
+
+
+def fig_audit(cfg: Config) -> list[Row]:
+    """Issue 7, item 5: the audit log adds at most 15 % to a reserve + unreserve
+    cycle, against the same loop at the commit before the log, in the same run."""
+    log("audit: engine reserve+unreserve now vs at the commit before the audit log")
+    label = "audit log cost: reserve+unreserve, 1 proc, FULL"
+    before_tree = cfg.workdir / "tree-before-log"
+    shutil.rmtree(before_tree, ignore_errors=True)
+    commit, note = _tree_before_log(before_tree)
+    if commit is None:
+        log(f"audit: skipped: {note}")
+        return [Row(label, "skipped", note, "-", "<= 1.15x time", None, {"skipped": note})]
+    dbs = {"now": cfg.workdir / "audit-now.db", "before": cfg.workdir / "audit-before.db"}
+    trees = {"now": REPO, "before": before_tree}
+    for db in dbs.values():
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+    s: dict[str, list[float]] = {"now": [], "before": []}
+    for name in s:  # creates each database; untimed
+        _tree_cycles(trees[name], dbs[name], 0.2)
+    for i in range(max(3, cfg.cycle_repeat * 2 + 1)):
+        order = ("now", "before") if i % 2 == 0 else ("before", "now")
+        for name in order:
+            s[name].append(_tree_cycles(trees[name], dbs[name], cfg.cycle_seconds))
+    now, before = med(s["now"]), med(s["before"])
+    ratio = before / now  # time per cycle, now over before
+    return [
+        Row(
+            label,
+            f"{now:,.0f}/s",
+            f"before the log ({commit[:10]}): {before:,.0f}/s",
+            f"{ratio:.2f}x time",
+            "<= 1.15x time",
+            ratio <= 1.15,
+            {
+                "now_per_s": now,
+                "before_per_s": before,
+                "ratio": ratio,
+                "commit": commit,
+                "samples": s,
+            },
+        )
+    ]
+
+
 _RUSAGE_WRAPPER = """
 import json, resource, subprocess, sys, time
 start = time.perf_counter()
@@ -801,7 +940,7 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[Row] = []
         log(f"building databases in {workdir}")
         base = workdir / "base.db"
-        copy_db_needed = any(f in only for f in FIGURES)
+        copy_db_needed = any(f in only for f in FIGURES if f != "audit")
         if copy_db_needed:
             if base.exists():
                 base.unlink()
@@ -821,6 +960,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += fig_sweep(cfg, base)
         if "cycles" in only:
             rows += fig_cycles(cfg, base)
+        if "audit" in only:
+            rows += fig_audit(cfg)
         if "export" in only:
             assert big is not None
             small = workdir / "history-small.db"

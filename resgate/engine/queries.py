@@ -22,7 +22,6 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from resgate.engine.errors import NotFound
 from resgate.engine.records import Amounts, ReservationInfo
@@ -140,7 +139,10 @@ def _usage(now: Any) -> Any:
 def pool_usage(tx: Tx, pool_ids: list[int] | None = None) -> dict[int, Amounts]:
     """Sum of effective-active reservations per pool."""
     if pool_ids is not None and len(pool_ids) == 1:
-        rows = tx.session.execute(_usage_of_one(), {"now": tx.now, "pool_id": pool_ids[0]})
+        # On the connection: a Core statement needs none of the session's ORM layer.
+        rows = tx.session.connection().execute(
+            _usage_of_one(), {"now": tx.now, "pool_id": pool_ids[0]}
+        )
         return {
             pool_id: Amounts(int(cpu), int(memory), int(gpu)) for pool_id, cpu, memory, gpu in rows
         }
@@ -166,6 +168,10 @@ def gpu_ids_column(dialect: str) -> Any:
     """The devices a reservation holds or held, as text `0 1 4` (SPEC §12)."""
     devices = ReservationDevice.device
     if dialect == "postgresql":
+        # Imported here: sqlalchemy.dialects.postgresql pulls in asyncio (~20 ms)
+        # that no SQLite command needs (benchmarks/, startup).
+        from sqlalchemy.dialects.postgresql import aggregate_order_by
+
         aggregate = func.string_agg(
             cast(devices, String), aggregate_order_by(literal(" "), devices)
         )
@@ -245,9 +251,11 @@ def _info_by_id(dialect: str) -> Any:
 
 
 def reservation_info(tx: Tx, reservation_id: str) -> ReservationInfo:
-    row = tx.session.execute(
-        _info_by_id(tx.dialect), {"now": tx.now, "id": reservation_id}
-    ).one_or_none()
+    row = (
+        tx.session.connection()
+        .execute(_info_by_id(tx.dialect), {"now": tx.now, "id": reservation_id})
+        .one_or_none()
+    )
     if row is None:
         raise NotFound(f"reservation '{reservation_id}' not found")
     return to_info(row)

@@ -93,7 +93,11 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
         return replay
     sweep(tx)
 
-    held = tx.session.scalar(_held(), {"tenant_id": tenant.id, "pool_id": pool.id})
+    held = (
+        tx.session.connection()
+        .execute(_held(), {"tenant_id": tenant.id, "pool_id": pool.id})
+        .scalar()
+    )
     if held is not None:
         raise Refused(
             f"tenant '{tenant.name}' already has active reservation '{held}' in pool '{pool.name}'"
