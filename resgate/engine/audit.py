@@ -12,7 +12,7 @@ import getpass
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -235,12 +235,3 @@ def _stored_time(value: object) -> datetime | None:
         except ValueError:
             return None
     return None
-
-
-def touched_since(tx: Tx, since_seq: int) -> Sequence[str]:
-    """Reservation ids that events after `since_seq` touched (export --since-seq)."""
-    return tx.session.scalars(
-        select(Event.subject)
-        .where(Event.seq > since_seq, Event.action.like("reservation.%"))
-        .distinct()
-    ).all()

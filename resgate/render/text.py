@@ -9,7 +9,6 @@ from typing import IO, Any
 
 from resgate.engine.records import (
     RESOURCES,
-    Amounts,
     PoolInfo,
     PreemptResult,
     ReservationInfo,
@@ -105,10 +104,6 @@ def whole_percent(used: int, total: int) -> int:
 
 def usage_cell(used: int, total: int) -> str:
     return f"{used} / {total} ({whole_percent(used, total)}%)"
-
-
-def amounts_line(amounts: Amounts, dash: str = "—") -> str:
-    return f"CPU: {amounts.cpu}  Memory: {amounts.memory}MB  GPU: {amounts.gpu}"
 
 
 def pools_table(pools: list[PoolInfo], style: Style) -> str:
