@@ -91,15 +91,15 @@ class Change:
     data: dict[str, Any]
 
 
-@cache
-def _head() -> Any:
-    # Built once: every write runs it (benchmarks/, cycles).
-    return select(Event.seq, Event.hash).order_by(Event.seq.desc()).limit(1)
-
-
 def head(tx: Tx) -> tuple[int, str]:
-    row = tx.session.execute(_head()).first()
-    return (int(row.seq), str(row.hash)) if row else (0, GENESIS)
+    # Plain SQL on the session's connection: this runs in every write
+    # transaction, and the ORM's statement handling cost more than the query.
+    row = (
+        tx.session.connection()
+        .exec_driver_sql("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        .first()
+    )
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
 def record(tx: Tx, changes: Iterable[Change]) -> None:
