@@ -224,7 +224,7 @@ def test_sigint_from_a_terminal_arrives_once(setup, tmp_path, reaper):
 
 @pytest.mark.slow
 def test_lease_is_renewed_while_the_command_runs(setup, cli, tmp_path):
-    run = start(setup, "--cpu", "1", "--ttl", "3s", "--", "sh", "-c", "touch ready; sleep 7",
+    run = start(setup, "--cpu", "1", "--ttl", "3s", "--", "sh", "-c", "touch ready; sleep 10",
                 cwd=tmp_path)
     wait_for_file(tmp_path / "ready")
     seen = []
