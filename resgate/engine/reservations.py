@@ -18,6 +18,7 @@ from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound,
 from resgate.engine.preemption import Candidate, Shortfall, choose_victims
 from resgate.engine.queries import (
     ACTIVE,
+    effective_status,
     insertion_order,
     is_active_now,
     live_pool,
@@ -522,8 +523,6 @@ def list_reservations(
     if not include_ended:
         query = query.where(is_active_now(tx.now))
     elif status is not None:
-        from resgate.engine.queries import effective_status
-
         query = query.where(effective_status(tx.now) == status)
     rows = tx.session.execute(query.order_by(*insertion_order(tx, active_only=not include_ended)))
     return [to_info(row) for row in rows]

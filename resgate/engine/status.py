@@ -12,7 +12,6 @@ from resgate.engine.queries import (
     ACTIVE,
     effective_ended_at,
     insertion_order,
-    is_active_now,
     reservations_query,
     to_info,
 )
@@ -22,7 +21,7 @@ from resgate.engine.records import (
     ReservationInfo,
     StatusReport,
 )
-from resgate.engine.reservations import count_active
+from resgate.engine.reservations import count_active, list_reservations
 from resgate.engine.tenants import list_tenants
 from resgate.store.database import Tx
 from resgate.store.models import Event, Pool, Reservation, Tenant
@@ -64,8 +63,8 @@ def status(tx: Tx) -> StatusReport:
 
 
 def active_reservations(tx: Tx) -> list[ReservationInfo]:
-    query = reservations_query(tx.now, tx.dialect).where(is_active_now(tx.now))
-    return [to_info(row) for row in tx.session.execute(query.order_by(*insertion_order(tx)))]
+    """The effective-active reservations, as `list` shows them."""
+    return list_reservations(tx)
 
 
 def history(
