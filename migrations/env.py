@@ -43,7 +43,7 @@ def run_migrations_online() -> None:
     target = context.get_x_argument(as_dictionary=True).get("db")
     engine = migration_engine(resolve_target(target))
     try:
-        with engine.connect().execution_options(resgate_write=True) as connection:
+        with engine.connect() as connection:
             _run(connection)
             connection.commit()
     finally:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import String, select, type_coerce
@@ -95,7 +96,7 @@ def head(tx: Tx) -> tuple[int, str]:
     # Plain SQL on the session's connection: this runs in every write
     # transaction, and the ORM's statement handling cost more than the query.
     row = (
-        tx.session.connection()
+        tx.connection
         .exec_driver_sql("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
         .first()
     )
@@ -103,41 +104,47 @@ def head(tx: Tx) -> tuple[int, str]:
 
 
 def record(tx: Tx, changes: Iterable[Change]) -> None:
-    """Append events for `changes`, in order, in the caller's transaction: one
-    INSERT however many. The writer holds the audit head (BEGIN IMMEDIATE on
-    SQLite, the audit_head row on PostgreSQL), so max + 1 is safe."""
-    batch = list(changes)
-    if not batch:
+    """Append events for `changes`, in order, in the caller's transaction."""
+    append(tx, ((c.action, c.subject, _canonical(c.data)) for c in changes))
+
+
+def append(tx: Tx, events: Iterable[tuple[str, str, str]]) -> None:
+    """Append events given as (action, subject, data as canonical JSON text), in
+    order: one INSERT however many. The writer holds the audit head (BEGIN
+    IMMEDIATE on SQLite, the audit_head row on PostgreSQL), so max + 1 is safe.
+    The sweep calls this directly with its data already encoded: it may log
+    100,000 events in one go (benchmarks/, sweep)."""
+    pending = iter(events)
+    first = next(pending, None)
+    if first is None:
         return
     seq, prev = head(tx)
     who = actor()
-    # The fields every event of this batch shares, encoded once. The body is
-    # assembled in sorted key order, byte for byte what _canonical would give:
-    # the sweep may log 100,000 events in one go.
-    at = _string(iso(tx.now))
-    actor_json = _string(who)
-    # The stored form of `at`, bound as is: text on SQLite, a timestamp on PostgreSQL.
+    # What every event of this batch shares, encoded once. The body is assembled
+    # in sorted key order, byte for byte what _canonical would give.
+    shared = f'"actor":{_string(who)},"at":{_string(iso(tx.now))},"data":'
+    # The stored form of `at`: text on SQLite, a timestamp on PostgreSQL.
     stored_at: object = tx.now if tx.is_postgres else tx.now.strftime("%Y-%m-%d %H:%M:%S.%f")
     rows = []
-    for change in batch:
+    for action, subject, data in chain((first,), pending):
         seq += 1
-        data = _canonical(change.data)
         body = (
-            f'{{"action":{_string(change.action)},"actor":{actor_json},"at":{at},'
-            f'"data":{data},"prev_hash":"{prev}","seq":{seq},'
-            f'"subject":{_string(change.subject)}}}'
+            f'{{"action":{_string(action)},{shared}{data},"prev_hash":"{prev}",'
+            f'"seq":{seq},"subject":{_string(subject)}}}'
         )
         digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
-        rows.append((seq, stored_at, who, change.action, change.subject, data, prev, digest))
+        rows.append((seq, stored_at, who, action, subject, data, prev, digest))
         prev = digest
-    connection = tx.session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    # The driver's own executemany: no per-row parameter processing.
-    connection.exec_driver_sql(
-        "INSERT INTO events (seq, at, actor, action, subject, data, prev_hash, hash) "
-        f"VALUES ({', '.join([mark] * 8)})",
-        rows,
-    )
+    # The driver's own execute(many): no per-row parameter processing.
+    sql = _INSERT_EVENTS["?" if tx.connection.dialect.paramstyle == "qmark" else "%s"]
+    tx.connection.exec_driver_sql(sql, rows[0] if len(rows) == 1 else rows)
+
+
+_INSERT_EVENTS = {
+    mark: "INSERT INTO events (seq, at, actor, action, subject, data, prev_hash, hash) "
+    f"VALUES ({', '.join([mark] * 8)})"
+    for mark in ("?", "%s")
+}
 
 
 def log(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import (
     ColumnClause,
@@ -27,6 +27,11 @@ from resgate.engine.errors import NotFound
 from resgate.engine.records import Amounts, ReservationInfo
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, ReservationDevice, Tenant
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
+
+T = TypeVar("T")
 
 # Written inline (not as a bound parameter) so SQLite can use the partial
 # indexes declared WHERE status = 'active'.
@@ -88,17 +93,73 @@ def _live(model: type[Pool] | type[Tenant]) -> Any:
 
 
 def live_pool(tx: Tx, name: str) -> Pool:
+    """The live pool named `name`, as an ORM object the caller may change."""
     pool: Pool | None = tx.session.scalars(_live(Pool), {"name": name}).one_or_none()
-    if pool is None:
-        raise NotFound(f"pool '{name}' not found")
-    return pool
+    return _found(pool, "pool", name)
 
 
 def live_tenant(tx: Tx, name: str) -> Tenant:
+    """The live tenant named `name`, as an ORM object the caller may change."""
     tenant: Tenant | None = tx.session.scalars(_live(Tenant), {"name": name}).one_or_none()
-    if tenant is None:
-        raise NotFound(f"tenant '{name}' not found")
-    return tenant
+    return _found(tenant, "tenant", name)
+
+
+class PoolRow(Protocol):
+    """What reading a pool needs: a row of `pools`, or a Pool object."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def cpu(self) -> int: ...
+    @property
+    def memory(self) -> int: ...
+    @property
+    def gpu(self) -> int: ...
+
+
+class TenantRow(Protocol):
+    """What reading a tenant needs: a row of `tenants`, or a Tenant object."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def max_cpu(self) -> int | None: ...
+    @property
+    def max_memory(self) -> int | None: ...
+    @property
+    def max_gpu(self) -> int | None: ...
+
+
+@cache
+def _live_row(model: type[Pool] | type[Tenant]) -> Any:
+    table = model.__table__
+    return select(table).where(table.c.name == bindparam("name"), table.c.deleted_at.is_(None))
+
+
+def pool_row(tx: Tx, name: str) -> Row[Any]:
+    """The live pool named `name`, read only. A Core row: reserve looks its pool
+    and tenant up in every call, and loading ORM objects cost several times the
+    query (benchmarks/, cycles)."""
+    row = tx.connection.execute(_live_row(Pool), {"name": name}).first()
+    return _found(row, "pool", name)
+
+
+def tenant_row(tx: Tx, name: str) -> Row[Any]:
+    """The live tenant named `name`, read only (see pool_row)."""
+    row = tx.connection.execute(_live_row(Tenant), {"name": name}).first()
+    return _found(row, "tenant", name)
+
+
+def _found(value: T | None, kind: str, name: str) -> T:
+    if value is None:
+        raise NotFound(f"{kind} '{name}' not found")
+    return value
 
 
 def lock_rows(tx: Tx, model: type[Pool] | type[Tenant], ids: Iterable[int]) -> None:
@@ -140,7 +201,7 @@ def pool_usage(tx: Tx, pool_ids: list[int] | None = None) -> dict[int, Amounts]:
     """Sum of effective-active reservations per pool."""
     if pool_ids is not None and len(pool_ids) == 1:
         # On the connection: a Core statement needs none of the session's ORM layer.
-        rows = tx.session.connection().execute(
+        rows = tx.connection.execute(
             _usage_of_one(), {"now": tx.now, "pool_id": pool_ids[0]}
         )
         return {
@@ -252,7 +313,7 @@ def _info_by_id(dialect: str) -> Any:
 
 def reservation_info(tx: Tx, reservation_id: str) -> ReservationInfo:
     row = (
-        tx.session.connection()
+        tx.connection
         .execute(_info_by_id(tx.dialect), {"now": tx.now, "id": reservation_id})
         .one_or_none()
     )

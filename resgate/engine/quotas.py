@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from resgate.engine.errors import Refused
-from resgate.engine.queries import is_active_now
+from resgate.engine.queries import TenantRow, is_active_now
 from resgate.engine.records import RESOURCES, Amounts, Limits
 from resgate.store.database import Tx
-from resgate.store.models import Reservation, Tenant
+from resgate.store.models import Reservation
 
 
-def limits_of(tenant: Tenant) -> Limits:
+def limits_of(tenant: TenantRow) -> Limits:
     return Limits(tenant.max_cpu, tenant.max_memory, tenant.max_gpu)
 
 
@@ -36,7 +36,7 @@ def held_by(tx: Tx, tenant_ids: list[int] | None = None) -> dict[int, tuple[int,
     }
 
 
-def check_quota(tx: Tx, tenant: Tenant, request: Amounts) -> None:
+def check_quota(tx: Tx, tenant: TenantRow, request: Amounts) -> None:
     """Refuse (exit 4) a request that would take the tenant over a cap. Only the
     resources asked for are checked, in the order cpu, memory, gpu."""
     limits = limits_of(tenant)

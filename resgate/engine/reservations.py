@@ -7,28 +7,29 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
 
 from resgate.engine import audit, devices
 from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.engine.preemption import Candidate, Shortfall, choose_victims
 from resgate.engine.queries import (
     ACTIVE,
+    PoolRow,
+    TenantRow,
     effective_status,
     insertion_order,
     is_active_now,
-    live_pool,
-    live_tenant,
     lock_reservation,
     lock_rows,
+    pool_row,
     pool_usage,
     reservation_info,
     reservation_infos,
     reservations_query,
+    tenant_row,
     to_info,
 )
 from resgate.engine.quotas import check_quota
@@ -47,6 +48,9 @@ from resgate.engine.validation import (
 )
 from resgate.store.database import Tx
 from resgate.store.models import STATUSES, Event, Pool, Reservation, Tenant
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,8 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     if request.amounts.is_zero():
         raise InvalidInput("a reservation needs at least one of --cpu, --memory, --gpu above 0")
     ttl = check_ttl(request.ttl)
-    tenant = live_tenant(tx, request.tenant)
-    pool = live_pool(tx, request.pool)
+    tenant = tenant_row(tx, request.tenant)
+    pool = pool_row(tx, request.pool)
     replay = _replay(tx, request, tenant, pool, ttl)
     if replay is not None:
         return replay
@@ -95,7 +99,7 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     sweep(tx)
 
     held = (
-        tx.session.connection()
+        tx.connection
         .execute(_held(), {"tenant_id": tenant.id, "pool_id": pool.id})
         .scalar()
     )
@@ -121,28 +125,27 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
                 f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}"
             )
         victims = _evict_for(tx, tenant, pool, available, request.amounts, reservation_id, forced)
-    reservation = Reservation(
-        id=reservation_id,
-        tenant_id=tenant.id,
-        pool_id=pool.id,
-        cpu=request.amounts.cpu,
-        memory=request.amounts.memory,
-        gpu=request.amounts.gpu,
-        ttl=ttl,
-        status="active",
-        created_at=tx.now,
-        expires_at=tx.now + timedelta(seconds=ttl) if ttl else None,
-        request_id=request.request_id,
-    )
-    # Inserted as Core from the (never added) ORM object's values: the unit of
-    # work cost more than the INSERT itself (benchmarks/, cycles). A failing
-    # Core INSERT leaves the session usable, inside a SAVEPOINT or not.
-    values = {column: getattr(reservation, column) for column in _INSERTED}
+    values = {
+        "id": reservation_id,
+        "tenant_id": tenant.id,
+        "pool_id": pool.id,
+        "cpu": request.amounts.cpu,
+        "memory": request.amounts.memory,
+        "gpu": request.amounts.gpu,
+        "ttl": ttl,
+        "status": "active",
+        "created_at": tx.now,
+        "expires_at": tx.now + timedelta(seconds=ttl) if ttl else None,
+        "request_id": request.request_id,
+    }
+    # A Core INSERT: the ORM's unit of work cost more than the INSERT itself
+    # (benchmarks/, cycles). A failing Core INSERT leaves the session usable,
+    # inside a SAVEPOINT or not.
     try:
         if request.request_id is None and not tx.is_postgres:
             # No replay to fall back on, and BEGIN IMMEDIATE rules out a twin:
             # no SAVEPOINT needed (a failure rolls back the whole command).
-            tx.session.connection().execute(_insert(), values)
+            tx.connection.execute(_insert(), values)
         else:
             with tx.session.begin_nested():
                 # The connection asked for inside: that is what emits the SAVEPOINT.
@@ -157,29 +160,28 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
             f"tenant '{tenant.name}' already has an active reservation in pool '{pool.name}'"
         ) from None
     held_ids: list[int] = []
-    if reservation.gpu or requested_ids is not None:
+    if request.amounts.gpu or requested_ids is not None:
         held_ids = devices.assign(
-            tx, pool.name, pool.id, reservation.id, reservation.gpu, requested_ids
+            tx, pool.name, pool.id, reservation_id, request.amounts.gpu, requested_ids
         )
-    created = replace(_fresh(tx, reservation, tenant.name, pool.name), gpu_ids=tuple(held_ids))
+    created = ReservationInfo(
+        id=reservation_id,
+        tenant=tenant.name,
+        pool=pool.name,
+        amounts=request.amounts,
+        ttl=ttl,
+        status="active",
+        created_at=tx.now,
+        expires_at=values["expires_at"],
+        ended_at=None,
+        preempted_by=None,
+        preempted_for=None,
+        request_id=request.request_id,
+        gpu_ids=tuple(held_ids),
+    )
     data = _created_data(created, request.preempt)
     audit.record(tx, [audit.Change("reservation.create", created.id, data)])
     return ReserveResult(created, victims)
-
-
-_INSERTED = (
-    "id",
-    "tenant_id",
-    "pool_id",
-    "cpu",
-    "memory",
-    "gpu",
-    "ttl",
-    "status",
-    "created_at",
-    "expires_at",
-    "request_id",
-)
 
 
 _reservations: Table = Reservation.__table__  # type: ignore[assignment]
@@ -196,6 +198,15 @@ def _release() -> Any:
         update(_reservations)
         .where(_reservations.c.id == bindparam("rid"))
         .values(status="released", ended_at=bindparam("now"))
+    )
+
+
+@cache
+def _set_expiry_statement() -> Any:
+    return (
+        update(_reservations)
+        .where(_reservations.c.id == bindparam("rid"))
+        .values(ttl=bindparam("ttl"), expires_at=bindparam("expires_at"))
     )
 
 
@@ -226,7 +237,7 @@ def _created_data(info: ReservationInfo, preempt: bool = False) -> dict[str, obj
 
 
 def _device_holders(
-    tx: Tx, tenant: Tenant, pool: Pool, requested: list[int], preempt: bool
+    tx: Tx, tenant: TenantRow, pool: PoolRow, requested: list[int], preempt: bool
 ) -> list[Candidate]:
     """The reservations holding GPUs asked for by id. Without --preempt any is
     a refusal (exit 3); with it they must all rank below the requester."""
@@ -259,8 +270,8 @@ def _device_holders(
 
 def _evict_for(
     tx: Tx,
-    tenant: Tenant,
-    pool: Pool,
+    tenant: TenantRow,
+    pool: PoolRow,
     available: Amounts,
     need: Amounts,
     new_id_: str,
@@ -326,23 +337,6 @@ def _log_preempted(
     audit.record(tx, changes)
 
 
-def _fresh(tx: Tx, row: Reservation, tenant: str, pool: str) -> ReservationInfo:
-    return ReservationInfo(
-        id=row.id,
-        tenant=tenant,
-        pool=pool,
-        amounts=Amounts(row.cpu, row.memory, row.gpu),
-        ttl=row.ttl,
-        status=row.status,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        ended_at=row.ended_at,
-        preempted_by=row.preempted_by,
-        preempted_for=row.preempted_for,
-        request_id=row.request_id,
-    )
-
-
 def _asked(tx: Tx, reservation_id: str) -> dict[str, Any]:
     """What the request that made it asked for, as its reservation.create event
     says (an extend changes the row's ttl, and the row keeps no --preempt);
@@ -360,7 +354,7 @@ def _asked(tx: Tx, reservation_id: str) -> dict[str, Any]:
 
 
 def _replay(
-    tx: Tx, request: ReserveRequest, tenant: Tenant, pool: Pool, ttl: int | None
+    tx: Tx, request: ReserveRequest, tenant: TenantRow, pool: PoolRow, ttl: int | None
 ) -> ReserveResult | None:
     """SPEC §11.3: the same request under a known key gets the same reservation,
     as it is now; a different request under that key is refused."""
@@ -396,17 +390,24 @@ def _replay(
     )
 
 
-def _find(tx: Tx, reservation_id: str) -> Reservation:
+@cache
+def _by_id() -> Any:
+    return select(_reservations).where(_reservations.c.id == bindparam("id"))
+
+
+def _find(tx: Tx, reservation_id: str) -> Row[Any]:
+    """The stored row, read as Core (the ORM's get cost several times the query
+    on unreserve's path: benchmarks/, cycles)."""
     check_reservation_id(reservation_id)
-    # populate_existing: a row already in the session is re-read too, so only the
-    # sweep can make it stale (see _require_active).
-    reservation = tx.session.get(Reservation, reservation_id, populate_existing=True)
-    if reservation is None:
+    row = tx.connection.execute(_by_id(), {"id": reservation_id}).first()
+    if row is None:
         raise NotFound(f"reservation '{reservation_id}' not found")
-    return reservation
+    return row
 
 
-def _require_active(tx: Tx, reservation: Reservation) -> None:
+def _require_active(tx: Tx, reservation_id: str) -> Row[Any]:
+    """The reservation, locked and swept; refused unless effective-active."""
+    reservation = _find(tx, reservation_id)
     lock_rows(tx, Pool, [reservation.pool_id])
     lock_rows(tx, Tenant, [reservation.tenant_id])
     lock_reservation(tx, reservation.id)
@@ -414,20 +415,17 @@ def _require_active(tx: Tx, reservation: Reservation) -> None:
     # SQLite: the row was read under this writer's lock, so only the sweep can
     # have changed it. PostgreSQL: re-read it under the row lock just taken.
     if tx.is_postgres or reservation.id in expired:
-        tx.session.refresh(reservation)
+        reservation = _find(tx, reservation.id)
     if reservation.status != "active":
         raise Refused(
             f"reservation '{reservation.id}' is not active (status: {reservation.status})"
         )
+    return reservation
 
 
 def unreserve(tx: Tx, reservation_id: str) -> ReservationInfo:
-    reservation = _find(tx, reservation_id)
-    _require_active(tx, reservation)
-    # Core UPDATE, and the loaded object told (not marked dirty): no unit of work.
-    tx.session.connection().execute(_release(), {"rid": reservation.id, "now": tx.now})
-    set_committed_value(reservation, "status", "released")
-    set_committed_value(reservation, "ended_at", tx.now)
+    reservation = _require_active(tx, reservation_id)
+    tx.connection.execute(_release(), {"rid": reservation.id, "now": tx.now})
     if reservation.gpu:
         devices.free(tx, [reservation.id])
     audit.record(tx, [audit.Change("reservation.release", reservation.id, {})])
@@ -446,13 +444,13 @@ def renew(tx: Tx, reservation_id: str, ttl: int) -> ReservationInfo:
 
 def _set_expiry(tx: Tx, reservation_id: str, ttl: int | None, action: str) -> ReservationInfo:
     ttl = check_ttl(ttl)
-    reservation = _find(tx, reservation_id)
-    _require_active(tx, reservation)
+    reservation = _require_active(tx, reservation_id)
     old = {"ttl": reservation.ttl, "expires_at": _iso(reservation.expires_at)}
-    reservation.ttl = ttl
-    reservation.expires_at = tx.now + timedelta(seconds=ttl) if ttl else None
-    tx.session.flush()
-    new = {"ttl": reservation.ttl, "expires_at": _iso(reservation.expires_at)}
+    expires_at = tx.now + timedelta(seconds=ttl) if ttl else None
+    tx.connection.execute(
+        _set_expiry_statement(), {"rid": reservation.id, "ttl": ttl, "expires_at": expires_at}
+    )
+    new = {"ttl": ttl, "expires_at": _iso(expires_at)}
     audit.record(tx, [audit.Change(action, reservation.id, {"old": old, "new": new})])
     return reservation_info(tx, reservation.id)
 
@@ -462,9 +460,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -> PreemptResult:
-    attacker = live_tenant(tx, preemptor)
-    victim = live_tenant(tx, target)
-    pool = live_pool(tx, pool_name) if pool_name is not None else None
+    attacker = tenant_row(tx, preemptor)
+    victim = tenant_row(tx, target)
+    pool = pool_row(tx, pool_name) if pool_name is not None else None
     if attacker.priority <= victim.priority:
         raise Refused(
             f"cannot preempt: '{attacker.name}' (priority {attacker.priority}) must outrank "

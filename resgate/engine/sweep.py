@@ -30,7 +30,7 @@ def sweep(tx: Tx) -> list[str]:
     one batched insert. Returns their ids."""
     # Sorted by id as plain strings: comparing SQLAlchemy Rows is ~30x slower,
     # seconds at 100,000 due rows (benchmarks/, sweep).
-    rows = tx.session.connection().execute(_SWEEP, {"now": tx.now}).all()
+    rows = tx.connection.execute(_SWEEP, {"now": tx.now}).all()
     expired = sorted(rows, key=lambda row: str(row.id))
     if expired:
         devices.free_ended(tx)

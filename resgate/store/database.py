@@ -215,6 +215,10 @@ class Tx:
     session: Session
     now: datetime
     dialect: str
+    # The session's connection for this transaction, for Core statements: asking
+    # the session for it again costs more than many a statement (benchmarks/).
+    # Inside session.begin_nested(), ask the session: that emits the SAVEPOINT.
+    connection: Connection
 
     @property
     def is_postgres(self) -> bool:
@@ -274,21 +278,26 @@ class Database:
         commit: bool = True,
         schema_change: bool = False,
     ) -> Iterator[Tx]:
-        bind = self.engine.execution_options(resgate_write=write)
-        with Session(bind, expire_on_commit=False, autoflush=False) as session:
+        with Session(self.engine, expire_on_commit=False, autoflush=False) as session:
             try:
-                session.begin()
-                if write:
-                    # Take the write lock (SQLite: BEGIN IMMEDIATE) before reading
-                    # the clock: a writer that waited for the lock must not act at
-                    # the moment it started waiting (tests/test_hammer.py).
-                    session.connection()
-                    if self.dialect == "postgresql" and not schema_change:
-                        # Every PostgreSQL writer takes the audit head first
-                        # (SPEC §4): one lock order, and a linear audit chain.
-                        session.execute(text("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE"))
+                connection = session.connection()
+                if self.dialect == "sqlite":
+                    # pysqlite's own BEGIN is off (isolation_level=None): writers
+                    # take the write lock up front and wait for it within the busy
+                    # timeout, instead of failing on the read→write upgrade (SPEC
+                    # §4). Sent here rather than from a "begin" event: any engine
+                    # event listener makes SQLAlchemy dispatch events around every
+                    # statement, a cost the engine API's hot path can do without.
+                    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+                if write and self.dialect == "postgresql" and not schema_change:
+                    # Every PostgreSQL writer takes the audit head first
+                    # (SPEC §4): one lock order, and a linear audit chain.
+                    connection.exec_driver_sql("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+                # The clock is read after the write lock is held: a writer that
+                # waited must not act at the moment it started waiting
+                # (tests/test_hammer.py).
                 now = self._now(session, clock, write)
-                yield Tx(session=session, now=now, dialect=self.dialect)
+                yield Tx(session=session, now=now, dialect=self.dialect, connection=connection)
                 if commit:
                     session.commit()
                 else:
@@ -350,13 +359,11 @@ def open_database(target: Target, *, write: bool) -> Database:
 
 
 def _install_begin(engine: Engine) -> None:
-    # pysqlite's own BEGIN is off (isolation_level=None); emit ours so writers
-    # take the write lock up front and wait for it within the busy timeout,
-    # instead of failing on the read→write upgrade (SPEC §4).
+    # For Alembic run by hand, which begins its own transactions: pysqlite's own
+    # BEGIN is off (isolation_level=None), so emit one that takes the write lock.
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        write = connection.get_execution_options().get("resgate_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_engine(target: Target, *, uri: str | None = None, read_only: bool = False) -> Engine:
@@ -387,11 +394,9 @@ def _sqlite_engine(target: Target, *, uri: str | None = None, read_only: bool = 
     # new connection per transaction re-reads the schema, and closing the last
     # connection to a WAL file checkpoints and fsyncs it, which cost an engine
     # API caller most of its transactions per second (benchmarks/, cycles).
-    engine = create_engine(
+    return create_engine(
         f"sqlite:///{path}", creator=connect, poolclass=QueuePool, pool_size=1, max_overflow=8
     )
-    _install_begin(engine)
-    return engine
 
 
 def _create_file(path: Path) -> None:
@@ -448,7 +453,7 @@ def _open_read_only(target: Target) -> Database:
 
 def _create_or_upgrade(tx: Tx, path: Path) -> None:
     # Under the write lock now: re-read, since another process may have done it.
-    connection = tx.session.connection()
+    connection = tx.connection
     revision = schema.read_revision(connection)
     if revision == schema.SCHEMA_HEAD:
         return
@@ -548,7 +553,7 @@ def _upgrade_server(database: Database) -> None:
     first uses and upgrades from several hosts are safe."""
 
     def work(tx: Tx) -> None:
-        connection = tx.session.connection()
+        connection = tx.connection
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('resgate.schema'))"))
         revision = schema.read_revision(connection)
         if revision != schema.SCHEMA_HEAD:
@@ -587,7 +592,9 @@ def migration_engine(target: Target) -> Engine:
         state = inspect_sqlite_file(target.path)
         if state.new and not target.path.exists():
             _create_file(target.path)
-        return _sqlite_engine(target)
+        engine = _sqlite_engine(target)
+        _install_begin(engine)
+        return engine
     return _server_engine(target)[0]
 
 
