@@ -472,7 +472,6 @@ def _rehash_sql(event: dict[str, Any], **changes: Any) -> str:
 def _swap_sql(x: int, y: int) -> list[str]:
     cols = "at, actor, action, subject, data, prev_hash, hash"
     return [
-        "DROP INDEX uq_events_prev_hash",  # or the swap trips over it half-way
         f"CREATE TEMP TABLE swap AS SELECT seq, {cols} FROM events WHERE seq IN ({x}, {y})",
         *[
             f"UPDATE events SET ({cols}) = (SELECT {cols} FROM swap WHERE seq = {other}) "
@@ -513,7 +512,7 @@ TAMPERING: dict[str, tuple[Callable[[list[dict[str, Any]]], list[str]], int, str
     "two swapped": (lambda ev: [NO_UPDATE, *_swap_sql(3, 6)], 3, "altered"),
     "neighbours swapped": (lambda ev: [NO_UPDATE, *_swap_sql(4, 5)], 4, "altered"),
     "swapped and rehashed": (
-        lambda ev: [NO_UPDATE, "DROP INDEX uq_events_prev_hash",
+        lambda ev: [NO_UPDATE,
                     _rehash_sql({**ev[4], "seq": 4}, seq=4),
                     _rehash_sql({**ev[3], "seq": 5}, seq=5)],
         4, "out of chain"),
@@ -571,6 +570,45 @@ def test_the_database_refuses_update_and_delete(cli: Callable[..., Result],
     assert [e["actor"] for e in events] == [getpass.getuser()] * 2
     code, result = verdict(cli)
     assert (code, result["ok"], result["events"]) == (0, True, 2)
+
+
+@pytest.mark.usefixtures("backend")
+def test_the_database_refuses_an_event_out_of_chain(cli: Callable[..., Result],
+                                                    backend: str) -> None:
+    """events_chain_guard: an event must name the hash of seq - 1 (zeros for 1)."""
+    ok(cli, "pool", "create", "--name", "p", "--cpu", "8")
+    ok(cli, "tenant", "add", "--name", "a")
+    first, last = log(cli)
+    columns = "seq, at, actor, action, subject, data, prev_hash, hash"
+
+    def event(seq: int, prev_hash: str) -> str:
+        return (f"INSERT INTO events ({columns}) VALUES ({seq}, '2026-01-01 00:00:00', "
+                f"'mallory', 'tenant.add', 'x', '{{}}', '{prev_hash}', '{'e' * 64}')")
+
+    refused = [
+        event(3, first["hash"]),        # a fork: names seq 1 as its predecessor
+        event(3, "0" * 64),             # a second genesis
+        event(4, last["hash"]),         # a gap: seq 3 is missing
+        event(3, "f" * 64),             # names no event at all
+    ]
+    if backend == "sqlite":
+        for statement in refused:
+            with pytest.raises(sqlite3.DatabaseError, match="must follow the last one"):
+                tamper(statement)
+        tamper(event(3, last["hash"]))  # the one event that may come next
+    else:
+        import psycopg
+
+        url = db_file().replace("postgresql+psycopg://", "postgresql://")
+        for statement in refused:
+            with (
+                psycopg.connect(url, autocommit=True) as connection,
+                pytest.raises(psycopg.errors.RaiseException, match="must follow the last one"),
+            ):
+                connection.execute(statement)
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(event(3, last["hash"]))
+    assert [e["seq"] for e in log(cli)] == [1, 2, 3]
 
 
 def test_pinned_head_catches_a_cut_tail(cli: Callable[..., Result],

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from itertools import chain
+from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import String, select, type_coerce
@@ -63,7 +64,9 @@ def iso(value: datetime) -> str:
 # The canonical form is exactly json.dumps(body, sort_keys=True,
 # separators=(",", ":"), ensure_ascii=False).
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-_string = json.JSONEncoder(ensure_ascii=False).encode  # a JSON string literal
+# A str as a JSON string literal, as JSONEncoder(ensure_ascii=False) writes it
+# (this is the function it calls), without the encoder's per-call overhead.
+_string = encode_basestring
 
 
 def _hash(seq: int, at: str, who: str, action: str, subject: str, data: Any, prev: str) -> str:
@@ -126,10 +129,12 @@ def append(tx: Tx, events: Iterable[tuple[str, str, str]]) -> None:
     # The stored form of `at`: text on SQLite, a timestamp on PostgreSQL.
     stored_at: object = tx.now if tx.is_postgres else tx.now.strftime("%Y-%m-%d %H:%M:%S.%f")
     rows = []
+    actions: dict[str, str] = {}  # each action's literal, encoded once
     for action, subject, data in chain((first,), pending):
         seq += 1
+        literal = actions.get(action) or actions.setdefault(action, _string(action))
         body = (
-            f'{{"action":{_string(action)},{shared}{data},"prev_hash":"{prev}",'
+            f'{{"action":{literal},{shared}{data},"prev_hash":"{prev}",'
             f'"seq":{seq},"subject":{_string(subject)}}}'
         )
         digest = hashlib.sha256(body.encode("utf-8")).hexdigest()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, insert, select, true, update
+from sqlalchemy import delete, exists, insert, select, true, update
 
 from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.store.database import Tx
@@ -160,14 +160,22 @@ def free(tx: Tx, reservation_ids: Sequence[str]) -> None:
 def free_ended(tx: Tx) -> None:
     """Release every device still marked held by a reservation that has ended:
     one statement whatever their number (used by the sweep)."""
-    tx.session.execute(
-        update(ReservationDevice)
+    tx.connection.execute(_FREE_ENDED)
+
+
+# Driven by the held devices (a partial index), each looking up its reservation:
+# `reservation_id IN (SELECT id … WHERE status != 'active')` had SQLite gather
+# the ids of the whole history first (benchmarks/, sweep).
+_FREE_ENDED = (
+    update(ReservationDevice)
+    .where(
+        HELD,
+        exists()
         .where(
-            HELD,
-            ReservationDevice.reservation_id.in_(
-                select(Reservation.id).where(Reservation.status != "active")
-            ),
+            Reservation.id == ReservationDevice.reservation_id,
+            Reservation.status != "active",
         )
-        .values(active=False)
-        .execution_options(synchronize_session=False)
+        .correlate(ReservationDevice),
     )
+    .values(active=False)
+)

@@ -189,8 +189,8 @@ class Event(Base):
 
     __table_args__ = (
         CheckConstraint("seq >= 1", name="seq_positive"),
-        # Two events naming the same predecessor would fork the chain.
-        Index("uq_events_prev_hash", "prev_hash", unique=True),
+        # The chain itself (each prev_hash the hash of seq - 1) is kept by the
+        # trigger events_chain_guard (migration 0006).
         Index("ix_events_at", "at"),
     )
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 
 def migrations_dir() -> Path:
