@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from resgate.engine import pools, reservations, tenants
+from resgate.engine import listing, pools, reservations, tenants
 from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
@@ -49,7 +49,7 @@ def test_default_ids_and_lowest_free(box):
     held = dict(devices(box))
     assert held[0] == c.id and held[2] == b.id and held[7] is None
     # History keeps the ids a reservation held.
-    listed = {r.id: r.gpu_ids for r in box.read(reservations.list_reservations,
+    listed = {r.id: r.gpu_ids for r in box.read(listing.list_reservations,
                                                   include_ended=True)}
     assert listed[a.id] == (0, 1)
 
@@ -83,7 +83,7 @@ def test_every_end_frees_devices(box):
     box.clock.advance(1)
     d = reserve(box, "mid", gpu=8).reservation
     box.write(pools.delete_pool, "box", force=True)
-    history = box.read(reservations.list_reservations, include_ended=True, pool="box")
+    history = box.read(listing.list_reservations, include_ended=True, pool="box")
     assert [r.status for r in history] == ["released", "expired", "preempted", "released"]
     assert {r.id for r in history} == {a.id, b.id, c.id, d.id}
 

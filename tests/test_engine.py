@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from resgate.engine import pools, reservations, status, tenants
+from resgate.engine import listing, pools, reservations, status, tenants
 from resgate.engine.errors import (
     InsufficientResources,
     InvalidInput,
@@ -59,13 +59,13 @@ def test_ttl_expiry_counts_before_the_sweep(setup):
         reserve(setup, "mid", cpu=1)
     setup.clock.advance(1)
     # Due now: expired for listing and counts even though nothing swept it yet.
-    listed = setup.read(reservations.list_reservations, include_ended=True)
+    listed = setup.read(listing.list_reservations, include_ended=True)
     assert [(x.id, x.status, x.ended_at) for x in listed] == [(r.id, "expired", r.expires_at)]
     assert setup.read(status.status).counts["expired"] == 1
     assert setup.read(pools.show_pool, "p").reserved == Amounts()
     # A write sweeps first, so capacity is free again.
     reserve(setup, "mid", cpu=8)
-    stored = setup.read(reservations.list_reservations, status="expired")
+    stored = setup.read(listing.list_reservations, status="expired")
     assert stored[0].ended_at == r.expires_at
 
 
@@ -147,11 +147,11 @@ def test_resize_and_delete(setup):
         setup.write(pools.delete_pool, "p")
     setup.write(pools.delete_pool, "p", force=True)
     assert [p.name for p in setup.read(pools.list_pools)] == ["mem-only"]
-    history = setup.read(reservations.list_reservations, include_ended=True, pool="p")
+    history = setup.read(listing.list_reservations, include_ended=True, pool="p")
     assert [r.status for r in history] == ["released"]
     # The name is free again; history keeps pointing at the old row.
     setup.write(pools.create_pool, "p", Amounts(1, 0, 0))
-    assert len(setup.read(reservations.list_reservations, include_ended=True, pool="p")) == 1
+    assert len(setup.read(listing.list_reservations, include_ended=True, pool="p")) == 1
 
 
 def test_tenant_lifecycle(setup):

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
 import model as rules
 from model import START, Fail, Model
 
-from resgate.engine import pools, reservations, status, tenants
+from resgate.engine import listing, pools, reservations, status, tenants
 from resgate.engine.clock import FixedClock
 from resgate.engine.errors import ResgateError
 from resgate.engine.records import Amounts
@@ -308,7 +308,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
                     r.ended_at,
                     r.preempted_by,
                 )
-                for r in reservations.list_reservations(tx, include_ended=True)
+                for r in listing.list_reservations(tx, include_ended=True)
             ]
             return (
                 rows,

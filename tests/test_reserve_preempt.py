@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from resgate.engine import pools, reservations, tenants
+from resgate.engine import listing, pools, reservations, tenants
 from resgate.engine.errors import InsufficientResources, Refused
 from resgate.engine.records import Amounts, Limits
 from resgate.engine.reservations import ReserveRequest
@@ -19,7 +19,7 @@ def reserve(engine, tenant, cpu=0, gpu=0, preempt=False):
 
 
 def statuses(engine):
-    rows = engine.read(reservations.list_reservations, include_ended=True)
+    rows = engine.read(listing.list_reservations, include_ended=True)
     return {r.id: (r.status, r.preempted_by, r.preempted_for) for r in rows}
 
 

@@ -178,7 +178,7 @@ def list_(
         params.name("tenant", tenant)
     if pool is not None:
         params.name("pool", pool)
-    from resgate.engine.reservations import list_reservations
+    from resgate.engine.listing import list_reservations
 
     def work(tx: object) -> tuple[object, list[object]]:
         from resgate.store.database import Tx

@@ -193,8 +193,6 @@ class Verdict:
 
 def verify(tx: Tx, expect: tuple[int, str] | None = None) -> Verdict:
     """Recompute the chain from seq 1; name the first bad event."""
-    expected_seq, prev, count = 1, GENESIS, 0
-    pinned_seen = False
     # SQLite: `at` as the stored text, parsed below, so an edit that is no time at
     # all is reported as altered instead of failing inside the driver.
     at_column = Event.at if tx.is_postgres else type_coerce(Event.at, String).label("at")
@@ -211,6 +209,15 @@ def verify(tx: Tx, expect: tuple[int, str] | None = None) -> Verdict:
         ).order_by(Event.seq),
         execution_options={"yield_per": 5000},
     )
+    # Closed on every way out: verify stops at the first bad event, and an open
+    # server-side cursor (PostgreSQL, yield_per) would outlive the transaction.
+    with rows:
+        return _verify_rows(rows, expect)
+
+
+def _verify_rows(rows: Iterable[Any], expect: tuple[int, str] | None) -> Verdict:
+    expected_seq, prev, count = 1, GENESIS, 0
+    pinned_seen = False
     for row in rows:
         if row.seq != expected_seq:
             return Verdict(False, count, prev, expected_seq, "missing")

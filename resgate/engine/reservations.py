@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from resgate.engine import audit, devices
@@ -19,18 +19,14 @@ from resgate.engine.queries import (
     ACTIVE,
     PoolRow,
     TenantRow,
-    effective_status,
     insertion_order,
-    is_active_now,
     lock_reservation,
     lock_rows,
     pool_row,
     pool_usage,
     reservation_info,
     reservation_infos,
-    reservations_query,
     tenant_row,
-    to_info,
 )
 from resgate.engine.quotas import check_quota
 from resgate.engine.records import (
@@ -47,7 +43,7 @@ from resgate.engine.validation import (
     check_ttl,
 )
 from resgate.store.database import Tx
-from resgate.store.models import STATUSES, Event, Pool, Reservation, Tenant
+from resgate.store.models import Event, Pool, Reservation, Tenant
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Row
@@ -492,39 +488,3 @@ def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -
     _log_preempted(tx, preempted, attacker.name)
     return PreemptResult(target=victim.name, preempted=preempted)
 
-
-def list_reservations(
-    tx: Tx,
-    *,
-    include_ended: bool = False,
-    tenant: str | None = None,
-    pool: str | None = None,
-    status: str | None = None,
-) -> list[ReservationInfo]:
-    """Active reservations (all of them with include_ended), by creation.
-    Tenant and pool filters match by name, deleted rows included."""
-    query = reservations_query(tx.now, tx.dialect)
-    if status is not None:
-        if status not in STATUSES:
-            raise InvalidInput(f"unknown status {status!r}: one of {', '.join(STATUSES)}")
-        include_ended = True
-    if tenant is not None:
-        ids = tx.session.scalars(select(Tenant.id).where(Tenant.name == tenant)).all()
-        if not ids:
-            raise NotFound(f"tenant '{tenant}' not found")
-        query = query.where(Reservation.tenant_id.in_(ids))
-    if pool is not None:
-        ids = tx.session.scalars(select(Pool.id).where(Pool.name == pool)).all()
-        if not ids:
-            raise NotFound(f"pool '{pool}' not found")
-        query = query.where(Reservation.pool_id.in_(ids))
-    if not include_ended:
-        query = query.where(is_active_now(tx.now))
-    elif status is not None:
-        query = query.where(effective_status(tx.now) == status)
-    rows = tx.session.execute(query.order_by(*insertion_order(tx, active_only=not include_ended)))
-    return [to_info(row) for row in rows]
-
-
-def count_active(tx: Tx) -> int:
-    return int(tx.session.scalar(select(func.count()).where(is_active_now(tx.now))) or 0)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, text
 
+from resgate.engine.listing import count_active, list_reservations
 from resgate.engine.pools import list_pools
 from resgate.engine.queries import (
     ACTIVE,
@@ -21,7 +22,6 @@ from resgate.engine.records import (
     ReservationInfo,
     StatusReport,
 )
-from resgate.engine.reservations import count_active, list_reservations
 from resgate.engine.tenants import list_tenants
 from resgate.store.database import Tx
 from resgate.store.models import Event, Pool, Reservation, Tenant

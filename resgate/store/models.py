@@ -189,8 +189,8 @@ class Event(Base):
 
     __table_args__ = (
         CheckConstraint("seq >= 1", name="seq_positive"),
-        # The chain itself (each prev_hash the hash of seq - 1) is kept by the
-        # trigger events_chain_guard (migration 0006).
+        # No index on prev_hash: the primary key on seq already refuses a fork
+        # (see migrations/versions/0006).
         Index("ix_events_at", "at"),
     )
 

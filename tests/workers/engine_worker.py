@@ -32,7 +32,7 @@ from typing import Any
 from ledger import Ledger, barrier
 from sqlalchemy import event
 
-from resgate.engine import pools, reservations, tenants
+from resgate.engine import listing, pools, reservations, tenants
 from resgate.engine.errors import (
     Busy,
     InsufficientResources,
@@ -119,7 +119,7 @@ class Worker:
         it); sometimes one of ours, whatever became of it."""
         if self.mine and self.rng.random() < 0.25:
             return self.rng.choice(self.mine)
-        active = self.read(reservations.list_reservations)
+        active = self.read(listing.list_reservations)
         if not active:
             return None
         return str(self.rng.choice(active).id)

@@ -1,0 +1,58 @@
+"""Reading reservations: the list, and the count of active ones.
+
+Apart from the reservation commands so that `list` and `status` load none of the
+write path (audit log, preemption, devices): every command pays for what it
+imports (SPEC §9, benchmarks/, startup)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from resgate.engine.errors import InvalidInput, NotFound
+from resgate.engine.queries import (
+    effective_status,
+    insertion_order,
+    is_active_now,
+    reservations_query,
+    to_info,
+)
+from resgate.engine.records import ReservationInfo
+from resgate.store.database import Tx
+from resgate.store.models import STATUSES, Pool, Reservation, Tenant
+
+
+def list_reservations(
+    tx: Tx,
+    *,
+    include_ended: bool = False,
+    tenant: str | None = None,
+    pool: str | None = None,
+    status: str | None = None,
+) -> list[ReservationInfo]:
+    """Active reservations (all of them with include_ended), by creation.
+    Tenant and pool filters match by name, deleted rows included."""
+    query = reservations_query(tx.now, tx.dialect)
+    if status is not None:
+        if status not in STATUSES:
+            raise InvalidInput(f"unknown status {status!r}: one of {', '.join(STATUSES)}")
+        include_ended = True
+    if tenant is not None:
+        ids = tx.session.scalars(select(Tenant.id).where(Tenant.name == tenant)).all()
+        if not ids:
+            raise NotFound(f"tenant '{tenant}' not found")
+        query = query.where(Reservation.tenant_id.in_(ids))
+    if pool is not None:
+        ids = tx.session.scalars(select(Pool.id).where(Pool.name == pool)).all()
+        if not ids:
+            raise NotFound(f"pool '{pool}' not found")
+        query = query.where(Reservation.pool_id.in_(ids))
+    if not include_ended:
+        query = query.where(is_active_now(tx.now))
+    elif status is not None:
+        query = query.where(effective_status(tx.now) == status)
+    rows = tx.session.execute(query.order_by(*insertion_order(tx, active_only=not include_ended)))
+    return [to_info(row) for row in rows]
+
+
+def count_active(tx: Tx) -> int:
+    return int(tx.session.scalar(select(func.count()).where(is_active_now(tx.now))) or 0)
