@@ -588,7 +588,7 @@ def test_the_database_refuses_a_second_event_at_a_seq(cli: Callable[..., Result]
 
     twin = event(2, first["hash"])
     if backend == "sqlite":
-        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed: events.seq"):
+        with pytest.raises(sqlite3.IntegrityError, match=r"UNIQUE constraint failed: events\.seq"):
             tamper(twin)
         tamper(event(3, last["hash"]))
     else:

@@ -93,6 +93,73 @@ def test_sweep_is_one_statement_and_sets_ended_at(setup, monkeypatch):
     assert sum(s.lstrip().startswith("INSERT INTO events") for s in statements) == 1
 
 
+def _sweep_statements(engine):
+    """Sweep now; return the expired ids and every statement it ran (with params)."""
+    from sqlalchemy import event
+
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters, executemany))
+
+    event.listen(engine.database.engine, "before_cursor_execute", record)
+    try:
+        expired = engine.write(sweep)
+    finally:
+        event.remove(engine.database.engine, "before_cursor_execute", record)
+    return expired, statements
+
+
+def test_sweep_cost_does_not_grow_with_due_rows_or_history(setup, backend):
+    """SPEC §5 and §9: the same statements for 2 due reservations as for 30 (GPU
+    holders among them), none of them walking the history; each expiry logged
+    with the expiry it had."""
+    from resgate.engine import audit
+
+    counts = []
+    for round_, due in enumerate((2, 30)):
+        made = []
+        for i in range(due):
+            name = f"r{round_}t{i}"
+            setup.write(tenants.add_tenant, name, 3)
+            setup.write(pools.create_pool, name, Amounts(4, 0, 1))
+            made.append(
+                setup.write(
+                    reservations.reserve, ReserveRequest(name, name, Amounts(1, 0, i % 2), 10 + i)
+                )
+            )
+        # History the statements must not walk: ended reservations of each pool.
+        for r in made[:2]:
+            setup.write(reservations.unreserve, r.id)
+            made.remove(r)
+            again = ReserveRequest(r.tenant, r.pool, Amounts(1, 0, 1), 10)
+            made.append(setup.write(reservations.reserve, again))
+        setup.clock.advance(10 + due)
+        expired, statements = _sweep_statements(setup)
+        assert sorted(expired) == sorted(r.id for r in made)
+        counts.append([statement for statement, _, _ in statements])
+        events = setup.read(lambda tx: [audit.as_dict(e) for e in audit.log(tx)])
+        logged = {e["subject"]: e["data"] for e in events if e["action"] == "reservation.expire"}
+        assert {r.id: logged[r.id] for r in made} == {
+            r.id: {"expires_at": audit.iso(r.expires_at)} for r in made
+        }
+        held = setup.read(lambda tx: tx.connection.execute(
+            text("SELECT count(*) FROM reservation_devices WHERE active = true")).scalar())
+        assert held == 0  # the GPU holders among them freed their devices
+        if backend == "sqlite":
+            for statement, parameters, executemany in statements:
+                if executemany or not statement.lstrip().upper().startswith(("UPDATE", "SELECT")):
+                    continue
+                plan = setup.read(lambda tx, s=statement, p=parameters: [
+                    row[-1] for row in tx.connection.exec_driver_sql(
+                        f"EXPLAIN QUERY PLAN {s}", p)
+                ])
+                walks = [step for step in plan
+                         if step.startswith("SCAN reservation") and "INDEX" not in step]
+                assert not walks, (statement, plan)
+    assert counts[0] == counts[1]
+
+
 def test_unreserve_and_extend(setup):
     r = reserve(setup, "low", cpu=1, ttl=30)
     extended = setup.write(reservations.extend, r.id, 600)
