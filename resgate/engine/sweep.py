@@ -17,8 +17,8 @@ _table = _reservations.c
 # statement anew each time cost more than executing it (benchmarks/, cycles).
 # 'active' is written inline so SQLite can use the partial index on due rows.
 # expires_at comes back as stored (text on SQLite): the audit log wants it as
-# ISO text, and parsing 100,000 timestamps only to format them again costs
-# a good part of a second (benchmarks/, sweep).
+# ISO text, and parsing 100,000 timestamps only to format them again is work
+# the sweep can skip (benchmarks/, sweep).
 _SWEEP = (
     update(_reservations)
     .where(
