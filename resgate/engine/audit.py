@@ -129,12 +129,10 @@ def append(tx: Tx, events: Iterable[tuple[str, str, str]]) -> None:
     # The stored form of `at`: text on SQLite, a timestamp on PostgreSQL.
     stored_at: object = tx.now if tx.is_postgres else tx.now.strftime("%Y-%m-%d %H:%M:%S.%f")
     rows = []
-    actions: dict[str, str] = {}  # each action's literal, encoded once
     for action, subject, data in chain((first,), pending):
         seq += 1
-        literal = actions.get(action) or actions.setdefault(action, _string(action))
         body = (
-            f'{{"action":{literal},{shared}{data},"prev_hash":"{prev}",'
+            f'{{"action":{_string(action)},{shared}{data},"prev_hash":"{prev}",'
             f'"seq":{seq},"subject":{_string(subject)}}}'
         )
         digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
