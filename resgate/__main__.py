@@ -1,3 +1,3 @@
-from resgate.cli import main
+from resgate.console import main
 
 main()

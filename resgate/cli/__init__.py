@@ -17,6 +17,8 @@ from resgate.cli import run as run_command
 from resgate.cli.params import color as parse_color
 from resgate.cli.state import State
 from resgate.engine.errors import ResgateError
+from resgate.interrupts import GUARD, Interrupted
+from resgate.secrets import hide
 
 app = typer.Typer(
     name="resgate",
@@ -70,9 +72,28 @@ app.add_typer(maintenance.db_app, name="db")
 app.add_typer(maintenance.audit_app, name="audit")
 
 
-def _error(message: str) -> None:
-    sys.stderr.write(f"Error: {message}\n")
+def _error(message: str, urls: list[str]) -> None:
+    sys.stderr.write(f"Error: {hide(message, urls)}\n")
     sys.stderr.flush()
+
+
+def _traceback(exc: BaseException, urls: list[str]) -> None:
+    # RESGATE_DEBUG=1: the whole story, but no password in it either.
+    import traceback
+
+    sys.stderr.write(hide("".join(traceback.format_exception(exc)), urls))
+    sys.stderr.flush()
+
+
+def _database_urls(argv: list[str]) -> list[str]:
+    """The database URLs this invocation may name, for hiding their passwords."""
+    named = [os.environ.get("RESGATE_DB", "")]
+    for i, arg in enumerate(argv):
+        if arg == "--db" and i + 1 < len(argv):
+            named.append(argv[i + 1])
+        elif arg.startswith("--db="):
+            named.append(arg[len("--db=") :])
+    return [value for value in named if "://" in value]
 
 
 def _silence_stdout() -> None:
@@ -91,6 +112,18 @@ def _is_usage_error(exc: Exception) -> bool:
 
 def run(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code. The one error boundary."""
+    urls = _database_urls(sys.argv[1:] if argv is None else argv)
+    with GUARD.installed():
+        try:
+            return _run(argv, urls)
+        except Interrupted as exc:
+            _error(exc.message, urls)
+            return exc.exit_code
+        finally:
+            GUARD.settle()
+
+
+def _run(argv: list[str] | None, urls: list[str]) -> int:
     if (sys.argv[1:] if argv is None else argv) in (["version"], ["--version"]):
         # Scripts call this to probe the install: skip building every command's
         # Click object (SPEC §9; benchmarks/ measures it against `import typer`).
@@ -104,11 +137,11 @@ def run(argv: list[str] | None = None) -> int:
         return result if isinstance(result, int) else 0
     except ResgateError as exc:
         if debug:
-            raise
-        _error(exc.message)
+            _traceback(exc, urls)
+        _error(exc.message, urls)
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        _error("interrupted; nothing was changed")
+        _error("interrupted; nothing was changed", urls)
         return 130
     except BrokenPipeError:
         _silence_stdout()
@@ -127,16 +160,20 @@ def run(argv: list[str] | None = None) -> int:
             sys.stderr.write(exc.format_message().rstrip("\n") + "\n")  # type: ignore[attr-defined]
             return 2
         if _is_usage_error(exc):
-            _error(exc.format_message())  # type: ignore[attr-defined]
+            _error(exc.format_message(), urls)  # type: ignore[attr-defined]
             return int(exc.exit_code)  # type: ignore[attr-defined]
         # A bug: still one line, unless debugging.
         if debug:
-            raise
-        _error(f"unexpected {type(exc).__name__}: {exc} (RESGATE_DEBUG=1 shows a traceback)")
+            _traceback(exc, urls)
+            return 1
+        _error(
+            f"unexpected {type(exc).__name__}: {exc} (RESGATE_DEBUG=1 shows a traceback)", urls
+        )
         return 1
 
 
 def main() -> None:
+    """Run the command line's arguments; resgate/console.py calls this."""
     code = run()
     try:
         sys.stdout.flush()

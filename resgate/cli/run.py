@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from resgate.cli import params
 from resgate.cli.reservations import Cpu, Gpu, Memory, PoolOpt, TenantOpt
+from resgate.cli.signals import SignalWait
 from resgate.cli.state import run as run_tx
+from resgate.interrupts import GUARD
 
 if TYPE_CHECKING:
     from resgate.engine.records import ReservationInfo
@@ -44,54 +43,22 @@ def _error(message: str) -> None:
 # ---------------------------------------------------------------- signals
 
 
-@dataclass
-class _Signals:
-    """Explicit handlers for the forwarded signals (so they work even when we were
-    started with SIGINT ignored) and SIGCHLD; every signal also wakes `wait` through
-    a self-pipe (signal.set_wakeup_fd)."""
+class _Signals(SignalWait):
+    """The forwarded signals and SIGCHLD (only to wake `wait`): before COMMAND
+    starts they are kept in `pending`, after that they go to its process group."""
 
-    group: int | None = None  # COMMAND's process group, once started
-    pending: list[int] = field(default_factory=list)  # received before it started
-    _previous: dict[int, Any] = field(default_factory=dict)
-    _pipe: tuple[int, int] | None = None
-    _old_wakeup: int = -1
+    def __init__(self) -> None:
+        super().__init__((*FORWARDED, signal.SIGCHLD), self._forward)
+        self.group: int | None = None  # COMMAND's process group, once started
+        self.pending: list[int] = []  # received before it started
 
-    def install(self) -> None:
-        read, write = os.pipe()
-        os.set_blocking(read, False)
-        os.set_blocking(write, False)
-        self._pipe = (read, write)
-        self._old_wakeup = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-        for signum in (*FORWARDED, signal.SIGCHLD):
-            self._previous[signum] = signal.signal(signum, self._handle)
-
-    def uninstall(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-        signal.set_wakeup_fd(self._old_wakeup)
-        if self._pipe is not None:
-            for fd in self._pipe:
-                os.close(fd)
-            self._pipe = None
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def _forward(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
-            return  # only here to wake `wait`
+            return
         if self.group is None:
             self.pending.append(signum)
         else:
             _killpg(self.group, signum)
-
-    def wait(self, seconds: float) -> None:
-        """Sleep up to `seconds`, less if a signal arrives."""
-        assert self._pipe is not None
-        read = self._pipe[0]
-        with contextlib.suppress(InterruptedError):
-            select.select([read], [], [], max(0.0, seconds))
-        with contextlib.suppress(BlockingIOError):
-            while os.read(read, 512):
-                pass
 
 
 def _killpg(group: int, signum: int) -> None:
@@ -250,7 +217,9 @@ def _supervise(
         CUDA_VISIBLE_DEVICES=",".join(map(str, info.gpu_ids)),
     )
     if signals.pending:
-        # Interrupted between the reservation and the start: do not start at all.
+        # Interrupted between the reservation and the start: do not start at all;
+        # run() gives the reservation back.
+        _error(f"interrupted before {command[0]} started; releasing reservation {info.id}")
         return 128 + signals.pending[0]
     terminal = _terminal()
     lease_end = reserved_at + ttl
@@ -416,6 +385,8 @@ def run(
     code = 1
     try:
         signals.install()
+        # Signals that came once the reservation had committed, before they were ours.
+        signals.pending.extend(GUARD.take_noted())
         if preempt and result.preempted:
             from resgate.render.text import victims_summary
 

@@ -6,12 +6,12 @@ import signal
 import sys
 import time
 from datetime import datetime
-from types import FrameType
 from typing import Annotated
 
 import typer
 
 from resgate.cli import params
+from resgate.cli.signals import SignalWait
 from resgate.cli.state import JSON_OPTION, out, out_json, run, style
 
 
@@ -34,14 +34,6 @@ def status(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
     _draw(ctx, json)
 
 
-class _Stop(Exception):
-    pass
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop
-
-
 def watch(
     ctx: typer.Context,
     interval: Annotated[str, typer.Option("--interval", help="Seconds between draws (> 0).")] = "3",
@@ -53,14 +45,16 @@ def watch(
     """The status view, redrawn from the database every --interval seconds."""
     every = params.interval(interval)
     draws = params.count(count)
-    # Installed explicitly: a shell that starts us in the background sets SIGINT
-    # to "ignore", and then Python would never raise KeyboardInterrupt.
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    # Each signal is only noted, and checked between draws: an exception raised
+    # from a handler can land inside SQLAlchemy's connection close, which logs
+    # it and goes on (resgate/cli/signals.py).
+    stop: list[int] = []
+    signals = SignalWait((signal.SIGINT, signal.SIGTERM), stop.append)
+    signals.install()
     terminal = sys.stdout.isatty() and not json
     drawn = 0
     try:
-        while True:
+        while not stop:
             if terminal:
                 sys.stdout.write("\033[2J\033[H")
             elif not json:
@@ -70,15 +64,15 @@ def watch(
             drawn += 1
             if draws is not None and drawn >= draws:
                 return
-            time.sleep(every)
-    except _Stop:
+            wake = time.monotonic() + every
+            while not stop and (left := wake - time.monotonic()) > 0:
+                signals.wait(left)
         if json:
             sys.stderr.write("Watch stopped.\n")
         else:
             out("Watch stopped.")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signals.uninstall()
 
 
 def register(app: typer.Typer) -> None:

@@ -8,9 +8,10 @@ and retry serialization failures here.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 import sqlite3
+import stat
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -28,6 +29,8 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from resgate.engine.clock import Clock, SystemClock
 from resgate.engine.errors import Busy, DatabaseProblem, InvalidInput, Refused
+from resgate.interrupts import GUARD
+from resgate.secrets import hide_in_url, url_passwords
 from resgate.store import schema
 
 if TYPE_CHECKING:
@@ -37,6 +40,9 @@ T = TypeVar("T")
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT = 10.0
+# PostgreSQL's lock_timeout is a 32-bit count of milliseconds; SQLite's busy
+# timeout too. The same ceiling on both, so a value means the same everywhere.
+MAX_BUSY_TIMEOUT = 2_147_483.647
 PG_RETRIES = 5
 
 
@@ -58,10 +64,6 @@ def default_path() -> Path:
     return Path(base) / "resgate" / "resgate.db"
 
 
-def mask_password(url: str) -> str:
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
-
-
 def resolve_target(value: str | None) -> Target:
     """`--db` (or RESGATE_DB): a path means a SQLite file, a URL goes to SQLAlchemy."""
     if value is None:
@@ -74,16 +76,27 @@ def resolve_target(value: str | None) -> Target:
     if value.startswith("sqlite:"):
         rest = value[len("sqlite:") :]
         if not rest.startswith("///"):
-            raise InvalidInput(f"unsupported SQLite URL: {mask_password(value)}")
-        rest = rest[3:].split("?", 1)[0]
+            raise InvalidInput(f"unsupported SQLite URL: {hide_in_url(value)}")
+        rest, question, query = rest[3:].partition("?")
+        if question:
+            # Honouring some parameters and dropping the rest would be a lie;
+            # read-only needs no parameter (a database you cannot write is
+            # opened read-only by itself).
+            raise InvalidInput(
+                f"SQLite URL parameters are not supported: ?{query} (give the path alone)"
+            )
         if rest in ("", ":memory:"):
             raise InvalidInput("an in-memory database keeps nothing: give a file")
         value = rest
     elif "://" in value:
-        return Target(url=value, path=None, display=mask_password(value))
+        return Target(url=value, path=None, display=hide_in_url(value))
     if value == ":memory:":
         raise InvalidInput("an in-memory database keeps nothing: give a file")
-    path = Path(value).expanduser().absolute()
+    try:
+        path = Path(value).expanduser().absolute()
+    except RuntimeError:  # `~name` for a user this machine does not have
+        user = value[1:].split("/", 1)[0]
+        raise DatabaseProblem(f"cannot open database {value}: no such user: {user}") from None
     return Target(url=f"sqlite:///{path}", path=path, display=str(path))
 
 
@@ -97,6 +110,10 @@ def busy_timeout() -> float:
         raise InvalidInput(f"RESGATE_BUSY_TIMEOUT must be seconds, got {raw!r}") from None
     if not value >= 0 or value == float("inf"):
         raise InvalidInput(f"RESGATE_BUSY_TIMEOUT must be seconds, got {raw!r}")
+    if value > MAX_BUSY_TIMEOUT:
+        raise InvalidInput(
+            f"RESGATE_BUSY_TIMEOUT must be at most {MAX_BUSY_TIMEOUT:.3f} seconds, got {raw!r}"
+        )
     return value
 
 
@@ -128,7 +145,27 @@ def _ro_uri(path: Path, immutable: bool = False) -> str:
 
 def inspect_sqlite_file(path: Path) -> FileState:
     """Look at a file without writing to it: no statement or PRAGMA that writes."""
+    try:
+        return _inspect(path)
+    except OSError as exc:  # a name too long, a loop of links, ...
+        raise DatabaseProblem(
+            f"cannot open database {shown_path(path)}: {exc.strerror or exc}"
+        ) from None
+
+
+def shown_path(path: Path | str, limit: int = 200) -> str:
+    """A path for a message: a name of thousands of characters is cut short."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _inspect(path: Path) -> FileState:
     if not path.exists():
+        if path.is_symlink() and not path.resolve().parent.is_dir():
+            raise DatabaseProblem(
+                f"cannot open database {path}: it is a link to {path.resolve()}, "
+                "whose directory does not exist"
+            )
         if not path.parent.is_dir() and path == default_path():
             # The default directory is made by the first write; until then, a new database.
             return FileState(new=True, revision=None, writable=True)
@@ -141,10 +178,15 @@ def inspect_sqlite_file(path: Path) -> FileState:
         raise _refuse(path, "is a directory")
     writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
     try:
-        with path.open("rb") as handle:
-            header = handle.read(100)
+        # Non-blocking, and checked on the open file itself: a FIFO or a device
+        # given as --db is refused, never waited on or written beside.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         raise _refuse(path, exc.strerror or str(exc)) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _refuse(path, "not a regular file")
+        header = handle.read(100)
     if header == b"":
         return FileState(new=True, revision=None, writable=writable)
     if header[: len(SQLITE_MAGIC)] != SQLITE_MAGIC:
@@ -298,7 +340,11 @@ class Database:
                 # (tests/test_hammer.py).
                 now = self._now(session, clock, write)
                 yield Tx(session=session, now=now, dialect=self.dialect, connection=connection)
-                if commit:
+                if commit and write and not schema_change:
+                    # From here the command's work stands (resgate/interrupts.py).
+                    with GUARD.commit_point():
+                        session.commit()
+                elif commit:
                     session.commit()
                 else:
                     session.rollback()
@@ -407,7 +453,9 @@ def _sqlite_engine(
     # connection to a WAL file checkpoints and fsyncs it, which cost an engine
     # API caller most of its transactions per second (benchmarks/, cycles).
     return create_engine(
-        f"sqlite:///{path}", creator=connect, poolclass=QueuePool, pool_size=1, max_overflow=8
+        # The URL only picks the dialect: `creator` opens the file, so a path with
+        # `?` or `#` is never parsed as a URL.
+        "sqlite://", creator=connect, poolclass=QueuePool, pool_size=1, max_overflow=8
     )
 
 
@@ -471,8 +519,44 @@ def _create_or_upgrade(tx: Tx, path: Path) -> None:
         return
     if revision is not None:
         check_revision(revision, str(path))
-        schema.backup_sqlite(path, path.with_name(f"{path.name}.bak-{revision}"))
+        backup_sqlite(path, path.with_name(f"{path.name}.bak-{revision}"))
     schema.upgrade_to_head(connection)
+
+
+def backup_sqlite(source: Path, destination: Path) -> None:
+    """A consistent copy through SQLite's backup API, never more readable than
+    the database at any moment: written under a temporary name created 0600,
+    given the database's mode and group, then renamed into place.
+
+    The caller holds the write lock on another connection, so nothing changes
+    underneath; the copy reads through a connection of its own, since SQLite
+    refuses to back up from a connection that holds a write transaction."""
+    import tempfile
+
+    database = source.stat()
+    fd, name = tempfile.mkstemp(
+        dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp"
+    )
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        # The URI is quoted: a path with `#`, `?` or `%41` names this file.
+        reader = sqlite3.connect(_ro_uri(source), uri=True)
+        try:
+            copy = sqlite3.connect(temporary)
+            try:
+                reader.backup(copy)
+            finally:
+                copy.close()
+        finally:
+            reader.close()
+        with contextlib.suppress(OSError):
+            os.chown(temporary, -1, database.st_gid)
+        os.chmod(temporary, database.st_mode & 0o660)
+        os.replace(temporary, destination)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _placeholder(target: Target) -> Database:
@@ -502,6 +586,13 @@ def _server_engine(target: Target) -> tuple[Engine, str]:
             f"unsupported database URL: {target.display} "
             "(use a file path, sqlite:///PATH or postgresql+psycopg://...)"
         )
+    if "@" in (url.host or ""):
+        # SQLAlchemy ends the password at its first `@`, a URL parser at the
+        # last: a guess either way would send part of the password as the host.
+        raise InvalidInput(
+            f"ambiguous database URL: {target.display} "
+            "(write an `@` in the user name or password as %40)"
+        )
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     try:
@@ -512,7 +603,9 @@ def _server_engine(target: Target) -> tuple[Engine, str]:
         raise DatabaseProblem(
             "PostgreSQL support is not installed: pip install 'resgate[postgres]'"
         ) from None
-    timeout_ms = int(busy_timeout() * 1000)
+    # lock_timeout = 0 would mean "wait for ever": zero, or less than a
+    # millisecond, fails at once, as SQLite's busy timeout does.
+    timeout_ms = max(1, int(busy_timeout() * 1000))
 
     # A lock that cannot be had in time fails the command with exit 5, as on SQLite.
     @event.listens_for(engine, "begin")
@@ -524,15 +617,9 @@ def _server_engine(target: Target) -> tuple[Engine, str]:
 
 def _connect_error(exc: DBAPIError, where: str, target: Target) -> DatabaseProblem:
     reason = _first_line(exc.orig)
-    password = _password(target.url)
-    if password:
+    for password in url_passwords(target.url):
         reason = reason.replace(password, "***")
     return DatabaseProblem(f"cannot connect to PostgreSQL at {where}: {reason}")
-
-
-def _password(url: str) -> str | None:
-    match = re.search(r"://[^/:@]*:([^@/]*)@", url)
-    return urllib.parse.unquote(match.group(1)) if match else None
 
 
 def _open_server(target: Target, *, write: bool) -> Database:

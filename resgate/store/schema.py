@@ -7,7 +7,6 @@ and never imports Alembic.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,19 +64,3 @@ def upgrade_to_head(connection: Connection) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(connection), "head")
-
-
-def backup_sqlite(source: Path, destination: Path) -> None:
-    """A consistent copy through SQLite's backup API.
-
-    The caller holds the write lock on another connection, so nothing changes
-    underneath; the copy reads through a connection of its own, since SQLite
-    refuses to back up from a connection that holds a write transaction."""
-    reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    target = sqlite3.connect(destination)
-    try:
-        reader.backup(target)
-    finally:
-        target.close()
-        reader.close()
-    destination.chmod(0o600)
