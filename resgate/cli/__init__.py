@@ -166,9 +166,7 @@ def _run(argv: list[str] | None, urls: list[str]) -> int:
         if debug:
             _traceback(exc, urls)
             return 1
-        _error(
-            f"unexpected {type(exc).__name__}: {exc} (RESGATE_DEBUG=1 shows a traceback)", urls
-        )
+        _error(f"unexpected {type(exc).__name__}: {exc} (RESGATE_DEBUG=1 shows a traceback)", urls)
         return 1
 
 

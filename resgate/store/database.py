@@ -455,7 +455,11 @@ def _sqlite_engine(
     return create_engine(
         # The URL only picks the dialect: `creator` opens the file, so a path with
         # `?` or `#` is never parsed as a URL.
-        "sqlite://", creator=connect, poolclass=QueuePool, pool_size=1, max_overflow=8
+        "sqlite://",
+        creator=connect,
+        poolclass=QueuePool,
+        pool_size=1,
+        max_overflow=8,
     )
 
 
