@@ -19,12 +19,15 @@ version") and in the docstrings below.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import json
+import os
 import re
+import stat
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +50,15 @@ from resgate.store.models import Pool, Reservation, Tenant
 DEFAULT_PATH = "~/.resgate/state.json"
 DEFAULT_PRIORITY = 5  # a tenant only history names (SPEC §14), or one without a priority
 _LOOKUP_CHUNK = 500  # ids per IN (...) when looking up existing reservations
+# The largest state file read: 256 MiB. The Go tool rewrote the whole file on every
+# change, at some 300 bytes a reservation, so real files are far smaller; the bound
+# keeps a wrong PATH (a huge log, /dev/zero's like) from exhausting memory, parsing
+# needing several times the file's size.
+MAX_STATE_BYTES = 256 * 2**20
+_READ_CHUNK = 2**20
+# Longer whole numbers are not converted (Python refuses beyond 4,300 digits anyway);
+# no amount, ttl or priority needs more than 19.
+_MAX_DIGITS = 100
 _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # RFC 3339 (`T` or `t`, or a space as RFC 3339 §5.6 allows; `Z`/`z` or ±hh:mm).
 # Any number of fraction digits is read; beyond microseconds they are truncated.
@@ -109,11 +121,57 @@ class StateFile:
 
 def read_state(path: Path, display: str) -> StateFile:
     """Read and parse the file, then check its shape and names."""
+    return parse_state(_read_file(path.expanduser(), display), display)
+
+
+def _read_file(path: Path, display: str) -> bytes:
+    """The bytes of a regular file of at most MAX_STATE_BYTES.
+
+    Anything else is refused before it is opened: a FIFO would block the open until a
+    writer came, a device such as /dev/zero never ends (and opening some devices acts).
+    The open itself does not block either (O_NONBLOCK), and what was opened is checked
+    again, in case the path changed in between. At most MAX_STATE_BYTES + 1 bytes are
+    read, so a file that grows while it is read is caught too."""
+
+    def cannot(reason: str) -> StateFileError:
+        return StateFileError(f"cannot read {display}: {reason}")
+
     try:
-        raw = path.expanduser().read_bytes()
+        _check_regular(os.stat(path), cannot)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        dangling = path.is_symlink()
+        raise cannot("dangling symbolic link" if dangling else exc.strerror or str(exc)) from None
     except OSError as exc:
-        raise StateFileError(f"cannot read {display}: {exc.strerror or exc}") from None
-    return parse_state(raw, display)
+        raise cannot(exc.strerror or str(exc)) from None
+    try:
+        _check_regular(os.fstat(fd), cannot)
+        chunks: list[bytes] = []
+        total = 0
+        while total <= MAX_STATE_BYTES:
+            chunk = os.read(fd, min(_READ_CHUNK, MAX_STATE_BYTES + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            total += len(chunk)
+    except OSError as exc:
+        raise cannot(exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    raise cannot(f"larger than {_size(MAX_STATE_BYTES)}")
+
+
+def _size(count: int) -> str:
+    return f"{count // 2**20} MiB" if count % 2**20 == 0 else f"{count} bytes"
+
+
+def _check_regular(status: os.stat_result, cannot: Callable[[str], StateFileError]) -> None:
+    if stat.S_ISDIR(status.st_mode):
+        raise cannot(os.strerror(errno.EISDIR))
+    if not stat.S_ISREG(status.st_mode):
+        raise cannot("not a regular file")
+    if status.st_size > MAX_STATE_BYTES:
+        raise cannot(f"larger than {_size(MAX_STATE_BYTES)}")
 
 
 def parse_state(raw: bytes, display: str) -> StateFile:
@@ -123,10 +181,16 @@ def parse_state(raw: bytes, display: str) -> StateFile:
         line, column = _position(raw, exc.start)
         raise StateFileError(f"{display}: not UTF-8 at line {line}, column {column}") from None
     try:
-        document = json.loads(text)  # NaN and Infinity: refused as amounts, with their path
+        # NaN and Infinity: refused as amounts, with their path. So are numbers too long
+        # for an int (Python's int-from-text limit would fail here, without a place).
+        document = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise StateFileError(
             f"{display}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:  # the decoder recurses once per level of [ or {
+        raise StateFileError(
+            f"{display}: invalid JSON: arrays or objects nested too deeply"
         ) from None
     if not isinstance(document, dict):
         raise StateFileError(
@@ -146,6 +210,19 @@ def parse_state(raw: bytes, display: str) -> StateFile:
     )
 
 
+@dataclass(frozen=True)
+class _LongNumber:
+    """A whole number of the file with more than _MAX_DIGITS digits: kept as its digit
+    count, refused with its path if a field that is read holds it."""
+
+    digits: int
+
+
+def _parse_int(text: str) -> int | _LongNumber:
+    digits = len(text.lstrip("-"))
+    return _LongNumber(digits) if digits > _MAX_DIGITS else int(text)
+
+
 def _position(raw: bytes, offset: int) -> tuple[int, int]:
     before = raw[:offset]
     line = before.count(b"\n") + 1
@@ -157,7 +234,7 @@ def _kind(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | _LongNumber):
         return "a number"
     if isinstance(value, str):
         return "a string"
@@ -201,9 +278,20 @@ def _whole(value: object, path: str) -> int:
     invariant, checked later."""
     if value is None:
         return 0
+    if isinstance(value, _LongNumber):
+        raise _fail(path, f"number of {value.digits} digits is out of range")
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(path, f"expected a whole number, got {_kind(value)} ({json.dumps(value)})")
+        raise _fail(path, f"expected a whole number, got {_kind(value)}{_shown(value)}")
     return value
+
+
+def _shown(value: object) -> str:
+    """A scalar as the file wrote it, shortened; nothing for an array or an object
+    (which may be huge, or too deeply nested for json.dumps)."""
+    if isinstance(value, list | dict):
+        return ""
+    text = json.dumps(value)
+    return f" ({text if len(text) <= 40 else text[:37] + '...'})"
 
 
 def _file_amounts(entry: dict[str, Any], key: str, path: str) -> tuple[int, int, int]:
