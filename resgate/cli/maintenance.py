@@ -106,12 +106,17 @@ def audit_log(
         return [audit.as_dict(event) for event in audit.log(tx, cutoff, after, action)]
 
     events = run(ctx, work, write=False)
+    # Stored text is anyone's (RESGATE_ACTOR, or `sqlite3`): whatever the stream
+    # cannot encode is escaped, never a crash.
+    encoding = getattr(sys.stdout, "encoding", None)
     if json:
-        out_json(events)
+        from resgate.render.data import dumps_for
+
+        out(dumps_for(events, encoding))
     elif events:
         from resgate.render.text import events_table
 
-        out(events_table(events))
+        out(events_table(events, encoding))
     else:
         out("No events.")
 

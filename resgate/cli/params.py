@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from resgate.engine.errors import InvalidInput
 from resgate.engine.validation import (
     MAX_AMOUNT,
+    MAX_DEVICES,
     check_name,
     check_reservation_id,
 )
@@ -18,18 +19,36 @@ from resgate.engine.validation import (
 if TYPE_CHECKING:
     from resgate.engine.records import Amounts
 
-DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# ASCII digits only: \d and int() would also take `٣` or `３`.
+DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 DIGITS = re.compile(r"[0-9]+")
+# What float() reads, in ASCII and without `_`, spaces, inf or nan.
+DECIMAL = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+MAX_INTERVAL = 86_400  # seconds: one day between draws is plenty, and time stays finite
+
+
+def whole(text: str) -> int:
+    """ASCII digits as an int; anything above MAX_AMOUNT as MAX_AMOUNT + 1, without
+    converting thousands of digits (int() refuses over 4,300, and is slow)."""
+    significant = text.lstrip("0")
+    return int(significant or "0") if len(significant) <= 10 else MAX_AMOUNT + 1
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A value quoted for a message, cut short when long (a --gpu-ids of 1,000
+    ranges is no use on one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 4]}...' ({len(value)} characters)"
 
 
 def amount(option: str, value: str | None) -> int | None:
     if value is None:
         return None
-    if not DIGITS.fullmatch(value) or int(value) > MAX_AMOUNT:
+    if not DIGITS.fullmatch(value) or whole(value) > MAX_AMOUNT:
         raise InvalidInput(
-            f"invalid value for {option}: {value!r} (a whole number from 0 to {MAX_AMOUNT})"
+            f"invalid value for {option}: {shown(value)} (a whole number from 0 to {MAX_AMOUNT})"
         )
-    return int(value)
+    return whole(value)
 
 
 def cap(option: str, value: str) -> int | None:
@@ -46,9 +65,11 @@ def amount_or_zero(option: str, value: str | None) -> int:
 def priority(value: str | None) -> int | None:
     if value is None:
         return None
-    if not DIGITS.fullmatch(value) or not 1 <= int(value) <= 10:
-        raise InvalidInput(f"invalid value for --priority: {value!r} (a whole number from 1 to 10)")
-    return int(value)
+    if not DIGITS.fullmatch(value) or not 1 <= whole(value) <= 10:
+        raise InvalidInput(
+            f"invalid value for --priority: {shown(value)} (a whole number from 1 to 10)"
+        )
+    return whole(value)
 
 
 def name(kind: str, value: str) -> str:
@@ -65,36 +86,46 @@ def seconds(option: str, value: str | None) -> int | None:
         return None
     total: int | None = None
     if DIGITS.fullmatch(value):
-        total = int(value)
+        total = whole(value)
     else:
         match = DURATION.fullmatch(value)
         if match and value:
-            days, hours, minutes, secs = (int(part or 0) for part in match.groups())
+            days, hours, minutes, secs = (whole(part or "0") for part in match.groups())
             total = days * 86400 + hours * 3600 + minutes * 60 + secs
     if total is None or total > MAX_AMOUNT:
         raise InvalidInput(
-            f"invalid duration for {option}: {value!r} (seconds, or like 90s, 5m, 1h30m, 1d; "
-            f"at most {MAX_AMOUNT}s)"
+            f"invalid duration for {option}: {shown(value)} (seconds, or like 90s, 5m, 1h30m, "
+            f"1d; at most {MAX_AMOUNT}s)"
         )
     return total
 
 
 def interval(value: str) -> float:
-    try:
-        parsed = float(value)
-    except ValueError:
-        parsed = math.nan
-    if not math.isfinite(parsed) or parsed <= 0:
-        raise InvalidInput(f"invalid value for --interval: {value!r} (seconds, above 0)")
+    """`watch --interval`: decimal seconds, above 0 and at most MAX_INTERVAL (a
+    sleep of 1e308 s overflows the platform's time_t)."""
+    parsed = float(value) if DECIMAL.fullmatch(value) else math.nan
+    if math.isnan(parsed) or parsed <= 0:
+        raise InvalidInput(f"invalid value for --interval: {shown(value)} (seconds, above 0)")
+    if parsed > MAX_INTERVAL:
+        raise InvalidInput(
+            f"invalid value for --interval: {shown(value)} (seconds, above 0 and at most "
+            f"{MAX_INTERVAL}, one day)"
+        )
     return parsed
 
 
 def count(value: str | None) -> int | None:
     if value is None:
         return None
-    if not DIGITS.fullmatch(value) or int(value) < 1:
-        raise InvalidInput(f"invalid value for --count: {value!r} (a whole number, at least 1)")
-    return int(value)
+    if not DIGITS.fullmatch(value) or whole(value) < 1:
+        raise InvalidInput(
+            f"invalid value for --count: {shown(value)} (a whole number, at least 1)"
+        )
+    if whole(value) > MAX_AMOUNT:
+        raise InvalidInput(
+            f"invalid value for --count: {shown(value)} (a whole number from 1 to {MAX_AMOUNT})"
+        )
+    return whole(value)
 
 
 def when(value: str, now: datetime) -> datetime:
@@ -103,18 +134,46 @@ def when(value: str, now: datetime) -> datetime:
     if not DIGITS.fullmatch(value) and DURATION.fullmatch(value) and value:
         ago = seconds("--since", value)
         assert ago is not None
-        return now - timedelta(seconds=ago)
+        try:
+            return now - timedelta(seconds=ago)
+        except OverflowError:  # before year 1
+            raise _out_of_range(value) from None
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    # ASCII only: fromisoformat takes other digits too (`٢٠٢٦-…`).
     try:
+        if not text.isascii():
+            raise ValueError(text)
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInput(
-            f"invalid value for --since: {value!r} (an ISO 8601 time like 2026-11-24T13:05:00Z, "
-            "a date, or a duration like 24h)"
+            f"invalid value for --since: {shown(value)} (an ISO 8601 time like "
+            "2026-11-24T13:05:00Z, a date, or a duration like 24h)"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()  # local time
-    return parsed.astimezone(UTC).replace(tzinfo=None)
+    try:
+        if parsed.tzinfo is None:
+            parsed = _local(parsed)
+        return parsed.astimezone(UTC).replace(tzinfo=None)
+    except (OverflowError, ValueError):
+        # 0001-01-01T00:00:00+09:00 is in year 0 in UTC; 9999-12-31T23:59-05:00 in 10000.
+        raise _out_of_range(value) from None
+
+
+def _local(naive: datetime) -> datetime:
+    """A wall-clock time in the local zone."""
+    try:
+        return naive.astimezone()
+    except (OverflowError, ValueError):
+        # Python asks the C library, which knows no year 1 or 9999: the zone's
+        # offset at the same wall time a year inside the range stands in for it.
+        near = naive.replace(year=2 if naive.year < 5000 else 9998)
+        return naive.replace(tzinfo=near.astimezone().tzinfo)
+
+
+def _out_of_range(value: str) -> InvalidInput:
+    return InvalidInput(
+        f"invalid value for --since: {shown(value)} (outside the times resgate can "
+        "represent, 0001-01-01 to 9999-12-31 UTC)"
+    )
 
 
 def color(value: str) -> str:
@@ -127,9 +186,11 @@ def sequence(option: str, value: str | None) -> int | None:
     """An audit sequence number (0 or more)."""
     if value is None:
         return None
-    if not DIGITS.fullmatch(value) or int(value) > MAX_AMOUNT:
-        raise InvalidInput(f"invalid value for {option}: {value!r} (a whole number, 0 or more)")
-    return int(value)
+    if not DIGITS.fullmatch(value) or whole(value) > MAX_AMOUNT:
+        raise InvalidInput(
+            f"invalid value for {option}: {shown(value)} (a whole number, 0 or more)"
+        )
+    return whole(value)
 
 
 EXPECTED_HEAD = re.compile(r"([0-9]+):([0-9a-f]{64})")
@@ -140,32 +201,41 @@ def expected_head(value: str | None) -> tuple[int, str] | None:
     if value is None:
         return None
     match = EXPECTED_HEAD.fullmatch(value)
-    if not match or int(match.group(1)) < 1:
+    if not match or not 1 <= whole(match.group(1)) <= MAX_AMOUNT:
         raise InvalidInput(
-            f"invalid value for --expect: {value!r} (SEQ:HASH, the hash 64 lowercase hex digits)"
+            f"invalid value for --expect: {shown(value)} (SEQ:HASH, the hash 64 lowercase hex "
+            "digits)"
         )
-    return int(match.group(1)), match.group(2)
+    return whole(match.group(1)), match.group(2)
 
 
 GPU_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
 
 def gpu_ids(value: str | None) -> list[int] | None:
-    """`--gpu-ids 0,1,4-7`: GPU device ids, with ranges."""
+    """`--gpu-ids 0,1,4-7`: GPU device ids, with ranges. At most MAX_DEVICES ids in
+    all (a pool has no more), counted before any range is expanded."""
     if value is None:
         return None
-    ids: list[int] = []
+    spans: list[tuple[int, int]] = []
+    total = 0
     for part in value.split(","):
         match = GPU_RANGE.fullmatch(part.strip())
-        low = int(match.group(1)) if match else -1
-        high = int(match.group(2) or low) if match else -1
-        if not match or high < low or high > MAX_AMOUNT or high - low >= 65_536:
+        low = whole(match.group(1)) if match else -1
+        high = whole(match.group(2) or match.group(1)) if match else -1
+        if not match or high < low or high > MAX_AMOUNT:
             raise InvalidInput(
-                f"invalid value for --gpu-ids: {value!r} (ids and ranges like 0,1,4-7)"
+                f"invalid value for --gpu-ids: {shown(value)} (ids and ranges like 0,1,4-7)"
             )
-        ids.extend(range(low, high + 1))
+        total += high - low + 1
+        if total > MAX_DEVICES:
+            raise InvalidInput(
+                f"invalid value for --gpu-ids: {shown(value)} (at most {MAX_DEVICES} GPUs in all)"
+            )
+        spans.append((low, high))
+    ids = [device for low, high in spans for device in range(low, high + 1)]
     if len(set(ids)) != len(ids):
-        raise InvalidInput(f"invalid value for --gpu-ids: {value!r} (an id is repeated)")
+        raise InvalidInput(f"invalid value for --gpu-ids: {shown(value)} (an id is repeated)")
     return ids
 
 

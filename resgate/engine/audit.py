@@ -14,14 +14,15 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from functools import cache
+from datetime import UTC, datetime
+from functools import cache, lru_cache
 from itertools import chain
 from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import LargeBinary, cast, select
 
+from resgate.engine.validation import check_actor
 from resgate.store.database import Tx
 from resgate.store.models import Event
 
@@ -45,14 +46,25 @@ ACTIONS = (
 @cache
 def _os_actor() -> str:
     try:
-        return getpass.getuser()
+        name = getpass.getuser()
     except (KeyError, OSError):
         return f"uid:{os.getuid()}"
+    # getpass reads LOGNAME and USER first: they get the same checks as RESGATE_ACTOR.
+    return check_actor(name, "OS user name (LOGNAME, USER)")
 
 
 def actor() -> str:
-    """Who is acting: RESGATE_ACTOR, else the OS user name, else `uid:<n>`."""
-    return os.environ.get("RESGATE_ACTOR") or _os_actor()
+    """Who is acting: RESGATE_ACTOR, else the OS user name, else `uid:<n>`.
+    Refused (exit 2) when it is not printable UTF-8 or longer than the column
+    (validation.check_actor): it is shown by `audit log` and stored on both
+    databases alike."""
+    chosen = os.environ.get("RESGATE_ACTOR")
+    return _checked(chosen) if chosen else _os_actor()
+
+
+@lru_cache(maxsize=8)
+def _checked(value: str) -> str:
+    return check_actor(value)
 
 
 def iso(value: datetime) -> str:
@@ -98,11 +110,9 @@ class Change:
 def head(tx: Tx) -> tuple[int, str]:
     # Plain SQL on the session's connection: this runs in every write
     # transaction, and the ORM's statement handling cost more than the query.
-    row = (
-        tx.connection
-        .exec_driver_sql("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        .first()
-    )
+    row = tx.connection.exec_driver_sql(
+        "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+    ).first()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
@@ -155,28 +165,105 @@ def log(
     since: datetime | None = None,
     since_seq: int | None = None,
     action: str | None = None,
-) -> Iterator[Event]:
-    query = select(Event).order_by(Event.seq)
+) -> Iterator[StoredEvent]:
+    """The events, oldest first, as stored: a row edited behind resgate's back
+    (`sqlite3`) is still read, whatever it holds (`audit verify` names it)."""
+    query = select(Event.seq, *_stored_columns(tx)).order_by(Event.seq)
     if since is not None:
         query = query.where(Event.at >= since)
     if since_seq is not None:
         query = query.where(Event.seq > since_seq)
     if action is not None:
         query = query.where(Event.action == action)
-    yield from tx.session.scalars(query, execution_options={"yield_per": 2000})
+    rows = tx.session.execute(query, execution_options={"yield_per": 2000})
+    with rows:
+        yield from _decoded(rows, tx.is_postgres)
 
 
-def as_dict(event: Event) -> dict[str, Any]:
-    """Every column of an event; `data` as the object it encodes."""
+@dataclass(frozen=True)
+class StoredEvent:
+    """One row of `events` as read back. What resgate wrote is a datetime `at` and
+    str columns; a row edited with `sqlite3` may hold anything: then `at` is the
+    stored text, and text that is not UTF-8 has its bytes as surrogate escapes."""
+
+    seq: int
+    at: datetime | str | None
+    actor: str | None
+    action: str | None
+    subject: str | None
+    data: str | None
+    prev_hash: str | None
+    hash: str | None
+
+
+_STORED = ("at", "actor", "action", "subject", "data", "prev_hash", "hash")
+
+
+def _stored_columns(tx: Tx) -> list[Any]:
+    """Every column after seq. On SQLite each as its bytes: text stored there with
+    `sqlite3` need not be UTF-8 nor `at` a time, and the driver would fail on
+    reading either; _decoded makes sense of them instead."""
+    columns = [getattr(Event, name) for name in _STORED]
+    if tx.is_postgres:  # typed and checked by the server: always what resgate wrote
+        return columns
+    return [cast(column, LargeBinary).label(column.key) for column in columns]
+
+
+def _decoded(rows: Iterable[Any], is_postgres: bool) -> Iterator[StoredEvent]:
+    if is_postgres:
+        for row in rows:
+            yield StoredEvent(*row)
+        return
+    for seq, at, *texts in rows:
+        text_at = _text(at)
+        when = _stored_time(text_at)
+        yield StoredEvent(seq, text_at if when is None else when, *map(_text, texts))
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return str(value)
+
+
+def _displayable(value: str | None) -> str | None:
+    """Text fit for any output: bytes that were not UTF-8 as `\\xff`."""
+    if value is None or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value
+
+
+def as_dict(event: StoredEvent | Event) -> dict[str, Any]:
+    """Every column of an event; `data` as the object it encodes. A value that was
+    edited into something resgate never writes (`at` no time, `data` no JSON) is
+    given as the text stored, so the log can still be read."""
+    at = event.at
+    if isinstance(at, datetime):
+        if at.tzinfo is not None:
+            at = at.astimezone(UTC).replace(tzinfo=None)
+        shown_at: str | None = iso(at)
+    else:
+        shown_at = _displayable(at)
+    data: Any
+    try:
+        data = json.loads(event.data)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RecursionError):
+        data = _displayable(event.data)
     return {
         "seq": event.seq,
-        "at": iso(event.at),
-        "actor": event.actor,
-        "action": event.action,
-        "subject": event.subject,
-        "data": json.loads(event.data),
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
+        "at": shown_at,
+        "actor": _displayable(event.actor),
+        "action": _displayable(event.action),
+        "subject": _displayable(event.subject),
+        "data": data,
+        "prev_hash": _displayable(event.prev_hash),
+        "hash": _displayable(event.hash),
     }
 
 
@@ -191,42 +278,42 @@ class Verdict:
 
 def verify(tx: Tx, expect: tuple[int, str] | None = None) -> Verdict:
     """Recompute the chain from seq 1; name the first bad event."""
-    # SQLite: `at` as the stored text, parsed below, so an edit that is no time at
-    # all is reported as altered instead of failing inside the driver.
-    at_column = Event.at if tx.is_postgres else type_coerce(Event.at, String).label("at")
+    # As log() reads them: an edit that is no time at all, or no UTF-8, is
+    # reported as altered instead of failing inside the driver.
     rows = tx.session.execute(
-        select(
-            Event.seq,
-            at_column,
-            Event.actor,
-            Event.action,
-            Event.subject,
-            Event.data,
-            Event.prev_hash,
-            Event.hash,
-        ).order_by(Event.seq),
+        select(Event.seq, *_stored_columns(tx)).order_by(Event.seq),
         execution_options={"yield_per": 5000},
     )
     # Closed on every way out: verify stops at the first bad event, and an open
     # server-side cursor (PostgreSQL, yield_per) would outlive the transaction.
     with rows:
-        return _verify_rows(rows, expect)
+        return _verify_rows(_decoded(rows, tx.is_postgres), expect)
 
 
-def _verify_rows(rows: Iterable[Any], expect: tuple[int, str] | None) -> Verdict:
+def _verify_rows(rows: Iterable[StoredEvent], expect: tuple[int, str] | None) -> Verdict:
     expected_seq, prev, count = 1, GENESIS, 0
     pinned_seen = False
     for row in rows:
         if row.seq != expected_seq:
             return Verdict(False, count, prev, expected_seq, "missing")
         try:
-            data = json.loads(row.data)
-        except (TypeError, ValueError):
+            data = json.loads(row.data)  # type: ignore[arg-type]
+        except (TypeError, ValueError, RecursionError):
             return Verdict(False, count, prev, row.seq, "altered")
-        at = _stored_time(row.at)
-        if at is None:
+        if not isinstance(row.at, datetime):
             return Verdict(False, count, prev, row.seq, "altered")
-        digest = event_hash(row.seq, at, row.actor, row.action, row.subject, data, row.prev_hash)
+        try:
+            digest = event_hash(
+                row.seq,
+                row.at,
+                row.actor,  # type: ignore[arg-type]
+                row.action,  # type: ignore[arg-type]
+                row.subject,  # type: ignore[arg-type]
+                data,
+                row.prev_hash,  # type: ignore[arg-type]
+            )
+        except (UnicodeEncodeError, RecursionError):  # text that was not UTF-8
+            return Verdict(False, count, prev, row.seq, "altered")
         if digest != row.hash:
             return Verdict(False, count, prev, row.seq, "altered")
         if row.prev_hash != prev:
@@ -235,7 +322,7 @@ def _verify_rows(rows: Iterable[Any], expect: tuple[int, str] | None) -> Verdict
             if row.hash != expect[1]:
                 return Verdict(False, count, prev, row.seq, "altered")
             pinned_seen = True
-        prev, expected_seq, count = row.hash, expected_seq + 1, count + 1
+        prev, expected_seq, count = str(row.hash), expected_seq + 1, count + 1
     if expect is not None and not pinned_seen:
         # The log ends before a head saved earlier: it was cut short.
         return Verdict(False, count, prev, max(expected_seq, 1), "missing")

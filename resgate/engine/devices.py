@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import delete, exists, insert, select, true, update
 
 from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
+from resgate.engine.validation import MAX_DEVICES  # per pool: each is a row
 from resgate.store.database import Tx
 from resgate.store.models import PoolDevice, Reservation, ReservationDevice
 
-MAX_DEVICES = 65_536  # per pool: each is a row
 # Rendered `active = 1` / `active = true`, so both databases use the partial
 # unique index declared WHERE active.
 HELD = ReservationDevice.active == true()

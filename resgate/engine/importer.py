@@ -64,7 +64,8 @@ _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # Any number of fraction digits is read; beyond microseconds they are truncated.
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,  # \d is 0-9 only: `٣` is no digit of a timestamp
 )
 
 

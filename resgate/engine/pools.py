@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from sqlalchemy import select, update
 
-from resgate.engine import audit, devices
+from resgate.engine import audit, devices, validation
 from resgate.engine.errors import InvalidInput, Refused
 from resgate.engine.queries import (
     ACTIVE,
@@ -41,8 +41,8 @@ def create_pool(tx: Tx, name: str, totals: Amounts, gpu_ids: list[int] | None = 
         if totals.gpu not in (0, len(ids)):
             raise InvalidInput("--gpu and --gpu-ids name different numbers of GPUs")
         totals = totals._replace(gpu=len(ids))
-    elif totals.gpu > devices.MAX_DEVICES:
-        raise InvalidInput(f"a pool can have at most {devices.MAX_DEVICES} GPUs")
+    elif totals.gpu > validation.MAX_DEVICES:
+        raise InvalidInput(f"a pool can have at most {validation.MAX_DEVICES} GPUs")
     if totals.is_zero():
         raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
     sweep(tx)

@@ -11,6 +11,16 @@ if TYPE_CHECKING:  # annotations only: the CLI imports this module for every com
     from resgate.engine.records import Amounts, Limits
 
 MAX_AMOUNT = 2_147_483_647
+# GPUs per pool, each a row. resgate/engine/devices.py enforces it in the database
+# layer; the CLI needs it before anything heavy is imported (params.gpu_ids).
+MAX_DEVICES = 65_536
+# The width of events.actor (String(128) in resgate/store/models.py and migration
+# 0003): PostgreSQL refuses longer, SQLite would store anything, so it is checked
+# here for both.
+MAX_ACTOR = 128
+# C0, DEL and C1: a newline would forge a line of `audit log`, ESC a terminal command.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+SURROGATE = re.compile(r"[\ud800-\udfff]")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 
@@ -22,6 +32,27 @@ def check_name(kind: str, name: str) -> str:
             "or '-', starting with a letter or digit"
         )
     return name
+
+
+def check_actor(value: str, source: str = "RESGATE_ACTOR") -> str:
+    """The actor the audit log records (SPEC §11.4, §15.3): printable UTF-8, at most
+    MAX_ACTOR characters. `source` names where it came from, for the message."""
+    if SURROGATE.search(value):
+        # How Python shows bytes of the environment that are not UTF-8.
+        raw = value.encode("utf-8", "surrogateescape")
+        raise InvalidInput(f"{source} is not valid UTF-8: {_shorten(repr(raw))}")
+    if CONTROL.search(value):
+        raise InvalidInput(
+            f"invalid {source} {_shorten(repr(value))}: control characters (newline, tab, "
+            "escape, ...) are not allowed"
+        )
+    if len(value) > MAX_ACTOR:
+        raise InvalidInput(f"{source} is too long: {len(value)} characters, at most {MAX_ACTOR}")
+    return value
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_amounts(amounts: Amounts) -> Amounts:

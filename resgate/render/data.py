@@ -113,6 +113,26 @@ def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def dumps_for(value: Any, encoding: str | None) -> str:
+    """dumps() for text that anyone may have written (the audit log's actor, or
+    anything stored with `sqlite3`): with \\u escapes instead when a stream in
+    `encoding` (ASCII, Latin-1: PYTHONIOENCODING, a C locale) could not write it,
+    or when it holds what JSON leaves raw but a terminal would act on (DEL, C1
+    such as the 8-bit CSI, bidi overrides). The same JSON either way."""
+    text = dumps(value)
+    if not text.isascii() and encoding is not None:
+        try:
+            text.encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            return _ascii(value)
+    return text if text.replace("\n", "").isprintable() else _ascii(value)
+
+
+def _ascii(value: Any) -> str:
+    # DEL is ASCII, so ensure_ascii leaves it; it only ever occurs inside a string.
+    return json.dumps(value, indent=2, ensure_ascii=True).replace("\x7f", "\\u007f")
+
+
 def write_json_report(
     stream: IO[str],
     generated_at: datetime,

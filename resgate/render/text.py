@@ -29,11 +29,17 @@ def colour_wanted(setting: str, stream: IO[str]) -> bool:
         return True
     if setting == "never":
         return False
-    if os.environ.get("FORCE_COLOR"):
+    if forced_colour():
         return True
     if "NO_COLOR" in os.environ:
         return False
     return stream.isatty()
+
+
+def forced_colour() -> bool:
+    """FORCE_COLOR as everyone reads it: set to anything but "", "0" or "false"."""
+    value = os.environ.get("FORCE_COLOR")
+    return value is not None and value.strip().lower() not in ("", "0", "false")
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,42 @@ def local(value: datetime | None) -> str:
     """Stored UTC shown as local time."""
     if value is None:
         return "-"
-    return value.replace(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    # isoformat, not strftime: %Y gives year 1 as `1`, not `0001`.
+    try:
+        shown = value.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
+    except (OverflowError, ValueError):  # year 1 or 9999, beyond local time
+        return value.isoformat(" ", "seconds") + " UTC"
+    return shown.isoformat(" ", "seconds")
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str, encoding: str | None = None) -> str:
+    """`text` safe to put on a terminal: every character that is not printable (C0,
+    DEL, C1, line and paragraph separators, bidi and other format characters,
+    surrogates) shown as an escape (`\\n`, `\\x1b`, `\\u202e`), and, given the
+    stream's `encoding`, whatever it cannot encode as well, so stored text can
+    neither forge a line of a table nor drive the terminal."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _escape(c) for c in text)
+    if encoding is not None and not text.isascii():
+        try:
+            text.encode(encoding)
+        except UnicodeEncodeError:
+            text = text.encode(encoding, "backslashreplace").decode(encoding)
+        except LookupError:
+            pass
+    return text
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def duration(seconds: int) -> str:
@@ -239,21 +280,43 @@ def victims_summary(victims: list[Victim]) -> str:
     return "\n".join(lines)
 
 
-def events_table(events: list[dict[str, Any]]) -> str:
-    import json
-
+def events_table(events: list[dict[str, Any]], encoding: str | None = None) -> str:
+    """`audit log`: every text shown through printable(), in the stream's
+    `encoding`; what cannot be parsed (an `at` or `data` edited with `sqlite3`)
+    is shown as stored."""
     rows: list[list[object]] = [
         [
             e["seq"],
-            local(datetime.strptime(e["at"], "%Y-%m-%dT%H:%M:%S.%fZ")),
-            e["actor"],
-            e["action"],
-            e["subject"],
-            json.dumps(e["data"], sort_keys=True, ensure_ascii=False),
+            _event_time(e["at"], encoding),
+            *(_cell_text(e[key], encoding) for key in ("actor", "action", "subject")),
+            _event_data(e["data"], encoding),
         ]
         for e in events
     ]
     return _table(["SEQ", "AT", "ACTOR", "ACTION", "SUBJECT", "DATA"], rows)
+
+
+def _cell_text(value: object, encoding: str | None) -> str:
+    return "" if value is None else printable(str(value), encoding)
+
+
+def _event_time(value: object, encoding: str | None) -> str:
+    try:
+        return local(datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%fZ"))
+    except ValueError:
+        return _cell_text(value, encoding)
+
+
+def _event_data(value: object, encoding: str | None) -> str:
+    if isinstance(value, str):  # not JSON: as stored
+        return printable(value, encoding)
+    import json
+
+    try:
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return printable(text, encoding)
 
 
 def bar(percent_used: float, style: Style) -> str:
