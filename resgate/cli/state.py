@@ -44,11 +44,11 @@ def run(ctx: typer.Context, work: Callable[[Tx], T], *, write: bool, dry_run: bo
     from resgate.store.database import open_database, resolve_target
 
     _freeze_what_lives_on()
-    # A dry run creates no database either: a missing file is an empty one.
     if write:
         from resgate.engine.audit import actor
 
         actor()  # a bad RESGATE_ACTOR is refused (exit 2) before any file is created
+    # A dry run creates no database either: a missing file is an empty one.
     database = open_database(resolve_target(state(ctx).db), write=write and not dry_run)
     try:
         return database.run(work, write=write, commit=not dry_run, clock=CLOCK)
