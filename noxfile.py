@@ -16,9 +16,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: style, imports, and the ban on heavy imports in the CLI entry path."""
+    """ruff: style, imports, formatting, and the ban on heavy imports in the CLI entry path."""
     session.install("ruff")
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session

@@ -74,8 +74,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # CI promises the PostgreSQL half of the suite ran: a skip there fails the run.
     if os.environ.get("RESGATE_REQUIRE_POSTGRES") == "1" and _skipped_on_postgres:
-        print(f"\n{len(_skipped_on_postgres)} PostgreSQL test(s) were skipped, "
-              f"but RESGATE_REQUIRE_POSTGRES=1: {_skipped_on_postgres[:5]}")
+        print(
+            f"\n{len(_skipped_on_postgres)} PostgreSQL test(s) were skipped, "
+            f"but RESGATE_REQUIRE_POSTGRES=1: {_skipped_on_postgres[:5]}"
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -90,8 +92,10 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     if not pgserver.available():
         if os.environ.get("RESGATE_REQUIRE_POSTGRES") == "1":
-            pytest.fail("PostgreSQL is required (RESGATE_REQUIRE_POSTGRES=1) but initdb/pg_ctl "
-                        "are not installed")
+            pytest.fail(
+                "PostgreSQL is required (RESGATE_REQUIRE_POSTGRES=1) but initdb/pg_ctl "
+                "are not installed"
+            )
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     directory = Path(tempfile.mkdtemp(prefix="resgate-pg-"))
     try:
@@ -104,8 +108,9 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _admin(pg_server: str) -> Any:
     import psycopg
 
-    return psycopg.connect(pg_server.replace("postgresql+psycopg://", "postgresql://")
-                           + "/postgres", autocommit=True)
+    return psycopg.connect(
+        pg_server.replace("postgresql+psycopg://", "postgresql://") + "/postgres", autocommit=True
+    )
 
 
 @pytest.fixture(scope="session")

@@ -42,17 +42,48 @@ def start(directory: Path) -> str:
         shutil.chown(directory, USER)
         directory.chmod(0o700)
     subprocess.run(
-        _as_server_user(["initdb", "-D", str(data), "-U", USER, "-A", "trust", "-E", "UTF8",
-                         "--no-sync", "--locale=C"]),
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        _as_server_user(
+            [
+                "initdb",
+                "-D",
+                str(data),
+                "-U",
+                USER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     port = _free_port()
-    options = (f"-h 127.0.0.1 -p {port} -k {directory} -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    options = (
+        f"-h 127.0.0.1 -p {port} -k {directory} -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
     subprocess.run(
-        _as_server_user(["pg_ctl", "-D", str(data), "-l", str(directory / "server.log"),
-                         "-o", options, "-w", "-t", "60", "start"]),
-        check=True, stdout=subprocess.DEVNULL,
+        _as_server_user(
+            [
+                "pg_ctl",
+                "-D",
+                str(data),
+                "-l",
+                str(directory / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     (directory / "port").write_text(str(port))
     return f"postgresql+psycopg://{USER}@127.0.0.1:{port}"
@@ -60,9 +91,10 @@ def start(directory: Path) -> str:
 
 def stop(directory: Path) -> None:
     subprocess.run(
-        _as_server_user(["pg_ctl", "-D", str(directory / "data"), "-m", "immediate", "-w",
-                         "stop"]),
-        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        _as_server_user(["pg_ctl", "-D", str(directory / "data"), "-m", "immediate", "-w", "stop"]),
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

@@ -137,8 +137,9 @@ def rows(query: str) -> list[tuple[Any, ...]]:
 
 def test_every_command_logs_its_events(cli: Callable[..., Result]) -> None:
     run = Recorder(cli)
-    assert brief(run("pool", "create", "--name", "p", "--cpu", "8", "--memory", "1024",
-                     "--gpu", "2")) == [("pool.create", "p")]
+    assert brief(
+        run("pool", "create", "--name", "p", "--cpu", "8", "--memory", "1024", "--gpu", "2")
+    ) == [("pool.create", "p")]
     assert run.new() == []
     (created,) = log(cli)
     assert created["data"] == {"cpu": 8, "memory": 1024, "gpu": 2}
@@ -152,11 +153,18 @@ def test_every_command_logs_its_events(cli: Callable[..., Result]) -> None:
     assert updated["data"]["old"]["priority"] == 5 and updated["data"]["new"]["priority"] == 4
 
     # reserve, extend, unreserve: one event each, at the moment of the change
-    r1, (create,) = run.json("reserve", "--tenant", "lo", "--pool", "p", "--cpu", "2",
-                             "--ttl", "1h")
+    r1, (create,) = run.json(
+        "reserve", "--tenant", "lo", "--pool", "p", "--cpu", "2", "--ttl", "1h"
+    )
     assert (create["action"], create["subject"]) == ("reservation.create", r1["id"])
     assert {k: create["data"][k] for k in ("tenant", "pool", "cpu", "memory", "gpu", "ttl")} == {
-        "tenant": "lo", "pool": "p", "cpu": 2, "memory": 0, "gpu": 0, "ttl": 3600}
+        "tenant": "lo",
+        "pool": "p",
+        "cpu": 2,
+        "memory": 0,
+        "gpu": 0,
+        "ttl": 3600,
+    }
     assert create["at"] == r1["created_at"]
     extended, (ext,) = run.json("extend", "--id", r1["id"], "--ttl", "2h")
     assert (ext["action"], ext["subject"]) == ("reservation.extend", r1["id"])
@@ -169,16 +177,19 @@ def test_every_command_logs_its_events(cli: Callable[..., Result]) -> None:
     # reserve --preempt: each victim a reservation.preempt naming the new one (`for`),
     # in the same transaction as the new reservation
     victim, _ = run.json("reserve", "--tenant", "lo", "--pool", "p", "--cpu", "6")
-    result, events = run.json("reserve", "--tenant", "hi", "--pool", "p", "--cpu", "6",
-                              "--preempt")
+    result, events = run.json("reserve", "--tenant", "hi", "--pool", "p", "--cpu", "6", "--preempt")
     new_id = result["reservation"]["id"]
-    assert sorted(brief(events)) == [("reservation.create", new_id),
-                                     ("reservation.preempt", victim["id"])]
+    assert sorted(brief(events)) == [
+        ("reservation.create", new_id),
+        ("reservation.preempt", victim["id"]),
+    ]
     (preempted,) = [e for e in events if e["action"] == "reservation.preempt"]
     assert preempted["data"]["for"] == new_id
     assert preempted["data"]["by"] == "hi"
-    assert {e["at"] for e in events} == {result["preempted"][0]["ended_at"],
-                                         result["reservation"]["created_at"]}
+    assert {e["at"] for e in events} == {
+        result["preempted"][0]["ended_at"],
+        result["reservation"]["created_at"],
+    }
     assert len({e["at"] for e in events}) == 1
 
     # preempt: one event per victim, no `for`
@@ -206,8 +217,15 @@ def test_every_command_logs_its_events(cli: Callable[..., Result]) -> None:
     assert len({e["at"] for e in events}) == 1
 
     # reads write nothing
-    for command in (["list", "--all"], ["status"], ["pool", "list"], ["tenant", "list"],
-                    ["export"], ["audit", "verify"], ["sweep"]):
+    for command in (
+        ["list", "--all"],
+        ["status"],
+        ["pool", "list"],
+        ["tenant", "list"],
+        ["export"],
+        ["audit", "verify"],
+        ["sweep"],
+    ):
         ok(cli, *command)
     assert run.new() == []
 
@@ -217,8 +235,9 @@ def test_every_command_logs_its_events(cli: Callable[..., Result]) -> None:
     assert (code, result["ok"], result["events"]) == (0, True, len(everything))
     # The raw rows: `data` is a JSON object as text, never null, `{}` when empty.
     stored = rows("SELECT seq, data FROM events ORDER BY seq")
-    assert all(json.loads(text) == e["data"] for (_, text), e in zip(stored, everything,
-                                                                     strict=True))
+    assert all(
+        json.loads(text) == e["data"] for (_, text), e in zip(stored, everything, strict=True)
+    )
     assert dict(stored)[rel["seq"]] == "{}"
 
 
@@ -229,13 +248,15 @@ def test_sweep_logs_every_expiry_in_one_insert(engine: Engine) -> None:
     ids = []
     for name in names:
         engine.write(tenants.add_tenant, name, 5)
-        ids.append(engine.write(reservations.reserve,
-                                ReserveRequest(name, "p", Amounts(1, 0, 0), 10)).id)
+        ids.append(
+            engine.write(reservations.reserve, ReserveRequest(name, "p", Amounts(1, 0, 0), 10)).id
+        )
     engine.clock.advance(11)
     inserts: list[tuple[str, bool]] = []
 
-    def count(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
-              executemany: bool) -> None:
+    def count(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
             inserts.append((statement, executemany))
 
@@ -250,8 +271,9 @@ def test_sweep_logs_every_expiry_in_one_insert(engine: Engine) -> None:
     expiries = [e for e in events if e["action"] == "reservation.expire"]
     assert sorted(e["subject"] for e in expiries) == sorted(ids)
     assert {e["at"] for e in expiries} == {audit.iso(engine.clock.now())}
-    assert [e["seq"] for e in expiries] == list(range(expiries[0]["seq"],
-                                                      expiries[0]["seq"] + len(ids)))
+    assert [e["seq"] for e in expiries] == list(
+        range(expiries[0]["seq"], expiries[0]["seq"] + len(ids))
+    )
     check_chain(events)
     # Nothing due: no event at all.
     assert engine.write(sweep.sweep) == []
@@ -259,6 +281,7 @@ def test_sweep_logs_every_expiry_in_one_insert(engine: Engine) -> None:
 
 
 # ---------------------------------------------------------------- same transaction
+
 
 def _setup(engine: Engine) -> dict[str, str]:
     engine.write(pools.create_pool, "p", Amounts(8, 1024, 0))
@@ -278,9 +301,11 @@ OPERATIONS: dict[str, Callable[[Tx, dict[str, str]], object]] = {
     "tenant.update": lambda tx, ids: tenants.update_tenant(tx, "lo", 3, {"cpu": 4}),
     "tenant.remove": lambda tx, ids: tenants.remove_tenant(tx, "lo", True),
     "reserve": lambda tx, ids: reservations.reserve(
-        tx, ReserveRequest("hi", "q", Amounts(1, 0, 0))),
+        tx, ReserveRequest("hi", "q", Amounts(1, 0, 0))
+    ),
     "reserve --preempt": lambda tx, ids: reservations.reserve(
-        tx, ReserveRequest("hi", "p", Amounts(4, 0, 0), preempt=True)),
+        tx, ReserveRequest("hi", "p", Amounts(4, 0, 0), preempt=True)
+    ),
     "unreserve": lambda tx, ids: reservations.unreserve(tx, ids["a"]),
     "extend": lambda tx, ids: reservations.extend(tx, ids["a"], 600),
     "preempt": lambda tx, ids: reservations.preempt(tx, "hi", "lo", None),
@@ -330,13 +355,15 @@ def test_events_commit_and_roll_back_with_the_change(engine: Engine, operation: 
     assert engine.read(audit.verify).ok
 
 
-def test_failing_commands_leave_no_event(cli: Callable[..., Result],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_commands_leave_no_event(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
     ok(cli, "pool", "create", "--name", "p", "--cpu", "4")
     ok(cli, "tenant", "add", "--name", "lo", "--priority", "2")
     ok(cli, "tenant", "add", "--name", "hi", "--priority", "8")
-    victim = json.loads(ok(cli, "reserve", "--tenant", "lo", "--pool", "p", "--cpu", "3",
-                           "--json").stdout)
+    victim = json.loads(
+        ok(cli, "reserve", "--tenant", "lo", "--pool", "p", "--cpu", "3", "--json").stdout
+    )
     head = log(cli)[-1]["seq"]
     failing = [
         (["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "2"], 3),
@@ -390,9 +417,9 @@ def test_failing_commands_leave_no_event(cli: Callable[..., Result],
 # ---------------------------------------------------------------- actor
 
 
-def test_actor_is_the_os_user_unless_resgate_actor(cli: Callable[..., Result],
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path) -> None:
+def test_actor_is_the_os_user_unless_resgate_actor(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     ok(cli, "pool", "create", "--name", "p", "--cpu", "4")
     monkeypatch.setenv("RESGATE_ACTOR", "zoë")  # not ASCII: ensure_ascii=False in the hash
     ok(cli, "tenant", "add", "--name", "a")
@@ -434,15 +461,16 @@ def history_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, li
     def cli(*args: str) -> Result:
         return run_cli("--db", str(path), *args)
 
-    ok(cli, "pool", "create", "--name", "p", "--cpu", "8")                       # 1
-    ok(cli, "tenant", "add", "--name", "a", "--priority", "2")                   # 2
-    ok(cli, "tenant", "add", "--name", "b", "--priority", "7")                   # 3
-    r = json.loads(ok(cli, "reserve", "--tenant", "a", "--pool", "p", "--cpu", "2",
-                      "--json").stdout)                                          # 4
-    ok(cli, "extend", "--id", r["id"], "--ttl", "1h")                            # 5
-    ok(cli, "unreserve", "--id", r["id"])                                        # 6
-    ok(cli, "pool", "resize", "--name", "p", "--cpu", "9")                       # 7
-    ok(cli, "tenant", "update", "--name", "b", "--priority", "6")                # 8
+    ok(cli, "pool", "create", "--name", "p", "--cpu", "8")  # 1
+    ok(cli, "tenant", "add", "--name", "a", "--priority", "2")  # 2
+    ok(cli, "tenant", "add", "--name", "b", "--priority", "7")  # 3
+    r = json.loads(
+        ok(cli, "reserve", "--tenant", "a", "--pool", "p", "--cpu", "2", "--json").stdout
+    )  # 4
+    ok(cli, "extend", "--id", r["id"], "--ttl", "1h")  # 5
+    ok(cli, "unreserve", "--id", r["id"])  # 6
+    ok(cli, "pool", "resize", "--name", "p", "--cpu", "9")  # 7
+    ok(cli, "tenant", "update", "--name", "b", "--priority", "6")  # 8
     events = log(cli)
     assert len(events) == 8
     check_chain(events)
@@ -463,10 +491,12 @@ def _rehash_sql(event: dict[str, Any], **changes: Any) -> str:
     forged["hash"] = recompute(forged)
     at = forged["at"].replace("T", " ").rstrip("Z")
     data = json.dumps(forged["data"], sort_keys=True, separators=(",", ":"))
-    return (f"UPDATE events SET at='{at}', actor='{forged['actor']}', "
-            f"action='{forged['action']}', subject='{forged['subject']}', data='{data}', "
-            f"prev_hash='{forged['prev_hash']}', hash='{forged['hash']}' "
-            f"WHERE seq={event['seq']}")
+    return (
+        f"UPDATE events SET at='{at}', actor='{forged['actor']}', "
+        f"action='{forged['action']}', subject='{forged['subject']}', data='{data}', "
+        f"prev_hash='{forged['prev_hash']}', hash='{forged['hash']}' "
+        f"WHERE seq={event['seq']}"
+    )
 
 
 def _swap_sql(x: int, y: int) -> list[str]:
@@ -485,37 +515,64 @@ NO_UPDATE = "DROP TRIGGER events_no_update"
 NO_DELETE = "DROP TRIGGER events_no_delete"
 
 TAMPERING: dict[str, tuple[Callable[[list[dict[str, Any]]], list[str]], int, str]] = {
-    "actor edited": (lambda ev: [NO_UPDATE, "UPDATE events SET actor='mallory' WHERE seq=3"],
-                     3, "altered"),
-    "data edited": (lambda ev: [NO_UPDATE,
-                                "UPDATE events SET data='{\"cpu\":2,\"gpu\":0,\"memory\":0,"
-                                "\"pool\":\"p\",\"tenant\":\"b\",\"ttl\":null}' WHERE seq=4"],
-                    4, "altered"),
-    "data not JSON": (lambda ev: [NO_UPDATE, "UPDATE events SET data='{oops' WHERE seq=5"],
-                      5, "altered"),
-    "time moved": (lambda ev: [NO_UPDATE,
-                               "UPDATE events SET at='2020-01-01 00:00:00.000000' WHERE seq=2"],
-                   2, "altered"),
-    "time not a time": (lambda ev: [NO_UPDATE, "UPDATE events SET at='garbage' WHERE seq=2"],
-                        2, "altered"),
-    "time a number": (lambda ev: [NO_UPDATE, "UPDATE events SET at=12 WHERE seq=6"],
-                      6, "altered"),
-    "action edited": (lambda ev: [NO_UPDATE,
-                                  "UPDATE events SET action='reservation.expire' WHERE seq=6"],
-                      6, "altered"),
-    "hash edited": (lambda ev: [NO_UPDATE, f"UPDATE events SET hash='{'f' * 64}' WHERE seq=8"],
-                    8, "altered"),
-    "edited and rehashed": (lambda ev: [NO_UPDATE, _rehash_sql(ev[2], actor="mallory")],
-                            4, "out of chain"),
+    "actor edited": (
+        lambda ev: [NO_UPDATE, "UPDATE events SET actor='mallory' WHERE seq=3"],
+        3,
+        "altered",
+    ),
+    "data edited": (
+        lambda ev: [
+            NO_UPDATE,
+            'UPDATE events SET data=\'{"cpu":2,"gpu":0,"memory":0,'
+            '"pool":"p","tenant":"b","ttl":null}\' WHERE seq=4',
+        ],
+        4,
+        "altered",
+    ),
+    "data not JSON": (
+        lambda ev: [NO_UPDATE, "UPDATE events SET data='{oops' WHERE seq=5"],
+        5,
+        "altered",
+    ),
+    "time moved": (
+        lambda ev: [NO_UPDATE, "UPDATE events SET at='2020-01-01 00:00:00.000000' WHERE seq=2"],
+        2,
+        "altered",
+    ),
+    "time not a time": (
+        lambda ev: [NO_UPDATE, "UPDATE events SET at='garbage' WHERE seq=2"],
+        2,
+        "altered",
+    ),
+    "time a number": (lambda ev: [NO_UPDATE, "UPDATE events SET at=12 WHERE seq=6"], 6, "altered"),
+    "action edited": (
+        lambda ev: [NO_UPDATE, "UPDATE events SET action='reservation.expire' WHERE seq=6"],
+        6,
+        "altered",
+    ),
+    "hash edited": (
+        lambda ev: [NO_UPDATE, f"UPDATE events SET hash='{'f' * 64}' WHERE seq=8"],
+        8,
+        "altered",
+    ),
+    "edited and rehashed": (
+        lambda ev: [NO_UPDATE, _rehash_sql(ev[2], actor="mallory")],
+        4,
+        "out of chain",
+    ),
     "middle deleted": (lambda ev: [NO_DELETE, "DELETE FROM events WHERE seq=3"], 3, "missing"),
     "first deleted": (lambda ev: [NO_DELETE, "DELETE FROM events WHERE seq=1"], 1, "missing"),
     "two swapped": (lambda ev: [NO_UPDATE, *_swap_sql(3, 6)], 3, "altered"),
     "neighbours swapped": (lambda ev: [NO_UPDATE, *_swap_sql(4, 5)], 4, "altered"),
     "swapped and rehashed": (
-        lambda ev: [NO_UPDATE,
-                    _rehash_sql({**ev[4], "seq": 4}, seq=4),
-                    _rehash_sql({**ev[3], "seq": 5}, seq=5)],
-        4, "out of chain"),
+        lambda ev: [
+            NO_UPDATE,
+            _rehash_sql({**ev[4], "seq": 4}, seq=4),
+            _rehash_sql({**ev[3], "seq": 5}, seq=5),
+        ],
+        4,
+        "out of chain",
+    ),
     "renumbered": (lambda ev: [NO_UPDATE, "UPDATE events SET seq=20 WHERE seq=5"], 5, "missing"),
 }
 
@@ -532,7 +589,8 @@ def test_tampering_is_detected_at_the_first_bad_seq(
         "ok": False,
         "events": seq - 1,
         # the last good event's hash, as it is stored now
-        "head": rows(f"SELECT hash FROM events WHERE seq = {seq - 1}")[0][0] if seq > 1
+        "head": rows(f"SELECT hash FROM events WHERE seq = {seq - 1}")[0][0]
+        if seq > 1
         else GENESIS,
         "first_bad_seq": seq,
         "reason": reason,
@@ -542,19 +600,24 @@ def test_tampering_is_detected_at_the_first_bad_seq(
 
 
 @pytest.mark.usefixtures("backend")
-def test_the_database_refuses_update_and_delete(cli: Callable[..., Result],
-                                                backend: str) -> None:
+def test_the_database_refuses_update_and_delete(cli: Callable[..., Result], backend: str) -> None:
     ok(cli, "pool", "create", "--name", "p", "--cpu", "8")
     ok(cli, "tenant", "add", "--name", "a")
-    statements = ["UPDATE events SET actor = 'mallory' WHERE seq = 1",
-                  "DELETE FROM events WHERE seq = 2",
-                  "DELETE FROM events"]
+    statements = [
+        "UPDATE events SET actor = 'mallory' WHERE seq = 1",
+        "DELETE FROM events WHERE seq = 2",
+        "DELETE FROM events",
+    ]
     if backend == "sqlite":
         for statement in statements:
             with pytest.raises(sqlite3.DatabaseError, match="append-only"):
                 tamper(statement)
-        names = {name for (name,) in rows("SELECT name FROM sqlite_master WHERE type='trigger' "
-                                          "AND tbl_name='events'")}
+        names = {
+            name
+            for (name,) in rows(
+                "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='events'"
+            )
+        }
         assert {"events_no_update", "events_no_delete"} <= names
     else:
         import psycopg
@@ -573,8 +636,9 @@ def test_the_database_refuses_update_and_delete(cli: Callable[..., Result],
 
 
 @pytest.mark.usefixtures("backend")
-def test_the_database_refuses_a_second_event_at_a_seq(cli: Callable[..., Result],
-                                                      backend: str) -> None:
+def test_the_database_refuses_a_second_event_at_a_seq(
+    cli: Callable[..., Result], backend: str
+) -> None:
     """A writer that read the same head as another (a fork in the making) gets the
     same seq, and the primary key refuses it; the next seq is accepted."""
     ok(cli, "pool", "create", "--name", "p", "--cpu", "8")
@@ -583,8 +647,10 @@ def test_the_database_refuses_a_second_event_at_a_seq(cli: Callable[..., Result]
     columns = "seq, at, actor, action, subject, data, prev_hash, hash"
 
     def event(seq: int, prev_hash: str) -> str:
-        return (f"INSERT INTO events ({columns}) VALUES ({seq}, '2026-01-01 00:00:00', "
-                f"'mallory', 'tenant.add', 'x', '{{}}', '{prev_hash}', '{'e' * 64}')")
+        return (
+            f"INSERT INTO events ({columns}) VALUES ({seq}, '2026-01-01 00:00:00', "
+            f"'mallory', 'tenant.add', 'x', '{{}}', '{prev_hash}', '{'e' * 64}')"
+        )
 
     twin = event(2, first["hash"])
     if backend == "sqlite":
@@ -608,8 +674,9 @@ def test_the_database_refuses_a_second_event_at_a_seq(cli: Callable[..., Result]
     assert (code, result["first_bad_seq"], result["reason"]) == (1, 3, "altered")
 
 
-def test_pinned_head_catches_a_cut_tail(cli: Callable[..., Result],
-                                        history: list[dict[str, Any]]) -> None:
+def test_pinned_head_catches_a_cut_tail(
+    cli: Callable[..., Result], history: list[dict[str, Any]]
+) -> None:
     code, pinned = verdict(cli)
     assert (code, pinned["events"], pinned["head"]) == (0, 8, history[-1]["hash"])
     export = json.loads(ok(cli, "export").stdout)
@@ -621,8 +688,7 @@ def test_pinned_head_catches_a_cut_tail(cli: Callable[..., Result],
     ok(cli, "pool", "create", "--name", "q", "--cpu", "1")
     code, grown = verdict(cli, "--expect", pin)
     assert (code, grown["ok"], grown["events"]) == (0, True, 10)
-    assert json.loads(ok(cli, "export").stdout)["audit_head"] == {"seq": 10,
-                                                                  "hash": grown["head"]}
+    assert json.loads(ok(cli, "export").stdout)["audit_head"] == {"seq": 10, "hash": grown["head"]}
     text = ok(cli, "audit", "verify", "--expect", pin)
     assert text.stdout == f"ok: 10 events, head {grown['head']}\n"
 
@@ -638,8 +704,16 @@ def test_pinned_head_catches_a_cut_tail(cli: Callable[..., Result],
     code, alone = verdict(cli)
     assert (code, alone["ok"], alone["events"]) == (0, True, 5)
     code, result = verdict(cli, "--expect", pin)
-    assert (code, result) == (1, {"ok": False, "events": 5, "head": history[4]["hash"],
-                                  "first_bad_seq": 6, "reason": "missing"})
+    assert (code, result) == (
+        1,
+        {
+            "ok": False,
+            "events": 5,
+            "head": history[4]["hash"],
+            "first_bad_seq": 6,
+            "reason": "missing",
+        },
+    )
     text = cli("audit", "verify", "--expect", pin)
     assert (text.code, text.stdout, text.stderr) == (1, "", "Error: seq 6: missing\n")
 
@@ -668,8 +742,10 @@ def test_expect_is_checked(cli: Callable[..., Result], history: list[dict[str, A
 def test_an_empty_log_verifies(cli: Callable[..., Result]) -> None:
     ok(cli, "list")
     code, result = verdict(cli)
-    assert (code, result) == (0, {"ok": True, "events": 0, "head": GENESIS,
-                                  "first_bad_seq": None, "reason": None})
+    assert (code, result) == (
+        0,
+        {"ok": True, "events": 0, "head": GENESIS, "first_bad_seq": None, "reason": None},
+    )
     assert json.loads(ok(cli, "export").stdout)["audit_head"] == {"seq": 0, "hash": GENESIS}
 
 
@@ -677,30 +753,39 @@ def test_an_empty_log_verifies(cli: Callable[..., Result]) -> None:
 
 
 def test_audit_log_filters_and_columns(cli: Callable[..., Result], engine: Engine) -> None:
-    engine.write(pools.create_pool, "p", Amounts(8, 0, 0))          # 12:00
+    engine.write(pools.create_pool, "p", Amounts(8, 0, 0))  # 12:00
     engine.clock.advance(3600)
-    engine.write(tenants.add_tenant, "a", 5, Limits())               # 13:00
+    engine.write(tenants.add_tenant, "a", 5, Limits())  # 13:00
     r = engine.write(reservations.reserve, ReserveRequest("a", "p", Amounts(1, 0, 0)))
     engine.clock.advance(3600)
-    engine.write(reservations.unreserve, r.id)                       # 14:00
+    engine.write(reservations.unreserve, r.id)  # 14:00
     engine.write(reservations.reserve, ReserveRequest("a", "p", Amounts(2, 0, 0)))
 
     events = log(cli)
     check_chain(events)
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
-    raw = rows("SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM events "
-               "ORDER BY seq")
+    raw = rows(
+        "SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM events ORDER BY seq"
+    )
     for event, row in zip(events, raw, strict=True):
         assert set(event) == COLUMNS
-        assert (event["seq"], event["actor"], event["action"], event["subject"],
-                event["prev_hash"], event["hash"]) == (row[0], *row[2:5], *row[6:8])
+        assert (
+            event["seq"],
+            event["actor"],
+            event["action"],
+            event["subject"],
+            event["prev_hash"],
+            event["hash"],
+        ) == (row[0], *row[2:5], *row[6:8])
         assert event["data"] == json.loads(row[5])
         assert event["at"] == row[1].replace(" ", "T") + "Z"
-    assert [e["at"] for e in events] == ["2026-01-01T12:00:00.000000Z",
-                                         "2026-01-01T13:00:00.000000Z",
-                                         "2026-01-01T13:00:00.000000Z",
-                                         "2026-01-01T14:00:00.000000Z",
-                                         "2026-01-01T14:00:00.000000Z"]
+    assert [e["at"] for e in events] == [
+        "2026-01-01T12:00:00.000000Z",
+        "2026-01-01T13:00:00.000000Z",
+        "2026-01-01T13:00:00.000000Z",
+        "2026-01-01T14:00:00.000000Z",
+        "2026-01-01T14:00:00.000000Z",
+    ]
 
     assert [e["seq"] for e in log(cli, "--action", "reservation.create")] == [3, 5]
     assert log(cli, "--action", "pool.delete") == []
@@ -710,19 +795,38 @@ def test_audit_log_filters_and_columns(cli: Callable[..., Result], engine: Engin
     assert [e["seq"] for e in log(cli, "--since", "2026-01-01T13:00:00Z")] == [2, 3, 4, 5]
     assert [e["seq"] for e in log(cli, "--since", "2026-01-01T15:00:00+02:00")] == [2, 3, 4, 5]
     assert [e["seq"] for e in log(cli, "--since", "2026-01-01T13:00:00.000001Z")] == [4, 5]
-    assert [e["seq"] for e in log(cli, "--since", "2026-01-01T13:00:00Z", "--since-seq", "2",
-                                  "--action", "reservation.create")] == [3, 5]
+    assert [
+        e["seq"]
+        for e in log(
+            cli,
+            "--since",
+            "2026-01-01T13:00:00Z",
+            "--since-seq",
+            "2",
+            "--action",
+            "reservation.create",
+        )
+    ] == [3, 5]
     assert log(cli, "--since", "1h") == []  # real now is long after the clock above
-    for bad in (["--action", "nope"], ["--since-seq", "-1"], ["--since-seq", "x"],
-                ["--since", "yesterday-ish"]):
+    for bad in (
+        ["--action", "nope"],
+        ["--since-seq", "-1"],
+        ["--since-seq", "x"],
+        ["--since", "yesterday-ish"],
+    ):
         result = cli("audit", "log", "--json", *bad)
         assert (result.code, result.stdout) == (2, ""), (bad, result)
 
     text = ok(cli, "audit", "log", "--action", "reservation.release").stdout
     header, _, line = text.splitlines()
     assert header.split() == ["SEQ", "AT", "ACTOR", "ACTION", "SUBJECT", "DATA"]
-    assert line.split()[:5] == ["4", "2026-01-01", "14:00:00", getpass.getuser(),
-                                "reservation.release"]
+    assert line.split()[:5] == [
+        "4",
+        "2026-01-01",
+        "14:00:00",
+        getpass.getuser(),
+        "reservation.release",
+    ]
     assert ok(cli, "audit", "log", "--since-seq", "5").stdout == "No events.\n"
 
 
@@ -733,8 +837,13 @@ def test_export_since_seq_follows_a_cursor(cli: Callable[..., Result]) -> None:
         ok(cli, "tenant", "add", "--name", name)
 
     def reserve(tenant: str, pool: str) -> str:
-        return str(json.loads(ok(cli, "reserve", "--tenant", tenant, "--pool", pool, "--cpu",
-                                 "1", "--json").stdout)["id"])
+        return str(
+            json.loads(
+                ok(
+                    cli, "reserve", "--tenant", tenant, "--pool", pool, "--cpu", "1", "--json"
+                ).stdout
+            )["id"]
+        )
 
     a, b, c = reserve("a", "p"), reserve("b", "p"), reserve("c", "q")
     first = json.loads(ok(cli, "export").stdout)
@@ -751,8 +860,11 @@ def test_export_since_seq_follows_a_cursor(cli: Callable[..., Result]) -> None:
     ok(cli, "tenant", "add", "--name", "e")  # touches no reservation
     later = json.loads(ok(cli, "export", "--since-seq", str(cursor)).stdout)
     assert [r["id"] for r in later["history"]] == [a, c, d]
-    assert {r["id"]: r["status"] for r in later["history"]} == {a: "active", c: "released",
-                                                                d: "active"}
+    assert {r["id"]: r["status"] for r in later["history"]} == {
+        a: "active",
+        c: "released",
+        d: "active",
+    }
     # The cron job's next cursor: nothing after it yet.
     cursor = later["audit_head"]["seq"]
     assert cursor == verdict(cli)[1]["events"]
@@ -794,11 +906,15 @@ def test_chain_stays_linear_under_concurrent_writers(tmp_path: Path, shared_db: 
     seed = int(os.environ.get("RESGATE_TEST_SEED") or int.from_bytes(os.urandom(3), "big"))
     names = [f"w{i}" for i in range(WRITERS)]
     # Real processes, forked from this one (fast to start), released together.
-    results = race(tmp_path / "barrier", [
-        engine_worker(shared_db, name, str(seed + i), str(OPS),
-                      str(tmp_path / f"ledger-{name}.jsonl"))
-        for i, name in enumerate(names)
-    ])
+    results = race(
+        tmp_path / "barrier",
+        [
+            engine_worker(
+                shared_db, name, str(seed + i), str(OPS), str(tmp_path / f"ledger-{name}.jsonl")
+            )
+            for i, name in enumerate(names)
+        ],
+    )
     context = f"seed {seed}"
     for result in results:
         assert result.code == 0, f"{context}\n{result.stderr}"
@@ -832,7 +948,8 @@ def test_chain_stays_linear_under_concurrent_writers(tmp_path: Path, shared_db: 
         elif op == "resize":
             expected["pool.resize", entry["pool"]] += 1
     actual = Counter(
-        (e["action"], e["subject"]) for e in events
+        (e["action"], e["subject"])
+        for e in events
         if e["action"] not in ("reservation.expire", "pool.create", "tenant.add")
     )
     assert actual == expected, context
@@ -841,8 +958,11 @@ def test_chain_stays_linear_under_concurrent_writers(tmp_path: Path, shared_db: 
     swept = {rid for entry in entries if entry["op"] == "sweep" for rid in entry["ids"]}
     assert swept <= set(expired), context
     # Each reservation ends at most once.
-    ended = Counter(e["subject"] for e in events if e["action"] in (
-        "reservation.release", "reservation.expire", "reservation.preempt"))
+    ended = Counter(
+        e["subject"]
+        for e in events
+        if e["action"] in ("reservation.release", "reservation.expire", "reservation.preempt")
+    )
     assert max(ended.values(), default=1) == 1, context
     # And the command line agrees.
     done = resgate(shared_db, "audit", "verify", "--json")

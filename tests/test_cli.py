@@ -97,8 +97,9 @@ def test_version_touches_no_database(cli, isolated_env: Path):
 
 
 def test_pool_create_line_and_json(cli, frozen):
-    out = ok(cli, "pool", "create", "--name", "gpu-box", "--cpu", "32", "--memory", "65536",
-             "--gpu", "8")
+    out = ok(
+        cli, "pool", "create", "--name", "gpu-box", "--cpu", "32", "--memory", "65536", "--gpu", "8"
+    )
     assert out == "Pool 'gpu-box' created — CPU: 32  Memory: 65536MB  GPU: 8\n"
     assert ok(cli, "pool", "create", "--name", "m", "--memory", "5") == (
         "Pool 'm' created — CPU: 0  Memory: 5MB  GPU: 0\n"
@@ -162,8 +163,13 @@ def test_pool_show(cli, world):
 
 @pytest.mark.parametrize(
     ("used", "health"),
-    [("599", "healthy"), ("600", "warning"), ("899", "warning"), ("900", "exhausted"),
-     ("1000", "exhausted")],
+    [
+        ("599", "healthy"),
+        ("600", "warning"),
+        ("899", "warning"),
+        ("900", "exhausted"),
+        ("1000", "exhausted"),
+    ],
 )
 def test_health_thresholds(cli, frozen, used: str, health: str):
     ok(cli, "pool", "create", "--name", "p", "--cpu", "1", "--memory", "1000")
@@ -280,8 +286,20 @@ def test_tenant_update_and_remove(cli, world):
 
 
 def test_reserve_output_and_json(cli, world):
-    out = ok(cli, "reserve", "--tenant", "low", "--pool", "p", "--cpu", "2", "--memory", "64",
-             "--ttl", "5m")
+    out = ok(
+        cli,
+        "reserve",
+        "--tenant",
+        "low",
+        "--pool",
+        "p",
+        "--cpu",
+        "2",
+        "--memory",
+        "64",
+        "--ttl",
+        "5m",
+    )
     lines = out.splitlines()
     assert re.fullmatch(r"Reservation created: [0-9a-f]{16}", lines[0])
     assert "  Tenant:   low" in lines and "  Pool:     p" in lines
@@ -292,8 +310,7 @@ def test_reserve_output_and_json(cli, world):
     assert set(r) >= RESERVATION_KEYS
     assert re.fullmatch(r"[0-9a-f]{16}", r["id"])
     assert (r["tenant"], r["pool"], r["cpu"], r["memory"], r["gpu"]) == ("mid", "p", 0, 0, 1)
-    assert (r["ttl"], r["status"], r["ended_at"], r["preempted_by"]) == (5400, "active", None,
-                                                                          None)
+    assert (r["ttl"], r["status"], r["ended_at"], r["preempted_by"]) == (5400, "active", None, None)
     assert r["created_at"] == "2026-11-24T12:00:00.000000Z"
     assert r["expires_at"] == "2026-11-24T13:30:00.000000Z"
     r = js(cli, "reserve", "--tenant", "high", "--pool", "p", "--cpu", "1", "--ttl", "0")
@@ -302,8 +319,16 @@ def test_reserve_output_and_json(cli, world):
 
 @pytest.mark.parametrize(
     ("ttl", "seconds"),
-    [("300", 300), ("90s", 90), ("5m", 300), ("2h", 7200), ("1d", 86400), ("1h30m", 5400),
-     ("1d2h3m4s", 93784), ("2147483647", 2147483647)],
+    [
+        ("300", 300),
+        ("90s", 90),
+        ("5m", 300),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1h30m", 5400),
+        ("1d2h3m4s", 93784),
+        ("2147483647", 2147483647),
+    ],
 )
 def test_ttl_forms(cli, world, ttl: str, seconds: int):
     r = js(cli, "reserve", "--tenant", "low", "--pool", "p", "--cpu", "1", "--ttl", ttl)
@@ -388,7 +413,15 @@ def test_list_order_is_creation_ties_in_insertion_order(cli, world):
     assert [r["id"] for r in js(cli, "list")] == ids
     text = ok(cli, "list")
     assert text.splitlines()[0].split() == [
-        "ID", "TENANT", "POOL", "CPU", "MEMORY", "MB", "GPU", "STATUS", "EXPIRES",
+        "ID",
+        "TENANT",
+        "POOL",
+        "CPU",
+        "MEMORY",
+        "MB",
+        "GPU",
+        "STATUS",
+        "EXPIRES",
     ]
     assert [row[0] for row in table_rows(text)] == ids
 
@@ -495,8 +528,9 @@ def test_status_counts_window_and_json(cli, world):
 def test_status_bars(cli, world):
     reserve(cli, "low", cpu=5, memory=1000, gpu=1)
     text = ok(cli, "status")
-    bars = re.findall(r"^    (CPU|MEMORY MB|GPU)\s+([█░]+)\s+([\d.]+)%\s+(\d+) / (\d+)$", text,
-                      re.M)
+    bars = re.findall(
+        r"^    (CPU|MEMORY MB|GPU)\s+([█░]+)\s+([\d.]+)%\s+(\d+) / (\d+)$", text, re.M
+    )
     assert bars == [
         ("CPU", "█" * 10 + "░" * 10, "50.00", "5", "10"),
         ("MEMORY MB", "█" * 20, "100.00", "1000", "1000"),
@@ -504,10 +538,12 @@ def test_status_bars(cli, world):
     ]
     assert "  p  [exhausted]" in text
     lines = text.splitlines()
-    tenants = lines[lines.index("Tenants:") + 1:]
+    tenants = lines[lines.index("Tenants:") + 1 :]
     assert tenants[0].split()[:4] == ["#", "NAME", "PRIORITY", "ACTIVE"]
     assert [line.split()[:4] for line in tenants[2:]] == [
-        ["1", "high", "9", "0"], ["2", "mid", "5", "0"], ["3", "low", "2", "1"],
+        ["1", "high", "9", "0"],
+        ["2", "mid", "5", "0"],
+        ["3", "low", "2", "1"],
     ]
 
 

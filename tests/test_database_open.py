@@ -87,16 +87,31 @@ def foreign_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     return files
 
 
-FOREIGN = ["directory", "text", "corrupt-rollback", "corrupt-wal", "other-rollback",
-           "other-wal", "short"]
+FOREIGN = [
+    "directory",
+    "text",
+    "corrupt-rollback",
+    "corrupt-wal",
+    "other-rollback",
+    "other-wal",
+    "short",
+]
 
 
 @pytest.mark.parametrize("kind", FOREIGN)
 def test_foreign_files_are_refused_untouched(cli, tmp_path: Path, kind: str):
     path, reason = foreign_files(tmp_path)[kind]
     before = snapshot(path)
-    for args in (["list"], ["list", "--json"], ["status"], ["pool", "create", "--name", "p",
-                 "--cpu", "1"], ["sweep"], ["db", "upgrade"], ["db", "check"], ["db", "current"]):
+    for args in (
+        ["list"],
+        ["list", "--json"],
+        ["status"],
+        ["pool", "create", "--name", "p", "--cpu", "1"],
+        ["sweep"],
+        ["db", "upgrade"],
+        ["db", "check"],
+        ["db", "current"],
+    ):
         result = cli("--db", str(path), *args)
         assert result.code == 1, (args, result)
         assert result.stdout == ""
@@ -129,8 +144,12 @@ def test_read_command_on_missing_or_empty_file_creates_nothing(cli, tmp_path: Pa
         data = json.loads(result.stdout)
         if args == ["status"]:
             assert data["pools"] == [] and data["tenants"] == []
-            assert data["reservations"] == {"active": 0, "released": 0, "expired": 0,
-                                            "preempted": 0}
+            assert data["reservations"] == {
+                "active": 0,
+                "released": 0,
+                "expired": 0,
+                "preempted": 0,
+            }
         else:
             assert data == []
     assert not missing.exists()
@@ -228,8 +247,12 @@ def test_sqlite_url(cli, tmp_path: Path):
 
 def test_password_never_shown(cli):
     url = "postgresql+psycopg://u:secret@127.0.0.1:1/x"
-    for args in (["list"], ["pool", "create", "--name", "p", "--cpu", "1"], ["db", "current"],
-                 ["db", "upgrade"]):
+    for args in (
+        ["list"],
+        ["pool", "create", "--name", "p", "--cpu", "1"],
+        ["db", "current"],
+        ["db", "upgrade"],
+    ):
         result = cli("--db", url, *args)
         assert result.code == 1, result
         assert result.stdout == ""
@@ -243,8 +266,13 @@ def test_unknown_revision_refused_naming_both(cli, db_path: Path):
         connection.execute("UPDATE alembic_version SET version_num = 'ffff'")
     connection.close()
     before = db_path.read_bytes()
-    for args in (["list"], ["status"], ["pool", "create", "--name", "q", "--cpu", "1"],
-                 ["sweep"], ["db", "upgrade"]):
+    for args in (
+        ["list"],
+        ["status"],
+        ["pool", "create", "--name", "q", "--cpu", "1"],
+        ["sweep"],
+        ["db", "upgrade"],
+    ):
         result = cli(*args)
         assert result.code == 1, (args, result)
         assert result.stdout == "" and result.stderr.count("\n") == 1
@@ -260,7 +288,10 @@ def test_older_revision_is_upgraded_with_a_backup(cli, db_path: Path):
     assert first != SCHEMA_HEAD
     done = subprocess.run(
         [sys.executable, "-m", "alembic", "-x", f"db={db_path}", "upgrade", first],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     # A read does not upgrade: it says how.
@@ -285,7 +316,10 @@ def _runner_works(prefix: list[str], env: dict[str, str]) -> bool:
     try:
         done = subprocess.run(
             [*prefix, sys.executable, "-c", "import resgate.cli, sqlalchemy, alembic"],
-            capture_output=True, env=env, timeout=60, cwd="/",
+            capture_output=True,
+            env=env,
+            timeout=60,
+            cwd="/",
         )
     except (OSError, subprocess.SubprocessError):
         return False
@@ -341,7 +375,11 @@ def test_read_only_database_serves_reads(cli, unprivileged, subprocess_env):
         def run(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 [*prefix, *resgate_command(), *db, *args],
-                capture_output=True, text=True, env=env, timeout=60, cwd=str(base),
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                cwd=str(base),
             )
 
         done = run("list", "--json")
@@ -352,8 +390,11 @@ def test_read_only_database_serves_reads(cli, unprivileged, subprocess_env):
         assert json.loads(done.stdout)["reservations"]["active"] == 1
         done = run("pool", "list")
         assert done.returncode == 0 and done.stdout.splitlines()[2].startswith("p ")
-        for args in (["pool", "create", "--name", "q", "--cpu", "1"], ["sweep"],
-                     ["tenant", "add", "--name", "u"]):
+        for args in (
+            ["pool", "create", "--name", "q", "--cpu", "1"],
+            ["sweep"],
+            ["tenant", "add", "--name", "u"],
+        ):
             done = run(*args)
             assert done.returncode == 1, (args, done)
             assert done.stdout == ""

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.usefixtures("backend")
 
 
 def reserve(engine, tenant, gpu=0, pool="box", ids=None, preempt=False, ttl=None):
-    request = ReserveRequest(tenant, pool, Amounts(0, 0, gpu), ttl, None, preempt,
-                             None if ids is None else tuple(ids))
+    request = ReserveRequest(
+        tenant, pool, Amounts(0, 0, gpu), ttl, None, preempt, None if ids is None else tuple(ids)
+    )
     return engine.write(reservations.reserve_and_report, request)
 
 
@@ -49,8 +50,7 @@ def test_default_ids_and_lowest_free(box):
     held = dict(devices(box))
     assert held[0] == c.id and held[2] == b.id and held[7] is None
     # History keeps the ids a reservation held.
-    listed = {r.id: r.gpu_ids for r in box.read(listing.list_reservations,
-                                                  include_ended=True)}
+    listed = {r.id: r.gpu_ids for r in box.read(listing.list_reservations, include_ended=True)}
     assert listed[a.id] == (0, 1)
 
 
@@ -154,8 +154,9 @@ def test_cli_shows_ids(cli):
     assert cli("pool", "create", "--name", "bad", "--gpu", "3", "--gpu-ids", "0-1").code == 2
     assert cli("pool", "create", "--name", "bad", "--gpu-ids", "3-1").code == 2
     assert cli("tenant", "add", "--name", "t").code == 0
-    made = json.loads(cli("reserve", "--tenant", "t", "--pool", "box", "--gpu-ids", "4,5",
-                          "--json").stdout)
+    made = json.loads(
+        cli("reserve", "--tenant", "t", "--pool", "box", "--gpu-ids", "4,5", "--json").stdout
+    )
     assert made["gpu_ids"] == [4, 5] and made["gpu"] == 2
     shown = json.loads(cli("pool", "show", "--name", "box", "--json").stdout)
     assert shown["devices"][2] == {"id": 4, "reservation": made["id"]}

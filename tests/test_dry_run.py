@@ -52,8 +52,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
         return str(json.loads(ok(*db, "reserve", *args, "--json").stdout)["id"])
 
     ids = {
-        "lo_p": reserve("--tenant", "lo", "--pool", "p", "--cpu", "4", "--gpu", "2",
-                        "--ttl", "1h"),
+        "lo_p": reserve("--tenant", "lo", "--pool", "p", "--cpu", "4", "--gpu", "2", "--ttl", "1h"),
         "lo_q": reserve("--tenant", "lo", "--pool", "q", "--cpu", "1"),
         "mid_p": reserve("--tenant", "mid", "--pool", "p", "--cpu", "2", "--memory", "512"),
         "ended": reserve("--tenant", "hi", "--pool", "q", "--cpu", "1"),
@@ -65,23 +64,35 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 CASES: dict[str, tuple[list[str], int]] = {
     # reserve
     "reserve": (["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "2", "--ttl", "30m"], 0),
-    "reserve gpu": (["reserve", "--tenant", "hi", "--pool", "p", "--gpu", "2",
-                     "--memory", "100"], 0),
-    "reserve request-id": (["reserve", "--tenant", "hi", "--pool", "q", "--cpu", "1",
-                            "--request-id", "job-1"], 0),
+    "reserve gpu": (
+        ["reserve", "--tenant", "hi", "--pool", "p", "--gpu", "2", "--memory", "100"],
+        0,
+    ),
+    "reserve request-id": (
+        ["reserve", "--tenant", "hi", "--pool", "q", "--cpu", "1", "--request-id", "job-1"],
+        0,
+    ),
     "reserve insufficient": (["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "3"], 3),
     "reserve conflict": (["reserve", "--tenant", "lo", "--pool", "p", "--cpu", "1"], 4),
     "reserve unknown tenant": (["reserve", "--tenant", "nobody", "--pool", "p", "--cpu", "1"], 1),
     "reserve bad amount": (["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "-1"], 2),
     # reserve --preempt
-    "reserve preempt": (["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "5", "--gpu", "3",
-                         "--preempt"], 0),
-    "reserve preempt no victim needed": (["reserve", "--tenant", "hi", "--pool", "p", "--cpu",
-                                          "1", "--preempt"], 0),
-    "reserve preempt shortfall": (["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "9",
-                                   "--preempt"], 3),
-    "reserve preempt outranked": (["reserve", "--tenant", "idle", "--pool", "p", "--cpu", "4",
-                                   "--preempt"], 3),
+    "reserve preempt": (
+        ["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "5", "--gpu", "3", "--preempt"],
+        0,
+    ),
+    "reserve preempt no victim needed": (
+        ["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "1", "--preempt"],
+        0,
+    ),
+    "reserve preempt shortfall": (
+        ["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "9", "--preempt"],
+        3,
+    ),
+    "reserve preempt outranked": (
+        ["reserve", "--tenant", "idle", "--pool", "p", "--cpu", "4", "--preempt"],
+        3,
+    ),
     # unreserve
     "unreserve": (["unreserve", "--id", "{lo_p}"], 0),
     "unreserve ended": (["unreserve", "--id", "{ended}"], 4),
@@ -101,8 +112,10 @@ CASES: dict[str, tuple[list[str], int]] = {
     "pool resize": (["pool", "resize", "--name", "p", "--cpu", "16", "--memory", "8192"], 0),
     "pool resize gpu": (["pool", "resize", "--name", "p", "--gpu", "2"], 0),
     "pool resize below reserved": (["pool", "resize", "--name", "p", "--cpu", "5"], 4),
-    "pool resize all zero": (["pool", "resize", "--name", "q", "--cpu", "0", "--memory", "0",
-                              "--gpu", "0"], 2),
+    "pool resize all zero": (
+        ["pool", "resize", "--name", "q", "--cpu", "0", "--memory", "0", "--gpu", "0"],
+        2,
+    ),
     # pool delete
     "pool delete refused": (["pool", "delete", "--name", "p"], 4),
     "pool delete force": (["pool", "delete", "--name", "p", "--force"], 0),
@@ -211,15 +224,28 @@ def test_dry_run_changes_nothing_and_predicts_the_real_command(
 
 
 def test_dry_run_of_a_preemption_names_the_victims_it_would_take(
-    template: tuple[Path, dict[str, str]]
+    template: tuple[Path, dict[str, str]],
 ) -> None:
     """Beyond masking: the ids a dry run names as victims are exactly those the
     real command takes, and they are still active after the dry run."""
     source, ids = template
     path = Path(os.environ["RESGATE_DB"])
     shutil.copy(source, path)
-    command = ["--db", str(path), "reserve", "--tenant", "hi", "--pool", "p", "--cpu", "5",
-               "--gpu", "3", "--preempt", "--json"]
+    command = [
+        "--db",
+        str(path),
+        "reserve",
+        "--tenant",
+        "hi",
+        "--pool",
+        "p",
+        "--cpu",
+        "5",
+        "--gpu",
+        "3",
+        "--preempt",
+        "--json",
+    ]
     dry = json.loads(ok(*command, "--dry-run").stdout)
     victims = [v["id"] for v in dry["preempted"]]
     assert victims and set(victims) <= {ids["lo_p"], ids["mid_p"]}
@@ -232,8 +258,9 @@ def test_dry_run_of_a_preemption_names_the_victims_it_would_take(
 
 def test_dry_run_creates_no_database(tmp_path: Path, cli: Callable[..., Result]) -> None:
     missing = tmp_path / "nothing-here.db"
-    result = cli("--db", str(missing), "reserve", "--tenant", "t", "--pool", "p", "--cpu", "1",
-                 "--dry-run")
+    result = cli(
+        "--db", str(missing), "reserve", "--tenant", "t", "--pool", "p", "--cpu", "1", "--dry-run"
+    )
     assert (result.code, result.stdout) == (1, "")
     assert result.stderr == "Error: tenant 't' not found\n"
     assert not missing.exists()

@@ -143,19 +143,27 @@ def test_sweep_cost_does_not_grow_with_due_rows_or_history(setup, backend):
         assert {r.id: logged[r.id] for r in made} == {
             r.id: {"expires_at": audit.iso(r.expires_at)} for r in made
         }
-        held = setup.read(lambda tx: tx.connection.execute(
-            text("SELECT count(*) FROM reservation_devices WHERE active = true")).scalar())
+        held = setup.read(
+            lambda tx: tx.connection.execute(
+                text("SELECT count(*) FROM reservation_devices WHERE active = true")
+            ).scalar()
+        )
         assert held == 0  # the GPU holders among them freed their devices
         if backend == "sqlite":
             for statement, parameters, executemany in statements:
                 if executemany or not statement.lstrip().upper().startswith(("UPDATE", "SELECT")):
                     continue
-                plan = setup.read(lambda tx, s=statement, p=parameters: [
-                    row[-1] for row in tx.connection.exec_driver_sql(
-                        f"EXPLAIN QUERY PLAN {s}", p)
-                ])
-                walks = [step for step in plan
-                         if step.startswith("SCAN reservation") and "INDEX" not in step]
+                plan = setup.read(
+                    lambda tx, s=statement, p=parameters: [
+                        row[-1]
+                        for row in tx.connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {s}", p)
+                    ]
+                )
+                walks = [
+                    step
+                    for step in plan
+                    if step.startswith("SCAN reservation") and "INDEX" not in step
+                ]
                 assert not walks, (statement, plan)
     assert counts[0] == counts[1]
 
@@ -262,16 +270,29 @@ def test_database_guards_the_invariants(setup):
         # over capacity
         insert.format(id="b" * 16, tenant=2, cpu=1, memory=0, status="active", ended="NULL"),
         # negative amount, unknown status, dangling tenant, priority out of range
-        insert.format(id="c" * 16, tenant=2, cpu=-1, memory=0, status="released",
-                      ended="'2026-01-01 00:00:00'"),
+        insert.format(
+            id="c" * 16,
+            tenant=2,
+            cpu=-1,
+            memory=0,
+            status="released",
+            ended="'2026-01-01 00:00:00'",
+        ),
         "UPDATE reservations SET status = 'weird'",
-        insert.format(id="d" * 16, tenant=99, cpu=0, memory=0, status="released",
-                      ended="'2026-01-01 00:00:00'"),
+        insert.format(
+            id="d" * 16,
+            tenant=99,
+            cpu=0,
+            memory=0,
+            status="released",
+            ended="'2026-01-01 00:00:00'",
+        ),
         "UPDATE tenants SET priority = 11",
         # an id that is not 16 characters; an active row with an end
         insert.format(id="e" * 15, tenant=2, cpu=0, memory=1, status="active", ended="NULL"),
-        insert.format(id="f" * 16, tenant=2, cpu=0, memory=1, status="active",
-                      ended="'2026-01-01 00:00:00'"),
+        insert.format(
+            id="f" * 16, tenant=2, cpu=0, memory=1, status="active", ended="'2026-01-01 00:00:00'"
+        ),
         # history is never deleted; a pool never shrinks below what is held
         "DELETE FROM reservations",
         "UPDATE pools SET cpu = 7",
@@ -282,12 +303,15 @@ def test_database_guards_the_invariants(setup):
     for statement in bad:
         with pytest.raises(DBAPIError):
             _raw(setup, statement)
-    _raw(setup, f"UPDATE reservations SET status = 'released', ended_at = created_at"
-                f" WHERE id = '{r.id}'")
+    _raw(
+        setup,
+        f"UPDATE reservations SET status = 'released', ended_at = created_at WHERE id = '{r.id}'",
+    )
     # an ended reservation never comes back
     with pytest.raises(DBAPIError):
-        _raw(setup, f"UPDATE reservations SET status = 'active', ended_at = NULL"
-                    f" WHERE id = '{r.id}'")
+        _raw(
+            setup, f"UPDATE reservations SET status = 'active', ended_at = NULL WHERE id = '{r.id}'"
+        )
     assert setup.read(status.check).problems == []
 
 

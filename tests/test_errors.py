@@ -14,9 +14,7 @@ pytestmark = pytest.mark.sqlite_only
 
 MAX = 2_147_483_647
 AMOUNT_HINT = f"(a whole number from 0 to {MAX})"
-NAME_HINT = (
-    "1-64 characters, letters, digits, '.', '_' or '-', starting with a letter or digit"
-)
+NAME_HINT = "1-64 characters, letters, digits, '.', '_' or '-', starting with a letter or digit"
 TTL_HINT = f"(seconds, or like 90s, 5m, 1h30m, 1d; at most {MAX}s)"
 
 BAD_AMOUNTS = [
@@ -58,8 +56,21 @@ BAD_NAMES = [
     "a/b",
     "a'b",
 ]
-BAD_TTLS = ["-5", "5x", "soon", "", "1.5", "1h1d", "5 m", " 5", "1H", "0x10", "-1m",
-            str(MAX + 1), "24856d"]
+BAD_TTLS = [
+    "-5",
+    "5x",
+    "soon",
+    "",
+    "1.5",
+    "1h1d",
+    "5 m",
+    " 5",
+    "1H",
+    "0x10",
+    "-1m",
+    str(MAX + 1),
+    "24856d",
+]
 
 
 @pytest.fixture(scope="module")
@@ -141,13 +152,23 @@ def fails(cli, db: Path, args: list[str], code: int, message: str | None = None)
 )
 def test_bad_amounts(cli, db, command: list[str], value: str):
     for option in ("--cpu", "--memory", "--gpu"):
-        fails(cli, db, [*command, option, value], 2,
-              f"invalid value for {option}: {value!r} {AMOUNT_HINT}")
+        fails(
+            cli,
+            db,
+            [*command, option, value],
+            2,
+            f"invalid value for {option}: {value!r} {AMOUNT_HINT}",
+        )
 
 
 def test_bad_amount_with_equals_form(cli, db):
-    fails(cli, db, ["pool", "create", "--name", "n", "--cpu=-5"], 2,
-          f"invalid value for --cpu: '-5' {AMOUNT_HINT}")
+    fails(
+        cli,
+        db,
+        ["pool", "create", "--name", "n", "--cpu=-5"],
+        2,
+        f"invalid value for --cpu: '-5' {AMOUNT_HINT}",
+    )
 
 
 def test_largest_amount_is_accepted(cli, db):
@@ -181,13 +202,28 @@ def test_zero_only_reservation(cli, db, args):
 
 
 def test_zero_only_resize(cli, db):
-    fails(cli, db, ["pool", "resize", "--name", "q", "--cpu", "0", "--memory", "0", "--gpu", "0"],
-          2, "a pool cannot have all of cpu, memory and gpu at 0")
-    fails(cli, db, ["pool", "resize", "--name", "q"], 2,
-          "give at least one of --cpu, --memory, --gpu, --gpu-ids")
+    fails(
+        cli,
+        db,
+        ["pool", "resize", "--name", "q", "--cpu", "0", "--memory", "0", "--gpu", "0"],
+        2,
+        "a pool cannot have all of cpu, memory and gpu at 0",
+    )
+    fails(
+        cli,
+        db,
+        ["pool", "resize", "--name", "q"],
+        2,
+        "give at least one of --cpu, --memory, --gpu, --gpu-ids",
+    )
     # Not given together, but all would be 0: refused by the database's state (4).
-    fails(cli, db, ["pool", "resize", "--name", "q", "--cpu", "0"], 4,
-          "cannot resize pool 'q': cpu, memory and gpu would all be 0")
+    fails(
+        cli,
+        db,
+        ["pool", "resize", "--name", "q", "--cpu", "0"],
+        4,
+        "cannot resize pool 'q': cpu, memory and gpu would all be 0",
+    )
 
 
 # ---------------------------------------------------------------- priorities
@@ -223,8 +259,7 @@ def test_bad_names(cli, db, value: str):
     fails(cli, db, ["reserve", "--tenant", "high", "--pool", value, "--cpu", "1"], 2, pool_msg)
     fails(cli, db, ["preempt", "--tenant", value, "--target", "low"], 2, tenant_msg)
     fails(cli, db, ["preempt", "--tenant", "high", "--target", value], 2, tenant_msg)
-    fails(cli, db, ["preempt", "--tenant", "high", "--target", "low", "--pool", value], 2,
-          pool_msg)
+    fails(cli, db, ["preempt", "--tenant", "high", "--target", "low", "--pool", value], 2, pool_msg)
     fails(cli, db, ["list", "--tenant", value], 2, tenant_msg)
     fails(cli, db, ["list", "--all", "--pool", value], 2, pool_msg)
 
@@ -241,8 +276,13 @@ def test_longest_name_is_accepted(cli, db):
 @pytest.mark.parametrize("value", BAD_TTLS)
 def test_bad_ttls(cli, db, ids, value: str):
     message = f"invalid duration for --ttl: {value!r} {TTL_HINT}"
-    fails(cli, db, ["reserve", "--tenant", "high", "--pool", "p", "--cpu", "1", "--ttl", value],
-          2, message)
+    fails(
+        cli,
+        db,
+        ["reserve", "--tenant", "high", "--pool", "p", "--cpu", "1", "--ttl", value],
+        2,
+        message,
+    )
     fails(cli, db, ["extend", "--id", ids["held"], "--ttl", value], 2, message)
 
 
@@ -253,19 +293,29 @@ def test_bad_ttls(cli, db, ids, value: str):
         (["watch", "--interval", "-1"], "invalid value for --interval: '-1' (seconds, above 0)"),
         (["watch", "--interval", "nan"], "invalid value for --interval: 'nan' (seconds, above 0)"),
         (["watch", "--interval", "inf"], "invalid value for --interval: 'inf' (seconds, above 0)"),
-        (["watch", "--interval", "soon"],
-         "invalid value for --interval: 'soon' (seconds, above 0)"),
+        (
+            ["watch", "--interval", "soon"],
+            "invalid value for --interval: 'soon' (seconds, above 0)",
+        ),
         (["watch", "--count", "0"], "invalid value for --count: '0' (a whole number, at least 1)"),
-        (["watch", "--count", "1.5"],
-         "invalid value for --count: '1.5' (a whole number, at least 1)"),
+        (
+            ["watch", "--count", "1.5"],
+            "invalid value for --count: '1.5' (a whole number, at least 1)",
+        ),
         (["export", "--format", "xml"], "unsupported export format: xml"),
         (["export", "--format", "JSON"], "unsupported export format: JSON"),
-        (["list", "--status", "bogus"],
-         "invalid value for --status: 'bogus' (active, released, expired, preempted)"),
-        (["--color", "sometimes", "list"],
-         "invalid value for --color: 'sometimes' (auto, always or never)"),
-        (["reserve", "--tenant", "high", "--pool", "p", "--cpu", "1", "--request-id", ""],
-         "invalid --request-id: 1-128 printable ASCII characters"),
+        (
+            ["list", "--status", "bogus"],
+            "invalid value for --status: 'bogus' (active, released, expired, preempted)",
+        ),
+        (
+            ["--color", "sometimes", "list"],
+            "invalid value for --color: 'sometimes' (auto, always or never)",
+        ),
+        (
+            ["reserve", "--tenant", "high", "--pool", "p", "--cpu", "1", "--request-id", ""],
+            "invalid --request-id: 1-128 printable ASCII characters",
+        ),
         (["--db", "", "list"], "--db must not be empty"),
         (["--db", ":memory:", "list"], "an in-memory database keeps nothing: give a file"),
     ],
@@ -284,8 +334,16 @@ def test_bad_since(cli, db, value):
 
 
 @pytest.mark.parametrize(
-    "value", ["nothex", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "",
-              "0123456789abcdeg", " 0123456789abcde"]
+    "value",
+    [
+        "nothex",
+        "0123456789ABCDEF",
+        "0123456789abcde",
+        "0123456789abcdef0",
+        "",
+        "0123456789abcdeg",
+        " 0123456789abcde",
+    ],
 )
 def test_malformed_ids(cli, db, value):
     message = f"invalid reservation id {value!r}: expected 16 lowercase hex characters"
@@ -296,8 +354,9 @@ def test_malformed_ids(cli, db, value):
 def test_unknown_ids(cli, db):
     unknown = "0123456789abcdef"
     fails(cli, db, ["unreserve", "--id", unknown], 1, f"reservation '{unknown}' not found")
-    fails(cli, db, ["extend", "--id", unknown, "--ttl", "5m"], 1,
-          f"reservation '{unknown}' not found")
+    fails(
+        cli, db, ["extend", "--id", unknown, "--ttl", "5m"], 1, f"reservation '{unknown}' not found"
+    )
 
 
 def test_not_active(cli, db, ids):
@@ -343,16 +402,35 @@ def test_missing_command_shows_help_not_an_error_line(cli, db, args):
 
 
 def test_reserve_checks_in_order(cli, db, ids):
-    fails(cli, db, ["reserve", "--tenant", "ghost", "--pool", "nowhere", "--cpu", "1"], 1,
-          "tenant 'ghost' not found")
-    fails(cli, db, ["reserve", "--tenant", "high", "--pool", "nowhere", "--cpu", "1"], 1,
-          "pool 'nowhere' not found")
+    fails(
+        cli,
+        db,
+        ["reserve", "--tenant", "ghost", "--pool", "nowhere", "--cpu", "1"],
+        1,
+        "tenant 'ghost' not found",
+    )
+    fails(
+        cli,
+        db,
+        ["reserve", "--tenant", "high", "--pool", "nowhere", "--cpu", "1"],
+        1,
+        "pool 'nowhere' not found",
+    )
     # conflict (4) comes before capacity (3)
-    fails(cli, db, ["reserve", "--tenant", "low", "--pool", "p", "--cpu", "100"], 4,
-          f"tenant 'low' already has active reservation '{ids['held']}' in pool 'p'")
-    fails(cli, db, ["reserve", "--tenant", "mid", "--pool", "p", "--cpu", "3", "--gpu", "5"], 3,
-          "insufficient resources in 'p': need cpu=3 mem=0 gpu=5, "
-          "available cpu=2 mem=1000 gpu=4")
+    fails(
+        cli,
+        db,
+        ["reserve", "--tenant", "low", "--pool", "p", "--cpu", "100"],
+        4,
+        f"tenant 'low' already has active reservation '{ids['held']}' in pool 'p'",
+    )
+    fails(
+        cli,
+        db,
+        ["reserve", "--tenant", "mid", "--pool", "p", "--cpu", "3", "--gpu", "5"],
+        3,
+        "insufficient resources in 'p': need cpu=3 mem=0 gpu=5, available cpu=2 mem=1000 gpu=4",
+    )
 
 
 def test_duplicates(cli, db):
@@ -361,41 +439,90 @@ def test_duplicates(cli, db):
 
 
 def test_preempt_checks(cli, db):
-    fails(cli, db, ["preempt", "--tenant", "ghost", "--target", "ghost2", "--pool", "ghost3"], 1,
-          "tenant 'ghost' not found")  # the preemptor is reported first
-    fails(cli, db, ["preempt", "--tenant", "high", "--target", "ghost2"], 1,
-          "tenant 'ghost2' not found")
-    fails(cli, db, ["preempt", "--tenant", "high", "--target", "low", "--pool", "ghost3"], 1,
-          "pool 'ghost3' not found")
-    fails(cli, db, ["preempt", "--tenant", "mid", "--target", "high"], 4,
-          "cannot preempt: 'mid' (priority 5) must outrank 'high' (priority 9)")
-    fails(cli, db, ["preempt", "--tenant", "mid", "--target", "mid"], 4,
-          "cannot preempt: 'mid' (priority 5) must outrank 'mid' (priority 5)")
-    fails(cli, db, ["preempt", "--tenant", "high", "--target", "idle"], 1,
-          "tenant 'idle' has no active reservations to preempt")
+    fails(
+        cli,
+        db,
+        ["preempt", "--tenant", "ghost", "--target", "ghost2", "--pool", "ghost3"],
+        1,
+        "tenant 'ghost' not found",
+    )  # the preemptor is reported first
+    fails(
+        cli,
+        db,
+        ["preempt", "--tenant", "high", "--target", "ghost2"],
+        1,
+        "tenant 'ghost2' not found",
+    )
+    fails(
+        cli,
+        db,
+        ["preempt", "--tenant", "high", "--target", "low", "--pool", "ghost3"],
+        1,
+        "pool 'ghost3' not found",
+    )
+    fails(
+        cli,
+        db,
+        ["preempt", "--tenant", "mid", "--target", "high"],
+        4,
+        "cannot preempt: 'mid' (priority 5) must outrank 'high' (priority 9)",
+    )
+    fails(
+        cli,
+        db,
+        ["preempt", "--tenant", "mid", "--target", "mid"],
+        4,
+        "cannot preempt: 'mid' (priority 5) must outrank 'mid' (priority 5)",
+    )
+    fails(
+        cli,
+        db,
+        ["preempt", "--tenant", "high", "--target", "idle"],
+        1,
+        "tenant 'idle' has no active reservations to preempt",
+    )
     text = fails(cli, db, ["preempt", "--tenant", "high", "--target", "low", "--pool", "q"], 1)
     assert text.startswith("tenant 'low' has no active reservations to preempt")
 
 
 def test_not_found(cli, db):
     fails(cli, db, ["pool", "show", "--name", "ghost"], 1, "pool 'ghost' not found")
-    fails(cli, db, ["pool", "resize", "--name", "ghost", "--cpu", "1"], 1,
-          "pool 'ghost' not found")
+    fails(cli, db, ["pool", "resize", "--name", "ghost", "--cpu", "1"], 1, "pool 'ghost' not found")
     fails(cli, db, ["pool", "delete", "--name", "ghost"], 1, "pool 'ghost' not found")
-    fails(cli, db, ["tenant", "update", "--name", "ghost", "--priority", "1"], 1,
-          "tenant 'ghost' not found")
+    fails(
+        cli,
+        db,
+        ["tenant", "update", "--name", "ghost", "--priority", "1"],
+        1,
+        "tenant 'ghost' not found",
+    )
     fails(cli, db, ["tenant", "remove", "--name", "ghost"], 1, "tenant 'ghost' not found")
     fails(cli, db, ["list", "--tenant", "ghost"], 1, "tenant 'ghost' not found")
     fails(cli, db, ["list", "--all", "--pool", "ghost"], 1, "pool 'ghost' not found")
 
 
 def test_refusals(cli, db):
-    fails(cli, db, ["pool", "resize", "--name", "p", "--cpu", "7"], 4,
-          "cannot resize pool 'p': cpu 7 is below the 8 reserved now")
-    fails(cli, db, ["pool", "delete", "--name", "p"], 4,
-          "pool 'p' has 1 active reservation(s); release them first or use --force")
-    fails(cli, db, ["tenant", "remove", "--name", "low"], 4,
-          "tenant 'low' has 1 active reservation(s); release them first or use --force")
+    fails(
+        cli,
+        db,
+        ["pool", "resize", "--name", "p", "--cpu", "7"],
+        4,
+        "cannot resize pool 'p': cpu 7 is below the 8 reserved now",
+    )
+    fails(
+        cli,
+        db,
+        ["pool", "delete", "--name", "p"],
+        4,
+        "pool 'p' has 1 active reservation(s); release them first or use --force",
+    )
+    fails(
+        cli,
+        db,
+        ["tenant", "remove", "--name", "low"],
+        4,
+        "tenant 'low' has 1 active reservation(s); release them first or use --force",
+    )
 
 
 def test_json_failures_print_nothing_on_stdout(cli, db):
@@ -412,4 +539,4 @@ def test_failure_on_a_new_database_creates_nothing(cli, isolated_env: Path):
     assert result.code == 2
     assert not (isolated_env / "resgate.db-wal").exists()
     # the failed writer may have created the file but left no pool in it
-    assert dump(path) is None or not any("INSERT INTO \"pools\"" in line for line in dump(path))
+    assert dump(path) is None or not any('INSERT INTO "pools"' in line for line in dump(path))

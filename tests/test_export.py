@@ -85,8 +85,9 @@ def test_json_report(cli, history):
     assert doc["generated_at"] == "2026-11-24T16:00:00.000000Z"
     assert [p["name"] for p in doc["pools"]] == ["p"]  # the deleted pool is gone
     assert doc["pools"][0]["reserved"] == {"cpu": 4, "memory": 0, "gpu": 1}
-    assert {"name", "total", "reserved", "available", "utilization", "health",
-            "created_at"} <= set(doc["pools"][0])
+    assert {"name", "total", "reserved", "available", "utilization", "health", "created_at"} <= set(
+        doc["pools"][0]
+    )
     assert [t["name"] for t in doc["tenants"]] == ["alice", "bob"]
     assert [r["id"] for r in doc["reservations"]] == [history["r3"]]  # effective-active
     assert [r["id"] for r in doc["history"]] == [history[k] for k in ("r1", "r2", "r3", "r4")]
@@ -100,15 +101,26 @@ def test_json_report(cli, history):
     assert (r3["status"], r3["ended_at"], r3["expires_at"]) == ("active", None, None)
     assert (r4["status"], r4["preempted_by"], r4["pool"]) == ("preempted", "alice", "gone")
     for row in doc["history"]:
-        assert {"id", "tenant", "pool", "cpu", "memory", "gpu", "ttl", "status", "created_at",
-                "expires_at", "ended_at", "preempted_by"} <= set(row)
+        assert {
+            "id",
+            "tenant",
+            "pool",
+            "cpu",
+            "memory",
+            "gpu",
+            "ttl",
+            "status",
+            "created_at",
+            "expires_at",
+            "ended_at",
+            "preempted_by",
+        } <= set(row)
     assert report(cli, "--format", "json") == doc
 
 
 def test_empty_report(cli, frozen):
     doc = report(cli)
-    assert (doc["pools"], doc["tenants"], doc["reservations"], doc["history"]) == ([], [], [],
-                                                                                   [])
+    assert (doc["pools"], doc["tenants"], doc["reservations"], doc["history"]) == ([], [], [], [])
     assert ok(cli, "export", "--format", "csv") == CSV_HEADER + "\n"
 
 
@@ -120,13 +132,25 @@ def test_csv_report(cli, history):
     assert [r["id"] for r in rows] == [history[k] for k in ("r1", "r2", "r3", "r4")]
     r1, r2, r3, r4 = rows
     assert r1 == {
-        "id": history["r1"], "tenant": "bob", "pool": "p", "cpu": "2", "memory": "0",
-        "gpu": "0", "ttl": "", "status": "released", "created_at": "2026-11-24T12:00:00.000000Z",
-        "expires_at": "", "ended_at": "2026-11-24T12:10:00.000000Z", "preempted_by": "",
+        "id": history["r1"],
+        "tenant": "bob",
+        "pool": "p",
+        "cpu": "2",
+        "memory": "0",
+        "gpu": "0",
+        "ttl": "",
+        "status": "released",
+        "created_at": "2026-11-24T12:00:00.000000Z",
+        "expires_at": "",
+        "ended_at": "2026-11-24T12:10:00.000000Z",
+        "preempted_by": "",
         "gpu_ids": "",
     }
-    assert (r2["status"], r2["ttl"], r2["ended_at"]) == ("expired", "1800",
-                                                         "2026-11-24T13:30:00.000000Z")
+    assert (r2["status"], r2["ttl"], r2["ended_at"]) == (
+        "expired",
+        "1800",
+        "2026-11-24T13:30:00.000000Z",
+    )
     assert r3["status"] == "active" and r3["ended_at"] == ""
     assert (r4["status"], r4["preempted_by"]) == ("preempted", "alice")
 
@@ -184,8 +208,9 @@ def test_output_is_written_atomically(cli, history, tmp_path: Path):
     assert sorted(os.listdir(out_dir)) == ["report.csv", "report.json"]
 
 
-def test_output_relative_path_is_printed_as_given(cli, history, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch):
+def test_output_relative_path_is_printed_as_given(
+    cli, history, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.chdir(tmp_path)
     stdout = ok(cli, "export", "--output", "r.json")
     assert stdout == f"Report exported to r.json ({(tmp_path / 'r.json').stat().st_size} bytes)\n"
@@ -253,12 +278,13 @@ def test_formula_cells_are_neutralised(value, expected):
 def test_formula_in_a_stored_value_is_neutralised_in_csv(cli, history, db_path: Path):
     # No resgate name can start with = + - @, but the file is open to sqlite3 users.
     with sqlite3.connect(db_path) as connection:
-        connection.execute("UPDATE tenants SET name = '=HYPERLINK(\"http://x\")' "
-                           "WHERE name = 'alice'")
+        connection.execute(
+            "UPDATE tenants SET name = '=HYPERLINK(\"http://x\")' WHERE name = 'alice'"
+        )
         connection.execute("UPDATE pools SET name = '@SUM(1)' WHERE name = 'p'")
     connection.close()
     rows = list(csv.reader(io.StringIO(ok(cli, "export", "--format", "csv"))))
     assert rows[3][0] == history["r3"]
-    assert rows[3][1:3] == ["'=HYPERLINK(\"http://x\")", "'@SUM(1)"]
+    assert rows[3][1:3] == ['\'=HYPERLINK("http://x")', "'@SUM(1)"]
     # JSON carries the values as they are.
     assert report(cli)["history"][2]["tenant"] == '=HYPERLINK("http://x")'

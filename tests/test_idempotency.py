@@ -35,8 +35,21 @@ from resgate.store.models import Event, Reservation
 pytestmark = pytest.mark.usefixtures("backend")
 
 KEY = "build-2026-11-24/job#17"
-BASE = ["reserve", "--tenant", "t", "--pool", "p", "--cpu", "2", "--memory", "256",
-        "--ttl", "10m", "--request-id", KEY]
+BASE = [
+    "reserve",
+    "--tenant",
+    "t",
+    "--pool",
+    "p",
+    "--cpu",
+    "2",
+    "--memory",
+    "256",
+    "--ttl",
+    "10m",
+    "--request-id",
+    KEY,
+]
 
 
 def ok(cli: Callable[..., Result], *args: str) -> Result:
@@ -71,8 +84,22 @@ def test_same_request_twice_gets_the_same_reservation(cli: Callable[..., Result]
         again = json.loads(ok(cli, *BASE, "--json").stdout)
         assert again == first
     # Same request spelled differently (TTL 600 s = 10m, options reordered).
-    respelled = ["reserve", "--request-id", KEY, "--ttl", "600", "--memory", "256", "--pool",
-                 "p", "--cpu", "2", "--tenant", "t", "--json"]
+    respelled = [
+        "reserve",
+        "--request-id",
+        KEY,
+        "--ttl",
+        "600",
+        "--memory",
+        "256",
+        "--pool",
+        "p",
+        "--cpu",
+        "2",
+        "--tenant",
+        "t",
+        "--json",
+    ]
     assert json.loads(ok(cli, *respelled).stdout) == first
     text = ok(cli, *BASE)
     assert text.stdout.startswith(f"Reservation created: {first['id']}\n")
@@ -111,8 +138,9 @@ def test_a_different_request_under_the_key_is_refused(cli: Callable[..., Result]
 @pytest.mark.usefixtures("setup")
 def test_preempt_is_part_of_the_request(cli: Callable[..., Result]) -> None:
     ok(cli, "tenant", "update", "--name", "t", "--priority", "8")
-    victim = json.loads(ok(cli, "reserve", "--tenant", "low", "--pool", "p", "--cpu", "7",
-                           "--json").stdout)
+    victim = json.loads(
+        ok(cli, "reserve", "--tenant", "low", "--pool", "p", "--cpu", "7", "--json").stdout
+    )
     args = [*BASE, "--preempt", "--json"]
     first = json.loads(ok(cli, *args).stdout)
     assert [v["id"] for v in first["preempted"]] == [victim["id"]]
@@ -166,19 +194,43 @@ def test_the_key_is_checked_right_after_tenant_and_pool(cli: Callable[..., Resul
     assert fresh.code == 4 and "already has active reservation" in fresh.stderr
     assert json.loads(ok(cli, *BASE, "--json").stdout)["id"] == first["id"]
     # Unknown tenant or pool come first.
-    for change, message in ((["--tenant", "nobody"], "tenant 'nobody' not found"),
-                            (["--pool", "nowhere"], "pool 'nowhere' not found")):
+    for change, message in (
+        (["--tenant", "nobody"], "tenant 'nobody' not found"),
+        (["--pool", "nowhere"], "pool 'nowhere' not found"),
+    ):
         result = cli(*BASE, *change)
         assert (result.code, result.stderr) == (1, f"Error: {message}\n")
     # A dry run replays as well, and with a new key creates nothing.
     before = counts(cli)
     dry = json.loads(ok(cli, *BASE, "--json", "--dry-run").stdout)
     assert dry.pop("dry_run") is True and dry["id"] == first["id"]
-    ok(cli, "reserve", "--tenant", "u", "--pool", "q", "--cpu", "1", "--request-id", "new",
-       "--dry-run")
+    ok(
+        cli,
+        "reserve",
+        "--tenant",
+        "u",
+        "--pool",
+        "q",
+        "--cpu",
+        "1",
+        "--request-id",
+        "new",
+        "--dry-run",
+    )
     assert counts(cli) == before
-    result = ok(cli, "reserve", "--tenant", "u", "--pool", "q", "--cpu", "1", "--request-id",
-                "new", "--json")
+    result = ok(
+        cli,
+        "reserve",
+        "--tenant",
+        "u",
+        "--pool",
+        "q",
+        "--cpu",
+        "1",
+        "--request-id",
+        "new",
+        "--json",
+    )
     assert json.loads(result.stdout)["request_id"] == "new"
 
 
@@ -215,8 +267,10 @@ def test_a_concurrent_twin_is_resolved_by_the_unique_index(
     monkeypatch.setattr(reservations, "_replay", blind)
 
     def rows(tx: Tx) -> tuple[int, int]:
-        return (int(tx.session.scalar(select(func.count()).select_from(Reservation)) or 0),
-                int(tx.session.scalar(select(func.count()).select_from(Event)) or 0))
+        return (
+            int(tx.session.scalar(select(func.count()).select_from(Reservation)) or 0),
+            int(tx.session.scalar(select(func.count()).select_from(Event)) or 0),
+        )
 
     before = engine.read(rows)
     again = engine.write(reservations.reserve, request)
@@ -272,8 +326,18 @@ def _creates(db: str) -> list[dict[str, Any]]:
 @pytest.mark.slow
 def test_eight_processes_same_key_one_reservation(tmp_path: Path, db: str) -> None:
     _prepare(db)
-    command = ["reserve", "--tenant", "t", "--pool", "p", "--cpu", "1", "--request-id", "K",
-               "--json"]
+    command = [
+        "reserve",
+        "--tenant",
+        "t",
+        "--pool",
+        "p",
+        "--cpu",
+        "1",
+        "--request-id",
+        "K",
+        "--json",
+    ]
     results = _race(tmp_path, db, [command] * N)
     assert [r.code for r in results] == [0] * N, [(r.code, r.stderr) for r in results]
     assert all(r.stderr == "" for r in results)

@@ -239,8 +239,10 @@ def test_human_summary(cli, tmp_path: Path):
     assert lines[0] == f"Imported {tmp_path / 'state.json'}"
     assert "Pools: 1 created, 0 reused" in lines
     assert "Tenants: 2 created, 0 reused" in lines
-    assert any(line.startswith("Reservations: 2 created (1 active, 0 expired, 1 released)")
-               for line in lines)
+    assert any(
+        line.startswith("Reservations: 2 created (1 active, 0 expired, 1 released)")
+        for line in lines
+    )
 
 
 def test_default_path(cli, isolated_env: Path):
@@ -307,22 +309,40 @@ def long_history() -> dict[str, Any]:
             "bbbbbbbbbbbbbbb1", "alice", "gpu-box", live_start, cpu=2, gpu=3
         ),
         "bbbbbbbbbbbbbbb2": reservation(
-            "bbbbbbbbbbbbbbb2", "bob", "gpu-box", live_start + timedelta(seconds=1),
-            cpu=1, gpu=2, ttl=7200, expires_at=live_start + timedelta(seconds=7201),
+            "bbbbbbbbbbbbbbb2",
+            "bob",
+            "gpu-box",
+            live_start + timedelta(seconds=1),
+            cpu=1,
+            gpu=2,
+            ttl=7200,
+            expires_at=live_start + timedelta(seconds=7201),
         ),
         # Still in the active map, but its time has passed: expired.
         "bbbbbbbbbbbbbbb3": reservation(
-            "bbbbbbbbbbbbbbb3", "carol", "gpu-box", live_start, cpu=1, gpu=1,
-            ttl=60, expires_at=live_start + timedelta(seconds=60),
+            "bbbbbbbbbbbbbbb3",
+            "carol",
+            "gpu-box",
+            live_start,
+            cpu=1,
+            gpu=1,
+            ttl=60,
+            expires_at=live_start + timedelta(seconds=60),
         ),
     }
     history.extend(active.values())
     return {
         "pools": {
-            "cpu-box": {"name": "cpu-box", "total": {"cpu": 64, "memory": 131072, "gpu": 0},
-                        "created_at": "2025-12-31T23:00:00Z"},
-            "gpu-box": {"name": "gpu-box", "total": {"cpu": 32, "memory": 65536, "gpu": 8},
-                        "created_at": "2025-12-31T23:00:00Z"},
+            "cpu-box": {
+                "name": "cpu-box",
+                "total": {"cpu": 64, "memory": 131072, "gpu": 0},
+                "created_at": "2025-12-31T23:00:00Z",
+            },
+            "gpu-box": {
+                "name": "gpu-box",
+                "total": {"cpu": 32, "memory": 65536, "gpu": 8},
+                "created_at": "2025-12-31T23:00:00Z",
+            },
         },
         "tenants": {
             name: {"name": name, "priority": 3 + n, "created_at": "2025-12-31T23:00:00Z"}
@@ -389,8 +409,13 @@ def test_active_reservations_hold_the_lowest_gpu_ids_in_creation_order(cli, tmp_
         pytest.skip("this resgate has no GPU devices (SPEC §12) yet")
     held = {d["id"]: d["reservation"] for d in shown["devices"] if d["reservation"]}
     # alice (created first) holds 0-2, bob 3-4; carol's expired one holds none.
-    assert held == {0: "bbbbbbbbbbbbbbb1", 1: "bbbbbbbbbbbbbbb1", 2: "bbbbbbbbbbbbbbb1",
-                    3: "bbbbbbbbbbbbbbb2", 4: "bbbbbbbbbbbbbbb2"}
+    assert held == {
+        0: "bbbbbbbbbbbbbbb1",
+        1: "bbbbbbbbbbbbbbb1",
+        2: "bbbbbbbbbbbbbbb1",
+        3: "bbbbbbbbbbbbbbb2",
+        4: "bbbbbbbbbbbbbbb2",
+    }
 
 
 def test_ttl_zero_or_negative_means_no_expiry(cli, tmp_path: Path):
@@ -489,9 +514,9 @@ def test_second_import_releases_what_the_go_tool_ended_meanwhile(cli, tmp_path: 
     assert result["created"]["reservations"] == 1
     assert result["skipped"] == 2
     assert result["released"] == 1
-    assert rows(
-        "SELECT status, ended_at FROM reservations WHERE id = '3f9a0c1d2e4b5a69'"
-    ) == [("released", "2026-02-01 06:00:00.000000")]
+    assert rows("SELECT status, ended_at FROM reservations WHERE id = '3f9a0c1d2e4b5a69'") == [
+        ("released", "2026-02-01 06:00:00.000000")
+    ]
     events = json.loads(cli("audit", "log", "--action", "reservation.release", "--json").stdout)
     assert [e["subject"] for e in events][-1] == "3f9a0c1d2e4b5a69"
     assert events[-1]["data"]["imported"] is True
@@ -550,8 +575,12 @@ def test_audit_events_say_imported(cli, tmp_path: Path):
 
 
 def test_existing_pools_and_tenants_with_the_same_definition_are_reused(cli, tmp_path: Path):
-    assert cli("pool", "create", "--name", "pool1", "--cpu", "32", "--memory", "65536",
-               "--gpu", "8").code == 0
+    assert (
+        cli(
+            "pool", "create", "--name", "pool1", "--cpu", "32", "--memory", "65536", "--gpu", "8"
+        ).code
+        == 0
+    )
     assert cli("tenant", "add", "--name", "tenant2", "--priority", "8").code == 0
     result = summary(cli, write(tmp_path, STATE))
     assert result["reused"] == {"pools": 1, "tenants": 1}
@@ -597,8 +626,12 @@ def test_a_reservation_id_that_exists_differently_is_exit_4(cli, tmp_path: Path)
 
 
 def test_importing_active_reservations_into_a_full_pool_is_exit_4(cli, tmp_path: Path):
-    assert cli("pool", "create", "--name", "pool1", "--cpu", "32", "--memory", "65536",
-               "--gpu", "8").code == 0
+    assert (
+        cli(
+            "pool", "create", "--name", "pool1", "--cpu", "32", "--memory", "65536", "--gpu", "8"
+        ).code
+        == 0
+    )
     assert cli("tenant", "add", "--name", "other").code == 0
     assert cli("reserve", "--tenant", "other", "--pool", "pool1", "--cpu", "30").code == 0
     before = dump()
@@ -630,20 +663,24 @@ def test_truncated_json_is_exit_1_with_line_and_column(cli, tmp_path: Path):
         ('{\n  "pools": {\n    "p": {\n      "total": [1]\n    }\n  }\n}\n', "pools.p.total:"),
         ('{\n  "pools": {\n    "p": 3\n  }\n}\n', "pools.p: expected an object"),
         ('{\n  "history": {}\n}\n', "history: expected an array"),
-        ('{\n  "tenants": {\n    "t": {\n      "priority": "high"\n    }\n  }\n}\n',
-         "tenants.t.priority: expected a whole number"),
+        (
+            '{\n  "tenants": {\n    "t": {\n      "priority": "high"\n    }\n  }\n}\n',
+            "tenants.t.priority: expected a whole number",
+        ),
         (
             '{\n  "pools": {\n    "p": {\n      "total": {\n        "cpu": 1.5\n'
-            '      }\n    }\n  }\n}\n',
+            "      }\n    }\n  }\n}\n",
             "pools.p.total.cpu: expected a whole number",
         ),
         (
             '{\n  "pools": {\n    "p": {\n      "total": {\n        "gpu": NaN\n'
-            '      }\n    }\n  }\n}\n',
+            "      }\n    }\n  }\n}\n",
             "pools.p.total.gpu: expected a whole number",
         ),
-        ('{\n  "pools": {\n    "p": {\n      "name": "q"\n    }\n  }\n}\n',
-         "pools.p.name: pool name 'q' differs from its key 'p'"),
+        (
+            '{\n  "pools": {\n    "p": {\n      "name": "q"\n    }\n  }\n}\n',
+            "pools.p.name: pool name 'q' differs from its key 'p'",
+        ),
     ],
 )
 def test_wrong_shape_is_exit_1_with_the_path(cli, tmp_path: Path, text: str, path: str):
@@ -755,8 +792,7 @@ def test_a_name_outside_the_pattern_is_exit_1_naming_it(cli, tmp_path: Path, nam
                 },
                 "history": [reservation("a000000000000001", "t", "p", NOW, cpu=2)],
             },
-            "reservations.a000000000000001: reservation 'a000000000000001' differs from "
-            "history[0]",
+            "reservations.a000000000000001: reservation 'a000000000000001' differs from history[0]",
         ),
     ],
 )

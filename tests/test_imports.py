@@ -15,13 +15,21 @@ pytestmark = pytest.mark.sqlite_only
 HEAVY = ("sqlalchemy", "alembic", "tabulate")
 
 
-def imported(env: dict[str, str], *args: str, extra_env: dict[str, str] | None = None,
-             code: int = 0, full: bool = False) -> tuple[set[str], str]:
+def imported(
+    env: dict[str, str],
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+    code: int = 0,
+    full: bool = False,
+) -> tuple[set[str], str]:
     """Top-level packages (every module, with `full`) imported by
     `python -X importtime -m resgate ARGS`, and stdout."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "resgate", *args],
-        capture_output=True, text=True, env=dict(env, **(extra_env or {})), timeout=60,
+        capture_output=True,
+        text=True,
+        env=dict(env, **(extra_env or {})),
+        timeout=60,
     )
     assert done.returncode == code, done.stderr[-2000:]
     modules = set()
@@ -35,18 +43,17 @@ def imported(env: dict[str, str], *args: str, extra_env: dict[str, str] | None =
 
 
 def test_import_resgate_cli_is_light(subprocess_env):
-    code = (
-        "import sys, resgate.cli; "
-        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    code = f"import sys, resgate.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env, timeout=60
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=subprocess_env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["version"], ["--version"], ["pool", "--help"],
-                                  ["reserve", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["version"], ["--version"], ["pool", "--help"], ["reserve", "--help"]]
+)
 def test_help_and_version_import_no_database_code(subprocess_env, args, isolated_env: Path):
     modules, stdout = imported(subprocess_env, *args)
     assert "sqlalchemy" not in modules and "alembic" not in modules
@@ -57,8 +64,11 @@ def test_help_and_version_import_no_database_code(subprocess_env, args, isolated
 def test_completion_imports_no_database_code(subprocess_env, isolated_env: Path):
     modules, stdout = imported(
         subprocess_env,
-        extra_env={"_RESGATE_COMPLETE": "complete_bash", "COMP_WORDS": "resgate po",
-                   "COMP_CWORD": "1"},
+        extra_env={
+            "_RESGATE_COMPLETE": "complete_bash",
+            "COMP_WORDS": "resgate po",
+            "COMP_CWORD": "1",
+        },
     )
     assert stdout.split() == ["pool"]
     assert "sqlalchemy" not in modules and "alembic" not in modules
@@ -72,9 +82,15 @@ def test_commands_on_a_current_database_import_no_alembic(subprocess_env):
     modules, _ = imported(subprocess_env, "tenant", "add", "--name", "t")
     assert "alembic" not in modules
     # ...a current one does not.
-    for args in (["list"], ["list", "--json"], ["status"], ["pool", "list"],
-                 ["reserve", "--tenant", "t", "--pool", "p", "--cpu", "1"], ["export"],
-                 ["db", "current"]):
+    for args in (
+        ["list"],
+        ["list", "--json"],
+        ["status"],
+        ["pool", "list"],
+        ["reserve", "--tenant", "t", "--pool", "p", "--cpu", "1"],
+        ["export"],
+        ["db", "current"],
+    ):
         modules, _ = imported(subprocess_env, *args, full=True)
         assert "alembic" not in modules, args
         # SPEC §9: the PostgreSQL dialect (and asyncpg's asyncio glue) costs a

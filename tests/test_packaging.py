@@ -34,7 +34,11 @@ def _alembic(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env.pop("RESGATE_DB", None)
     done = subprocess.run(
         [sys.executable, "-m", "alembic", "-x", f"db={db}", *args],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, (args, done.stdout, done.stderr)
     return done
@@ -65,8 +69,7 @@ def test_migrations_round_trip_and_check(cli, tmp_path: Path):
     assert _revision(db) == [(schema.SCHEMA_HEAD,)]
     upgraded = _schema(db)
     names = {name for _, name, _ in upgraded}
-    assert {"pools", "tenants", "reservations", "pool_utilization",
-            "active_reservations"} <= names
+    assert {"pools", "tenants", "reservations", "pool_utilization", "active_reservations"} <= names
     _alembic(db, "downgrade", "base")
     assert _revision(db) == []
     assert {name for _, name, _ in _schema(db)} <= {"alembic_version"}
@@ -80,8 +83,7 @@ def test_migrations_round_trip_and_check(cli, tmp_path: Path):
     assert _schema(own) == upgraded
     assert cli("--db", str(db), "pool", "create", "--name", "p", "--cpu", "1").code == 0
     result = cli("--db", str(db), "db", "current", "--json")
-    assert json.loads(result.stdout) == {"revision": schema.SCHEMA_HEAD,
-                                         "head": schema.SCHEMA_HEAD}
+    assert json.loads(result.stdout) == {"revision": schema.SCHEMA_HEAD, "head": schema.SCHEMA_HEAD}
 
 
 # ---------------------------------------------------------------- the wheel
@@ -106,7 +108,9 @@ def test_wheel_installs_and_works_in_a_clean_venv(tmp_path: Path):
     dist = tmp_path / "dist"
     done = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(source)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [wheel] = dist.glob("resgate-*.whl")
@@ -121,9 +125,10 @@ def test_wheel_installs_and_works_in_a_clean_venv(tmp_path: Path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         str(wheel)],
-        capture_output=True, text=True, timeout=900,
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -135,15 +140,24 @@ def test_wheel_installs_and_works_in_a_clean_venv(tmp_path: Path):
 
     def resgate(*args: str) -> str:
         done = subprocess.run(
-            [str(venv / "bin" / "resgate"), *args], capture_output=True, text=True, env=env,
-            cwd=work, timeout=120,
+            [str(venv / "bin" / "resgate"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=work,
+            timeout=120,
         )
         assert done.returncode == 0 and done.stderr == "", (args, done)
         return done.stdout
 
     where = subprocess.run(
         [str(python), "-c", "import resgate, sys; print(resgate.__file__); print(sys.path)"],
-        capture_output=True, text=True, env=env, cwd=work, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work,
+        timeout=60,
+        check=True,
     ).stdout
     assert where.startswith(str(venv)), where
     assert str(REPO) not in where
@@ -159,13 +173,24 @@ def test_wheel_installs_and_works_in_a_clean_venv(tmp_path: Path):
     rid = created.split()[2]
     [row] = json.loads(resgate("list", "--json"))
     assert (row["id"], row["tenant"], row["pool"], row["gpu"], row["status"]) == (
-        rid, "lab", "gpu-box", 1, "active"
+        rid,
+        "lab",
+        "gpu-box",
+        1,
+        "active",
     )
     assert json.loads(resgate("db", "current", "--json")) == {
-        "revision": schema.SCHEMA_HEAD, "head": schema.SCHEMA_HEAD,
+        "revision": schema.SCHEMA_HEAD,
+        "head": schema.SCHEMA_HEAD,
     }
-    done = subprocess.run([str(python), "-m", "resgate", "version"], capture_output=True,
-                          text=True, env=env, cwd=work, timeout=60)
+    done = subprocess.run(
+        [str(python), "-m", "resgate", "version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work,
+        timeout=60,
+    )
     assert done.stdout.startswith("resgate ")
 
 

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.postgres
 
 
 def resgate(db: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*resgate_command(), "--db", db, *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [*resgate_command(), "--db", db, *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def free_port() -> int:
@@ -83,8 +84,13 @@ def test_unreachable_server_is_one_clear_line(kind: str, request: pytest.Fixture
 
 
 def alembic(db: str, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "alembic", "-x", f"db={db}", *args], cwd=REPO,
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"db={db}", *args],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_older_schema_is_upgraded_only_by_db_upgrade(pg_server: str) -> None:
@@ -106,9 +112,15 @@ def test_older_schema_is_upgraded_only_by_db_upgrade(pg_server: str) -> None:
         assert "at schema revision 0001" in result.stderr
         assert "resgate db upgrade" in result.stderr
     # Several hosts upgrading at once: the advisory lock lets one do it.
-    procs = [subprocess.Popen([*resgate_command(), "--db", db, "db", "upgrade"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [*resgate_command(), "--db", db, "db", "upgrade"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outcomes = []
     for proc in procs:
         _, err = proc.communicate(timeout=60)
@@ -196,5 +208,24 @@ def test_output_matches_sqlite(pg_database: str, tmp_path: Path) -> None:
     on_sqlite = transcript(str(tmp_path / "same.db"))
     on_postgres = transcript(pg_database)
     assert on_postgres == on_sqlite
-    assert [code for code, _, _ in on_sqlite] == [0, 0, 0, 0, 0, 0, 0, 3, 0, 4, 0, 4, 0, 0, 0,
-                                                   0, 0, 0, 0]
+    assert [code for code, _, _ in on_sqlite] == [
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        3,
+        0,
+        4,
+        0,
+        4,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]

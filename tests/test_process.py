@@ -26,7 +26,11 @@ TIMEOUT = 60
 
 def run(env: dict[str, str], *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*resgate_command(), *args], capture_output=True, text=True, env=env, timeout=TIMEOUT,
+        [*resgate_command(), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=TIMEOUT,
         **kwargs,
     )
 
@@ -44,8 +48,11 @@ TIME_LINE = re.compile(r"^--- \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", re.M)
 def busy_pool(cli, subprocess_env) -> dict[str, str]:
     """A pool at 75 % CPU (health `warning`, painted yellow on a terminal); made
     in-process (quicker), in the database the subprocesses use."""
-    for args in (("pool", "create", "--name", "p", "--cpu", "4"), ("tenant", "add", "--name", "t"),
-                 ("reserve", "--tenant", "t", "--pool", "p", "--cpu", "3")):
+    for args in (
+        ("pool", "create", "--name", "p", "--cpu", "4"),
+        ("tenant", "add", "--name", "t"),
+        ("reserve", "--tenant", "t", "--pool", "p", "--cpu", "3"),
+    ):
         assert cli(*args).code == 0
     return subprocess_env
 
@@ -73,14 +80,22 @@ def _many_rows(path: Path, count: int) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["list"], ["list", "--json"], ["export"], ["export", "--format", "csv"], ["tenant", "list"],
-     ["watch", "--interval", "0.01", "--count", "1000"]],
+    [
+        ["list"],
+        ["list", "--json"],
+        ["export"],
+        ["export", "--format", "csv"],
+        ["tenant", "list"],
+        ["watch", "--interval", "0.01", "--count", "1000"],
+    ],
 )
 def test_broken_pipe_is_quiet(cli, subprocess_env, db_path: Path, args: list[str]):
     assert cli("pool", "create", "--name", "big", "--cpu", "100000").code == 0
     _many_rows(db_path, 1500)
     producer = subprocess.Popen(
-        [*resgate_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [*resgate_command(), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env=subprocess_env,
     )
     head = subprocess.Popen(["head", "-1"], stdin=producer.stdout, stdout=subprocess.PIPE)
@@ -127,7 +142,9 @@ def _read_until(stream, marker: str, deadline: float) -> str:
 def test_watch_rereads_the_database(busy_pool):
     watcher = subprocess.Popen(
         [*resgate_command(), "watch", "--count", "2", "--interval", "1.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=busy_pool,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=busy_pool,
     )
     try:
         first = _read_until(watcher.stdout, "Tenants:", time.monotonic() + TIMEOUT)
@@ -146,7 +163,9 @@ def test_watch_rereads_the_database(busy_pool):
 def test_watch_stops_on_signals(busy_pool, signum):
     watcher = subprocess.Popen(
         [*resgate_command(), "watch", "--interval", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=busy_pool,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=busy_pool,
         # As a shell starts a background job: SIGINT ignored. watch must install
         # its handlers itself.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
@@ -269,12 +288,20 @@ def test_python_dash_m(subprocess_env, tmp_path: Path):
     from resgate import __version__
 
     done = subprocess.run(
-        [sys.executable, "-m", "resgate", "version"], capture_output=True, text=True,
-        env=subprocess_env, timeout=TIMEOUT, cwd=tmp_path,
+        [sys.executable, "-m", "resgate", "version"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, f"resgate {__version__}\n", "")
     done = subprocess.run(
-        [sys.executable, "-m", "resgate", "pool", "list", "--json"], capture_output=True,
-        text=True, env=subprocess_env, timeout=TIMEOUT, cwd=tmp_path,
+        [sys.executable, "-m", "resgate", "pool", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
     )
     assert done.returncode == 0 and json.loads(done.stdout) == []

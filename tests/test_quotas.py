@@ -71,9 +71,7 @@ def test_lowering_a_cap_below_holdings_only_stops_new_reservations(capped):
 
 
 def test_expired_reservations_do_not_count(capped):
-    capped.write(
-        reservations.reserve, ReserveRequest("t", "a", Amounts(0, 0, 8), ttl=10)
-    )
+    capped.write(reservations.reserve, ReserveRequest("t", "a", Amounts(0, 0, 8), ttl=10))
     capped.clock.advance(10)
     reserve(capped, "t", "b", gpu=8)
 
@@ -113,8 +111,9 @@ def test_concurrent_reserves_never_break_the_cap(tmp_path: Path) -> None:
     database = open_database(resolve_target(db), write=True)
     try:
         for i in range(n):
-            database.run(lambda tx, i=i: pools.create_pool(tx, f"p{i}", Amounts(0, 0, 8)),
-                         write=True)
+            database.run(
+                lambda tx, i=i: pools.create_pool(tx, f"p{i}", Amounts(0, 0, 8)), write=True
+            )
         database.run(lambda tx: tenants.add_tenant(tx, "t", 5, Limits(gpu=10)), write=True)
     finally:
         database.dispose()
@@ -122,8 +121,21 @@ def test_concurrent_reserves_never_break_the_cap(tmp_path: Path) -> None:
     barrier.mkdir()
     names = [f"w{i}" for i in range(n)]
     procs = [
-        spawn("cli_worker.py", str(barrier), name, "--", "--db", db, "reserve", "--tenant", "t",
-              "--pool", f"p{i}", "--gpu", "4")
+        spawn(
+            "cli_worker.py",
+            str(barrier),
+            name,
+            "--",
+            "--db",
+            db,
+            "reserve",
+            "--tenant",
+            "t",
+            "--pool",
+            f"p{i}",
+            "--gpu",
+            "4",
+        )
         for i, name in enumerate(names)
     ]
     release(barrier, names, procs)

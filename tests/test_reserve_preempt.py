@@ -31,8 +31,10 @@ def full_box(engine):
         engine.write(tenants.add_tenant, name, 2)
     engine.write(tenants.add_tenant, "peer", 7)
     engine.write(tenants.add_tenant, "boss", 7, Limits(gpu=4))
-    held = {name: reserve(engine, name, gpu=n).reservation.id
-            for name, n in (("a", 1), ("b", 1), ("c", 1), ("d", 4))}
+    held = {
+        name: reserve(engine, name, gpu=n).reservation.id
+        for name, n in (("a", 1), ("b", 1), ("c", 1), ("d", 4))
+    }
     reserve(engine, "peer", gpu=1)
     return engine, held
 

@@ -78,7 +78,11 @@ def child(tmp_path: Path, mode: str) -> list[str]:
 def start(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*resgate_command(), "run", "--tenant", "t", "--pool", "p", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
     )
 
 
@@ -128,9 +132,14 @@ def reaper() -> Iterator[Callable[[int], None]]:
 
 @pytest.mark.parametrize(("gpus", "visible"), [(["--gpu", "1"], "0"), (["--gpu-ids", "1"], "1")])
 def test_child_sees_its_reservation_and_it_is_released(setup, cli, gpus, visible):
-    done = start(setup, *gpus, "--", "sh", "-c",
-                 'echo "$RESGATE_RESERVATION_ID $RESGATE_TENANT $RESGATE_POOL '
-                 '[$CUDA_VISIBLE_DEVICES]"')
+    done = start(
+        setup,
+        *gpus,
+        "--",
+        "sh",
+        "-c",
+        'echo "$RESGATE_RESERVATION_ID $RESGATE_TENANT $RESGATE_POOL [$CUDA_VISIBLE_DEVICES]"',
+    )
     stdout, stderr = done.communicate(timeout=TIMEOUT)
     assert done.returncode == 0 and stderr == "", stderr
     reservation_id, tenant, pool, devices = stdout.split()
@@ -140,8 +149,9 @@ def test_child_sees_its_reservation_and_it_is_released(setup, cli, gpus, visible
     assert devices == f"[{visible}]" and row["gpu_ids"] == [int(visible)]
 
 
-@pytest.mark.parametrize(("script", "code"), [("exit 0", 0), ("exit 7", 7),
-                                              ("kill -USR1 $$", 128 + signal.SIGUSR1)])
+@pytest.mark.parametrize(
+    ("script", "code"), [("exit 0", 0), ("exit 7", 7), ("kill -USR1 $$", 128 + signal.SIGUSR1)]
+)
 def test_exit_status_is_the_childs(setup, cli, script, code):
     done = start(setup, "--cpu", "1", "--", "sh", "-c", script)
     _, stderr = done.communicate(timeout=TIMEOUT)
@@ -180,8 +190,9 @@ def _ignore_sigint() -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signals_are_forwarded_even_when_started_ignoring_sigint(setup, cli, tmp_path, signum,
-                                                                 reaper):
+def test_signals_are_forwarded_even_when_started_ignoring_sigint(
+    setup, cli, tmp_path, signum, reaper
+):
     run = start(setup, "--cpu", "1", "--", *child(tmp_path, "trap"), preexec_fn=_ignore_sigint)
     reaper(int(wait_for(tmp_path / "ready")))
     run.send_signal(signum)
@@ -208,8 +219,16 @@ def test_sigint_from_a_terminal_arrives_once(setup, tmp_path, reaper):
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     try:
-        run = start(setup, "--cpu", "1", "--", *child(tmp_path, "count"), stdin=slave,
-                    start_new_session=True, preexec_fn=controlling_terminal)
+        run = start(
+            setup,
+            "--cpu",
+            "1",
+            "--",
+            *child(tmp_path, "count"),
+            stdin=slave,
+            start_new_session=True,
+            preexec_fn=controlling_terminal,
+        )
         reaper(run.pid)
         reaper(int(wait_for(tmp_path / "ready")))
         os.write(master, b"\x03")
@@ -224,8 +243,9 @@ def test_sigint_from_a_terminal_arrives_once(setup, tmp_path, reaper):
 
 @pytest.mark.slow
 def test_lease_is_renewed_while_the_command_runs(setup, cli, tmp_path):
-    run = start(setup, "--cpu", "1", "--ttl", "3s", "--", "sh", "-c", "touch ready; sleep 10",
-                cwd=tmp_path)
+    run = start(
+        setup, "--cpu", "1", "--ttl", "3s", "--", "sh", "-c", "touch ready; sleep 10", cwd=tmp_path
+    )
     wait_for_file(tmp_path / "ready")
     seen = []
     while run.poll() is None:
@@ -246,8 +266,9 @@ def test_lease_is_renewed_while_the_command_runs(setup, cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_resgate_leaves_a_reservation_that_expires_within_one_ttl(setup, cli, tmp_path,
-                                                                         reaper):
+def test_killed_resgate_leaves_a_reservation_that_expires_within_one_ttl(
+    setup, cli, tmp_path, reaper
+):
     run = start(setup, "--cpu", "1", "--ttl", "2s", "--", *child(tmp_path, "trap"))
     reaper(int(wait_for(tmp_path / "ready")))
     run.kill()
@@ -269,8 +290,9 @@ def test_killed_resgate_leaves_a_reservation_that_expires_within_one_ttl(setup, 
 
 @pytest.mark.slow
 def test_preemption_stops_the_job(setup, cli, tmp_path, reaper):
-    run = start(setup, "--cpu", "1", "--ttl", "3s", "--grace", "5s", "--",
-                *child(tmp_path, "grandchild"))
+    run = start(
+        setup, "--cpu", "1", "--ttl", "3s", "--grace", "5s", "--", *child(tmp_path, "grandchild")
+    )
     reaper(int(wait_for(tmp_path / "ready")))
     grandchild = int(wait_for(tmp_path / "grandchild"))
     (row,) = reservations(cli)
@@ -286,8 +308,9 @@ def test_preemption_stops_the_job(setup, cli, tmp_path, reaper):
 
 @pytest.mark.slow
 def test_a_job_ignoring_sigterm_is_killed_after_the_grace(setup, cli, tmp_path, reaper):
-    run = start(setup, "--cpu", "1", "--ttl", "3s", "--grace", "1s", "--",
-                *child(tmp_path, "stubborn"))
+    run = start(
+        setup, "--cpu", "1", "--ttl", "3s", "--grace", "1s", "--", *child(tmp_path, "stubborn")
+    )
     pid = int(wait_for(tmp_path / "ready"))
     reaper(pid)
     assert cli("preempt", "--tenant", "boss", "--target", "t").code == 0

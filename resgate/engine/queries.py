@@ -201,9 +201,7 @@ def pool_usage(tx: Tx, pool_ids: list[int] | None = None) -> dict[int, Amounts]:
     """Sum of effective-active reservations per pool."""
     if pool_ids is not None and len(pool_ids) == 1:
         # On the connection: a Core statement needs none of the session's ORM layer.
-        rows = tx.connection.execute(
-            _usage_of_one(), {"now": tx.now, "pool_id": pool_ids[0]}
-        )
+        rows = tx.connection.execute(_usage_of_one(), {"now": tx.now, "pool_id": pool_ids[0]})
         return {
             pool_id: Amounts(int(cpu), int(memory), int(gpu)) for pool_id, cpu, memory, gpu in rows
         }
@@ -312,11 +310,9 @@ def _info_by_id(dialect: str) -> Any:
 
 
 def reservation_info(tx: Tx, reservation_id: str) -> ReservationInfo:
-    row = (
-        tx.connection
-        .execute(_info_by_id(tx.dialect), {"now": tx.now, "id": reservation_id})
-        .one_or_none()
-    )
+    row = tx.connection.execute(
+        _info_by_id(tx.dialect), {"now": tx.now, "id": reservation_id}
+    ).one_or_none()
     if row is None:
         raise NotFound(f"reservation '{reservation_id}' not found")
     return to_info(row)

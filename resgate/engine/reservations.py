@@ -94,11 +94,7 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
         return replay
     sweep(tx)
 
-    held = (
-        tx.connection
-        .execute(_held(), {"tenant_id": tenant.id, "pool_id": pool.id})
-        .scalar()
-    )
+    held = tx.connection.execute(_held(), {"tenant_id": tenant.id, "pool_id": pool.id}).scalar()
     if held is not None:
         raise Refused(
             f"tenant '{tenant.name}' already has active reservation '{held}' in pool '{pool.name}'"
@@ -487,4 +483,3 @@ def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -
     preempted = reservation_infos(tx, list(ids))
     _log_preempted(tx, preempted, attacker.name)
     return PreemptResult(target=victim.name, preempted=preempted)
-

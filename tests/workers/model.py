@@ -324,9 +324,7 @@ class Model:
     def tenant_rows(self) -> list[tuple]:
         live = [t for t in self.tenants if not t.deleted]
         live.sort(key=lambda t: (-t.priority, t.name.encode()))
-        return [
-            (t.name, t.priority, self.active_count(t), t.caps, self.held(t)) for t in live
-        ]
+        return [(t.name, t.priority, self.active_count(t), t.caps, self.held(t)) for t in live]
 
     def counts(self) -> dict[str, int]:
         counts = {"active": 0, "released": 0, "expired": 0, "preempted": 0}
