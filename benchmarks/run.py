@@ -1,4 +1,4 @@
-"""resgate benchmarks (SPEC §9, issue 5): every figure beside its baseline,
+"""resgate benchmarks (benchmarks/README.md, issue 5): every figure beside its baseline,
 measured in the same run, as medians of repeated, interleaved runs.
 
     python benchmarks/run.py                 # everything (~5-8 minutes)

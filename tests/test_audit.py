@@ -1,4 +1,4 @@
-"""Issue 7 (SPEC §11.4): the tamper-evident audit trail.
+"""Issue 7 (README "The audit log"): the tamper-evident audit trail.
 
 Every mutating path writes its events in the same transaction as its change
 (failures and dry runs leave none); the hash chain is recomputed here, in a few
@@ -50,7 +50,7 @@ AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 def recompute(event: dict[str, Any]) -> str:
-    """SPEC §11.4, written out here rather than calling resgate."""
+    """README "The audit log", written out here rather than calling resgate."""
     body = {k: event[k] for k in ("seq", "at", "actor", "action", "subject", "data", "prev_hash")}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

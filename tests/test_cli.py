@@ -1,4 +1,4 @@
-"""Every command of SPEC §6 through the CLI's error boundary (in-process): success
+"""Every command of README "Using it" through the CLI's error boundary (in-process): success
 lines, JSON shapes, orders, the EXPIRES column, filters, status and health."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""SPEC §2: choosing and opening the database. Files that are not resgate's are
+"""Choosing and opening the database (README, "Where the data lives"). Files that
+are not resgate's are
 refused and left byte-for-byte untouched; read commands on a missing database
 create nothing; the default location's modes; revisions; read-only databases;
 `--db` over RESGATE_DB; URLs; passwords never shown."""

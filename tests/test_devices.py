@@ -1,4 +1,4 @@
-"""GPU devices (SPEC §12): pools name their ids, reservations hold specific ones,
+"""GPU devices (README "GPU devices"): pools name their ids, reservations hold specific ones,
 the database refuses a device held twice, and every end frees them."""
 
 from __future__ import annotations

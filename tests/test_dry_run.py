@@ -1,4 +1,4 @@
-"""Issue 6, item 2 (SPEC §11.2): `--dry-run` on every command that has it.
+"""Issue 6, item 2 (README "Preemption"): `--dry-run` on every command that has it.
 
 For each command — succeeding and failing — the dry run leaves the database
 identical (a full SQL dump compared) and writes no audit event, and its exit code

@@ -1,4 +1,4 @@
-"""Engine rules (SPEC §3, §5, §6) through the engine API, with an injected clock."""
+"""Engine rules (docs/schema.md, §6) through the engine API, with an injected clock."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def _sweep_statements(engine):
 
 
 def test_sweep_cost_does_not_grow_with_due_rows_or_history(setup, backend):
-    """SPEC §5 and §9: the same statements for 2 due reservations as for 30 (GPU
+    """README "Using it" and §9: the same statements for 2 due reservations as for 30 (GPU
     holders among them), none of them walking the history; each expiry logged
     with the expiry it had."""
     from resgate.engine import audit

@@ -1,4 +1,4 @@
-"""SPEC §8: every bad input gets one `Error: …` line on stderr, nothing on stdout,
+"""README "Exit codes": every bad input gets one `Error: …` line on stderr, nothing on stdout,
 its documented exit code, no traceback, and the database exactly as it was.
 Also the exit 1/3/4 checks of §6 "Checks and messages", with their messages."""
 

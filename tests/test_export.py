@@ -1,4 +1,4 @@
-"""SPEC §7: the export report (JSON and CSV), --since, --output written
+"""README "Using it": the export report (JSON and CSV), --since, --output written
 atomically, and spreadsheet formulas neutralised."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.sqlite_only
 
 CSV_HEADER = (
     "id,tenant,pool,cpu,memory,gpu,ttl,status,created_at,expires_at,ended_at,preempted_by,"
-    "gpu_ids"  # SPEC §12 adds the last column
+    "gpu_ids"  # README "GPU devices" adds the last column
 )
 
 

@@ -1,4 +1,4 @@
-"""SPEC §7 and §8: what `export --output PATH` may replace, and how.
+"""README "Using it" and §8: what `export --output PATH` may replace, and how.
 
 An existing report keeps its mode and owner, a new one is no more readable than the
 database, a symbolic link is written through, and anything that is not a regular

@@ -1,6 +1,6 @@
 """Hostile input: what a user, a script or someone with `sqlite3` can hand resgate
-that must still end in one `Error:` line with the documented exit code (SPEC §8),
-or, for `audit log`, in a display nobody can forge (SPEC §11.4, §15.3).
+that must still end in one `Error:` line with the documented exit code (README "Exit codes"),
+or, for `audit log`, in a display nobody can forge (README "The audit log").
 
 - RESGATE_ACTOR with control characters, longer than its column (both databases),
   or not UTF-8 is refused with exit 2, and nothing is written;
@@ -91,7 +91,7 @@ def tamper(*statements: str, parameters: tuple[Any, ...] = ()) -> None:
 
 
 def recompute(event: dict[str, Any]) -> str:
-    """SPEC §11.4, written out here rather than calling resgate."""
+    """README "The audit log", written out here rather than calling resgate."""
     body = {k: event[k] for k in ("seq", "at", "actor", "action", "subject", "data", "prev_hash")}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

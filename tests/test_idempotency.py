@@ -1,4 +1,4 @@
-"""Issue 6, item 3 (SPEC §11.3): `reserve --request-id KEY`.
+"""Issue 6, item 3 (README "Preemption"): `reserve --request-id KEY`.
 
 The same request under a key gets the same reservation, as it is now, and
 creates nothing; a different one is refused (exit 4); the key lookup comes right

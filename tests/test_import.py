@@ -1,4 +1,4 @@
-"""SPEC §14: `resgate import-state` reads the Go tool's state file.
+"""README "Coming from the Go version": `resgate import-state` reads the Go tool's state file.
 
 The state files here are written by hand in that tool's format (2-space indented
 JSON); the long history is generated, in the same format."""
@@ -406,7 +406,7 @@ def test_active_reservations_hold_the_lowest_gpu_ids_in_creation_order(cli, tmp_
     summary(cli, path)
     shown = json.loads(cli("pool", "show", "--name", "gpu-box", "--json").stdout)
     if "devices" not in shown:
-        pytest.skip("this resgate has no GPU devices (SPEC §12) yet")
+        pytest.skip("this resgate has no GPU devices (README, GPU devices) yet")
     held = {d["id"]: d["reservation"] for d in shown["devices"] if d["reservation"]}
     # alice (created first) holds 0-2, bob 3-4; carol's expired one holds none.
     assert held == {

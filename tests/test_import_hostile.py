@@ -1,4 +1,4 @@
-"""SPEC §8 and §14: `import-state PATH` given something that is not a sane state file.
+"""README "Exit codes" and §14: `import-state PATH` given something that is not a sane state file.
 
 Each case ends quickly, with bounded memory, in one line `Error: ...` and exit 1
 (StateFileError's code, as for every other bad file), and creates no database. The
@@ -183,7 +183,7 @@ def test_a_number_of_5000_digits_is_refused_with_its_path(cli, tmp_path: Path, s
 
 
 def test_a_number_of_5000_digits_where_nothing_reads_it_is_ignored(cli, tmp_path: Path):
-    """Unknown keys are ignored (SPEC §14), however long their numbers."""
+    """Unknown keys are ignored (README, "Coming from the Go version"), however long."""
     number = "1" * 5000
     path = write(tmp_path, f'{{"version": {number}, "pools": {{"p": {{"total": {{"cpu": 4}}}}}}}}')
     result = cli("import-state", str(path), "--json")

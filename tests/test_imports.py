@@ -1,4 +1,4 @@
-"""SPEC §9 import discipline, checked in fresh interpreters with -X importtime:
+"""benchmarks/README.md import discipline, checked in fresh interpreters with -X importtime:
 --help, version and completion load neither SQLAlchemy nor Alembic; a command on
 a current database loads no Alembic."""
 
@@ -93,7 +93,7 @@ def test_commands_on_a_current_database_import_no_alembic(subprocess_env):
     ):
         modules, _ = imported(subprocess_env, *args, full=True)
         assert "alembic" not in modules, args
-        # SPEC §9: the PostgreSQL dialect (and asyncpg's asyncio glue) costs a
+        # benchmarks/README.md: the PostgreSQL dialect (and asyncpg's asyncio glue) costs a
         # SQLite command tens of milliseconds; a stray postgresql_* option on a
         # model brings it back.
         assert "sqlalchemy.dialects.postgresql" not in modules, args

@@ -1,4 +1,4 @@
-"""Issue 3, part 3: model-based testing of the engine's rules (SPEC §3, §5, §6).
+"""Issue 3, part 3: model-based testing of the engine's rules (docs/schema.md, §6).
 
 A Hypothesis RuleBasedStateMachine drives random sequences of pool and tenant
 creation and removal, reserve, unreserve, extend, preempt, resize, clock advance

@@ -1,4 +1,4 @@
-"""SPEC §1: the wheel works on its own (migrations inside), the packaged head
+"""README "Development": the wheel works on its own (migrations inside), the packaged head
 constant matches Alembic's, and the migrations round-trip cleanly."""
 
 from __future__ import annotations

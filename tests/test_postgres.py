@@ -1,4 +1,4 @@
-"""PostgreSQL-specific behaviour (SPEC §2, §4, §8): connection failures, schema
+"""PostgreSQL-specific behaviour (README "Where the data lives", §8): connection failures, schema
 upgrades under an advisory lock, the server's clock, and output that matches SQLite's."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Victim choice for `reserve --preempt` (SPEC §11.1), as a pure function.
+"""Victim choice for `reserve --preempt` (README "Preemption"), as a pure function.
 
 The property test compares choose_victims with a brute-force oracle written here,
 over every subset (itertools.combinations) and the full order (1)–(5); it uses

@@ -1,4 +1,4 @@
-"""Per-tenant quotas (SPEC §13) on both databases."""
+"""Per-tenant quotas (README "Quotas") on both databases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`reserve --preempt` through the engine (SPEC §11.1, §13): what is evicted, the
+"""`reserve --preempt` through the engine (README "Preemption"): what is evicted, the
 reason kept on each victim, and what is never evicted."""
 
 from __future__ import annotations

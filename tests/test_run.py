@@ -1,4 +1,4 @@
-"""`resgate run` with real processes (SPEC §12): the child's environment, exit
+"""`resgate run` with real processes (README "GPU devices"): the child's environment, exit
 statuses, signal forwarding, lease renewal, preemption, crashes, terminals."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Audit log (SPEC §11.4): the events table, its append-only triggers, the audit head.
+"""Audit log (README "The audit log"): the events table, its append-only triggers, the audit head.
 
 Revision ID: 0003
 Revises: 0002

@@ -1,4 +1,4 @@
-"""GPU devices (SPEC §12): which ids a pool has, and which reservation holds each.
+"""GPU devices (README "GPU devices"): which ids a pool has, and which reservation holds each.
 
 Existing pools get ids 0..gpu-1; existing active reservations with GPUs get the
 lowest free ids, in creation order.

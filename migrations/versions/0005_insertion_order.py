@@ -1,4 +1,4 @@
-"""Insertion order for reservations on PostgreSQL (SPEC §6: `list` orders by
+"""Insertion order for reservations on PostgreSQL (README "Using it": `list` orders by
 created_at, ties in insertion order). SQLite has its rowid; PostgreSQL gets a
 sequence-filled column. The column exists on both so the schemas match; on SQLite
 it stays null and is never read.

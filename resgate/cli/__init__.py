@@ -126,7 +126,7 @@ def run(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None, urls: list[str]) -> int:
     if (sys.argv[1:] if argv is None else argv) in (["version"], ["--version"]):
         # Scripts call this to probe the install: skip building every command's
-        # Click object (SPEC §9; benchmarks/ measures it against `import typer`).
+        # Click object (benchmarks/README.md; benchmarks/ measures it against `import typer`).
         sys.stdout.write(f"resgate {__version__}\n")
         return 0
     command = typer.main.get_command(app)

@@ -1,4 +1,4 @@
-"""resgate run: reserve, run a command on the reservation, give it back (SPEC §12).
+"""resgate run: reserve, run a command on the reservation, give it back (README "GPU devices").
 
 The reservation is a lease: it is renewed every third of its TTL while COMMAND
 runs, so if this process dies (even by SIGKILL) the lease runs out within one TTL

@@ -70,7 +70,7 @@ def _freeze_what_lives_on() -> None:
 
 
 def emit(json: bool, dry_run: bool, data: dict[str, Any], text: str) -> None:
-    """Print a write command's result; a dry run says so first (SPEC §11.2)."""
+    """Print a write command's result; a dry run says so first (README "Preemption")."""
     if json:
         out_json({**data, "dry_run": True} if dry_run else data)
         return

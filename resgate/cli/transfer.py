@@ -85,7 +85,7 @@ NEW_REPORT_MODE = 0o600
 
 
 def _write_atomically(path: Path, write: Callable[[IO[str]], None]) -> int:
-    """A temporary file beside the target, then rename: a reader never sees half (SPEC §7).
+    """A temporary file beside the target, then rename: a reader never sees half.
 
     What may be replaced, and with what permissions:
 

@@ -1,4 +1,4 @@
-"""The audit trail (SPEC §11.4): an append-only, hash-chained log of every change.
+"""The audit trail (README "The audit log"): an append-only, hash-chained log of every change.
 
 Each event's hash covers its own fields and the previous event's hash, so editing,
 deleting or reordering any event breaks the chain from that point on. Anyone can

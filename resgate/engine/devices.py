@@ -1,4 +1,4 @@
-"""GPU devices (SPEC §12): a pool's ids, and which reservation holds each.
+"""GPU devices (README "GPU devices"): a pool's ids, and which reservation holds each.
 
 A reservation of n GPUs holds n specific devices; the partial unique index on
 reservation_devices(pool_id, device) WHERE active makes the database refuse a

@@ -1,4 +1,4 @@
-"""Domain errors. Each carries the exit code of SPEC §8; the CLI maps them to
+"""Domain errors. Each carries the exit code of README "Exit codes"; the CLI maps them to
 `Error: <message>` on stderr. This module imports nothing heavy."""
 
 from __future__ import annotations

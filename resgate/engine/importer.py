@@ -1,7 +1,7 @@
-"""Moving from the Go tool (SPEC §14): `resgate import-state`.
+"""Moving from the Go tool (README "Coming from the Go version"): `resgate import-state`.
 
-Three steps, each complete before the next, so the first failing check of SPEC §14's
-order wins:
+Three steps, each complete before the next, so the first failing check of the order in
+README "Coming from the Go version" wins:
 
 1. `read_state` parses the file (exit 1 with line and column) and checks its shape and
    names (exit 1 with the JSON path, e.g. `pools.p.total`). It touches no database.
@@ -13,7 +13,7 @@ order wins:
 3. `apply` compares the plan with what the database holds (clashes: exit 4), then
    writes it with its audit events, in the caller's transaction.
 
-Decisions where SPEC §14 is silent are listed in the README ("Coming from the Go
+Decisions the earlier documents left open are listed in the README ("Coming from the Go
 version") and in the docstrings below.
 """
 
@@ -48,7 +48,7 @@ from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
 
 DEFAULT_PATH = "~/.resgate/state.json"
-DEFAULT_PRIORITY = 5  # a tenant only history names (SPEC §14), or one without a priority
+DEFAULT_PRIORITY = 5  # a tenant only history names, or one without a priority
 _LOOKUP_CHUNK = 500  # ids per IN (...) when looking up existing reservations
 # The largest state file read: 256 MiB. The Go tool rewrote the whole file on every
 # change, at some 300 bytes a reservation, so real files are far smaller; the bound
@@ -649,7 +649,7 @@ class _Existing:
 
 
 def apply(tx: Tx, state: StateFile) -> Summary:
-    """Import `state` in the caller's transaction (SPEC §14)."""
+    """Import `state` in the caller's transaction (README "Coming from the Go version")."""
     sweep(tx)  # as every write does: due rows are expired before anything is compared
     the_plan = plan(state, tx.now)
     summary = Summary()
@@ -970,7 +970,7 @@ def _release(tx: Tx, to_release: list[tuple[PlannedReservation, _Existing]]) -> 
         devices.free(tx, [r.id for r, _ in to_release])
 
 
-# GPU devices (SPEC §12) arrive with resgate.engine.devices; until then, or while
+# GPU devices (README "GPU devices") arrive with resgate.engine.devices; until then, or while
 # that module cannot be imported, an import gives out no device ids.
 
 

@@ -2,7 +2,7 @@
 
 Apart from the reservation commands so that `list` and `status` load none of the
 write path (audit log, preemption, devices): every command pays for what it
-imports (SPEC §9, benchmarks/, startup)."""
+imports (benchmarks/README.md, benchmarks/, startup)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Victim choice for `reserve --preempt` (SPEC §11.1): a pure function, no database.
+"""Victim choice for `reserve --preempt` (README "Preemption"): a pure function, no database.
 
 The caller gathers the candidates (effective-active reservations in the pool whose
 tenant has strictly lower priority than the requester) and any victims that must go

@@ -1,5 +1,5 @@
 """SQL pieces the engine's operations share: effective status, usage sums,
-lookups by name, row locks in the one order of SPEC §4, ordering."""
+lookups by name, row locks in the one order of README "Many processes at once", ordering."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ ACTIVE: ColumnClause[str] = literal_column("'active'")
 
 
 def is_active_now(now: datetime) -> ColumnElement[bool]:
-    """Effective-active: status active and not yet due (SPEC §3)."""
+    """Effective-active: status active and not yet due (docs/schema.md)."""
     return and_(
         Reservation.status == ACTIVE,
         or_(Reservation.expires_at.is_(None), Reservation.expires_at > now),
@@ -224,7 +224,7 @@ def pool_usage(tx: Tx, pool_ids: list[int] | None = None) -> dict[int, Amounts]:
 
 
 def gpu_ids_column(dialect: str) -> Any:
-    """The devices a reservation holds or held, as text `0 1 4` (SPEC §12)."""
+    """The devices a reservation holds or held, as text `0 1 4` (README "GPU devices")."""
     devices = ReservationDevice.device
     if dialect == "postgresql":
         # Imported here: sqlalchemy.dialects.postgresql pulls in asyncio (~20 ms)

@@ -1,4 +1,4 @@
-"""Per-tenant quotas (SPEC §13): caps on what a tenant holds across all pools."""
+"""Per-tenant quotas (README "Quotas"): caps on what a tenant holds across all pools."""
 
 from __future__ import annotations
 

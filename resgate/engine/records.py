@@ -99,7 +99,7 @@ class ReservationInfo:
     preempted_by: str | None
     preempted_for: str | None = None
     request_id: str | None = None
-    gpu_ids: tuple[int, ...] = ()  # the GPU devices it holds (or held), SPEC §12
+    gpu_ids: tuple[int, ...] = ()  # the GPU devices it holds (or held), README "GPU devices"
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def reserve(tx: Tx, request: ReserveRequest) -> ReservationInfo:
 
 
 def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
-    """Checks in the order of SPEC §6: arguments → tenant → pool → request-id replay
+    """Checks in the order of README "Using it": arguments → tenant → pool → request-id replay
     → sweep → conflict → quota → capacity (→ preemption, §11.1)."""
     requested_ids: list[int] | None = None
     if request.gpu_ids is not None:
@@ -223,7 +223,7 @@ def _created_data(info: ReservationInfo, preempt: bool = False) -> dict[str, obj
     }
     if info.request_id is not None:
         data["request_id"] = info.request_id
-        # --preempt is part of a keyed request (SPEC §11.3); the row does not keep it.
+        # --preempt is part of a keyed request (README "Preemption"); the row does not keep it.
         data["preempt"] = preempt
     return data
 
@@ -269,7 +269,7 @@ def _evict_for(
     new_id_: str,
     forced: list[Candidate],
 ) -> list[Victim]:
-    """SPEC §11.1: evict the best set of lower-priority reservations that makes
+    """README "Preemption": evict the best set of lower-priority reservations that makes
     room, in this transaction, or refuse (exit 3) with the shortfall."""
     rows = tx.session.execute(
         select(Reservation, Tenant.priority)
@@ -348,7 +348,7 @@ def _asked(tx: Tx, reservation_id: str) -> dict[str, Any]:
 def _replay(
     tx: Tx, request: ReserveRequest, tenant: TenantRow, pool: PoolRow, ttl: int | None
 ) -> ReserveResult | None:
-    """SPEC §11.3: the same request under a known key gets the same reservation,
+    """README "Preemption": the same request under a known key gets the same reservation,
     as it is now; a different request under that key is refused."""
     if request.request_id is None:
         return None

@@ -35,7 +35,7 @@ def check_name(kind: str, name: str) -> str:
 
 
 def check_actor(value: str, source: str = "RESGATE_ACTOR") -> str:
-    """The actor the audit log records (SPEC §11.4, §15.3): printable UTF-8, at most
+    """The actor the audit log records (README "The audit log"): printable UTF-8, at most
     MAX_ACTOR characters. `source` names where it came from, for the message."""
     if SURROGATE.search(value):
         # How Python shows bytes of the environment that are not UTF-8.

@@ -1,4 +1,4 @@
-"""Machine output: the JSON shapes of SPEC §6 and the CSV rows of §7."""
+"""Machine output: the JSON shapes of README "Using it" and the CSV rows of §7."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ CSV_HEADER = [
     "expires_at",
     "ended_at",
     "preempted_by",
-    "gpu_ids",  # SPEC §12: the devices, separated by spaces
+    "gpu_ids",  # README "GPU devices": the devices, separated by spaces
 ]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -1,8 +1,8 @@
 """Choosing, inspecting and opening the database; one transaction per command.
 
 SQLite files are inspected read-only before anything is trusted to them
-(SPEC §2). Writers take SQLite's write lock up front with BEGIN IMMEDIATE
-(SPEC §4); PostgreSQL writers lock rows in one fixed order (engine/locks.py)
+(README "Where the data lives"). Writers take SQLite's write lock up front with BEGIN IMMEDIATE
+(README "Many processes at once"); PostgreSQL writers lock rows in one fixed order (engine/locks.py)
 and retry serialization failures here.
 """
 
@@ -326,14 +326,15 @@ class Database:
                 if self.dialect == "sqlite":
                     # pysqlite's own BEGIN is off (isolation_level=None): writers
                     # take the write lock up front and wait for it within the busy
-                    # timeout, instead of failing on the read→write upgrade (SPEC
-                    # §4). Sent here rather than from a "begin" event: any engine
-                    # event listener makes SQLAlchemy dispatch events around every
-                    # statement, a cost the engine API's hot path can do without.
+                    # timeout, instead of failing on the read→write upgrade (README
+                    # "Many processes at once"). Sent here rather than from a "begin"
+                    # event: any engine event listener makes SQLAlchemy dispatch
+                    # events around every statement, a cost the engine API's hot
+                    # path can do without.
                     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
                 if write and self.dialect == "postgresql" and not schema_change:
                     # Every PostgreSQL writer takes the audit head first
-                    # (SPEC §4): one lock order, and a linear audit chain.
+                    # (README "Many processes at once"): one lock order, and a linear audit chain.
                     connection.exec_driver_sql("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
                 # The clock is read after the write lock is held: a writer that
                 # waited must not act at the moment it started waiting
@@ -573,7 +574,7 @@ def _placeholder(target: Target) -> Database:
 
 # ---------------------------------------------------------------- PostgreSQL
 
-PG_CONNECT_TIMEOUT = 5  # seconds; SPEC §8 allows at most 10
+PG_CONNECT_TIMEOUT = 5  # seconds; README "Exit codes" allows at most 10
 
 
 def _server_engine(target: Target) -> tuple[Engine, str]:

@@ -1,4 +1,4 @@
-"""The tables of SPEC §3. Their names and columns are an interface for people who
+"""The tables of docs/schema.md. Their names and columns are an interface for people who
 open the database with `sqlite3`: keep them. The migrations in `migrations/`
 create exactly this schema (a test runs `alembic check` against it)."""
 
@@ -36,7 +36,7 @@ def _partial(condition: str, postgresql: str | None = None) -> dict[str, Any]:
     SQLite's is declared here; PostgreSQL's is added by postgresql_options() when
     a PostgreSQL schema is compared: naming `postgresql_where` here makes
     SQLAlchemy import its whole PostgreSQL dialect (tens of ms) on every SQLite
-    command (SPEC §9, benchmarks/)."""
+    command (benchmarks/README.md, benchmarks/)."""
     return {"sqlite_where": text(condition), "info": {"where": postgresql or condition}}
 
 
@@ -87,7 +87,7 @@ class Tenant(Base):
     priority: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    # Quotas (SPEC §13): null means no cap.
+    # Quotas (README "Quotas"): null means no cap.
     max_cpu: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_memory: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_gpu: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -174,7 +174,7 @@ class Reservation(Base):
 
 
 class Event(Base):
-    """The audit log (SPEC §11.4): append-only; triggers refuse UPDATE and DELETE."""
+    """The audit log (README "The audit log"): append-only; triggers refuse UPDATE and DELETE."""
 
     __tablename__ = "events"
 
@@ -196,7 +196,7 @@ class Event(Base):
 
 
 class AuditHead(Base):
-    """One row that PostgreSQL writers lock first (SPEC §4), which keeps the
+    """One row that PostgreSQL writers lock first (README "Many processes at once"), which keeps the
     chain linear; on SQLite, BEGIN IMMEDIATE already does."""
 
     __tablename__ = "audit_head"
@@ -207,7 +207,7 @@ class AuditHead(Base):
 
 
 class PoolDevice(Base):
-    """A pool's GPU ids (SPEC §12); the pool's `gpu` total is their number."""
+    """A pool's GPU ids (README "GPU devices"); the pool's `gpu` total is their number."""
 
     __tablename__ = "pool_devices"
 

@@ -1,8 +1,8 @@
-"""A pure-Python model of resgate's rules (SPEC §3, §5, §6) for tests/test_model.py.
+"""A pure-Python model of resgate's rules (docs/schema.md, §6) for tests/test_model.py.
 
 It imports nothing from resgate — only the standard library — so a bug in the
 engine cannot leak into the model (test_model.py checks that). Commands return
-plain values or raise `Fail(exit_code, message)` — the message where SPEC §6
+plain values or raise `Fail(exit_code, message)` — the message where README "Using it"
 fixes its wording, None where it does not; `Model.run` makes each command one
 transaction: a failed command changes nothing.
 """
@@ -18,7 +18,7 @@ START = datetime(2026, 3, 1, 9, 0, 0)
 
 
 class Fail(Exception):
-    """The model's refusal: an exit code, and the message where SPEC §6 fixes it
+    """The model's refusal: an exit code, and the message where README "Using it" fixes it
     (None: any wording will do)."""
 
     def __init__(self, code: int, message: str | None = None) -> None:

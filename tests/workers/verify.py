@@ -1,5 +1,5 @@
 """What the multi-process tests check afterwards, straight from the SQLite file
-(plain sqlite3, no resgate code): integrity, the invariants of SPEC §3, and that
+(plain sqlite3, no resgate code): integrity, the invariants of docs/schema.md, and that
 the database holds exactly what the workers' ledgers acknowledged.
 
 The ledgers are replayed in the order of each transaction's `now`. On SQLite the
