@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from resgate.engine.clock import FixedClock
+from resgate.clock import FixedClock
 from resgate.store.database import Database, Tx, open_database, resolve_target
 
 REPO = Path(__file__).resolve().parent.parent

@@ -35,9 +35,9 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from resgate.engine import audit, pools, reservations, sweep, tenants
-from resgate.engine.errors import Refused
 from resgate.engine.records import Amounts, Limits
 from resgate.engine.reservations import ReserveRequest
+from resgate.errors import Refused
 from resgate.store.database import Tx, open_database, resolve_target
 from resgate.store.models import Event, Reservation
 

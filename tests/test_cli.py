@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from resgate import __version__
-from resgate.engine.clock import FixedClock, SystemClock
+from resgate.clock import FixedClock, SystemClock
 from resgate.store.schema import SCHEMA_HEAD
 
 pytestmark = pytest.mark.usefixtures("backend")

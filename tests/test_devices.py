@@ -11,10 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from resgate.engine import listing, pools, reservations, tenants
-from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
+from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
 
 pytestmark = pytest.mark.usefixtures("backend")
 

@@ -7,15 +7,15 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from resgate.engine import listing, pools, reservations, status, tenants
-from resgate.engine.errors import (
+from resgate.engine.records import Amounts
+from resgate.engine.reservations import ReserveRequest
+from resgate.engine.sweep import sweep
+from resgate.errors import (
     InsufficientResources,
     InvalidInput,
     NotFound,
     Refused,
 )
-from resgate.engine.records import Amounts
-from resgate.engine.reservations import ReserveRequest
-from resgate.engine.sweep import sweep
 
 pytestmark = pytest.mark.usefixtures("backend")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from resgate.engine.clock import FixedClock, SystemClock
+from resgate.clock import FixedClock, SystemClock
 from resgate.render import data
 
 pytestmark = pytest.mark.sqlite_only

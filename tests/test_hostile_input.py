@@ -33,7 +33,7 @@ from conftest import REPO, Result, resgate_command
 
 from resgate.cli import params
 from resgate.engine import validation
-from resgate.engine.errors import InvalidInput
+from resgate.errors import InvalidInput
 from resgate.render.text import colour_wanted
 from resgate.store.models import Event
 

@@ -26,9 +26,9 @@ from harness import resgate
 from sqlalchemy import func, select
 
 from resgate.engine import pools, reservations, tenants
-from resgate.engine.errors import Refused
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
+from resgate.errors import Refused
 from resgate.store.database import Tx, open_database, resolve_target
 from resgate.store.models import Event, Reservation
 

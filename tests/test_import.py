@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from resgate.engine.clock import FixedClock, SystemClock
+from resgate.clock import FixedClock, SystemClock
 
 pytestmark = pytest.mark.sqlite_only
 

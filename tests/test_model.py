@@ -39,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
 import model as rules
 from model import START, Fail, Model
 
+from resgate.clock import FixedClock
 from resgate.engine import listing, pools, reservations, status, tenants
-from resgate.engine.clock import FixedClock
-from resgate.engine.errors import ResgateError
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
+from resgate.errors import ResgateError
 from resgate.store.database import open_database, resolve_target
 
 POOL_NAMES = ("alpha", "beta", "gamma")

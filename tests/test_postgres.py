@@ -139,7 +139,7 @@ def test_older_schema_is_upgraded_only_by_db_upgrade(pg_server: str) -> None:
 def test_now_is_the_server_clock(pg_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import datetime
 
-    from resgate.engine import clock
+    from resgate import clock
 
     class Skewed:
         def now(self) -> datetime:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from resgate.engine import pools, reservations, tenants
-from resgate.engine.errors import InsufficientResources, Refused
 from resgate.engine.records import Amounts, Limits
 from resgate.engine.reservations import ReserveRequest
+from resgate.errors import InsufficientResources, Refused
 from resgate.store.database import open_database, resolve_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))

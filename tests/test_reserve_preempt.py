@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from resgate.engine import listing, pools, reservations, tenants
-from resgate.engine.errors import InsufficientResources, Refused
 from resgate.engine.records import Amounts, Limits
 from resgate.engine.reservations import ReserveRequest
+from resgate.errors import InsufficientResources, Refused
 
 pytestmark = pytest.mark.usefixtures("backend")
 

@@ -16,7 +16,7 @@ from resgate.cli import maintenance, pools, reservations, status, tenants, trans
 from resgate.cli import run as run_command
 from resgate.cli.params import color as parse_color
 from resgate.cli.state import State
-from resgate.engine.errors import ResgateError
+from resgate.errors import ResgateError
 from resgate.interrupts import GUARD, Interrupted
 from resgate.secrets import hide
 

@@ -92,7 +92,7 @@ def audit_log(
     from datetime import datetime
 
     from resgate.engine import audit
-    from resgate.engine.errors import InvalidInput
+    from resgate.errors import InvalidInput
     from resgate.store.database import Tx
 
     if since is not None:

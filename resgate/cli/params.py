@@ -8,13 +8,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from resgate.engine.errors import InvalidInput
-from resgate.engine.validation import (
-    MAX_AMOUNT,
-    MAX_DEVICES,
-    check_name,
-    check_reservation_id,
-)
+from resgate.engine.validation import check_name, check_reservation_id
+from resgate.errors import InvalidInput
+from resgate.limits import MAX_AMOUNT, MAX_DEVICES, PRIORITY_RANGE
 
 if TYPE_CHECKING:
     from resgate.engine.records import Amounts
@@ -65,9 +61,10 @@ def amount_or_zero(option: str, value: str | None) -> int:
 def priority(value: str | None) -> int | None:
     if value is None:
         return None
-    if not DIGITS.fullmatch(value) or not 1 <= whole(value) <= 10:
+    low, high = PRIORITY_RANGE
+    if not DIGITS.fullmatch(value) or not low <= whole(value) <= high:
         raise InvalidInput(
-            f"invalid value for --priority: {shown(value)} (a whole number from 1 to 10)"
+            f"invalid value for --priority: {shown(value)} (a whole number from {low} to {high})"
         )
     return whole(value)
 

@@ -42,8 +42,8 @@ def create(
 ) -> None:
     """Create a pool; at least one of --cpu, --memory, --gpu above 0. Its GPUs
     are devices 0..N-1, or the ids given with --gpu-ids."""
-    from resgate.engine.errors import InvalidInput
     from resgate.engine.records import Amounts
+    from resgate.errors import InvalidInput
 
     params.name("pool", name)
     ids = params.gpu_ids(gpu_ids)
@@ -114,8 +114,8 @@ def resize(
     """Change a pool's totals; options not given stay as they are. --gpu grows
     with new ids above the highest or drops the highest free ones; --gpu-ids sets
     the list exactly."""
-    from resgate.engine.errors import InvalidInput
     from resgate.engine.pools import resize_pool
+    from resgate.errors import InvalidInput
 
     params.name("pool", name)
     ids = params.gpu_ids(gpu_ids)

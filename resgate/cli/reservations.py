@@ -51,7 +51,7 @@ def reserve(
     json: bool = JSON_OPTION,
 ) -> None:
     """Reserve a slice of a pool for a tenant."""
-    from resgate.engine.errors import InvalidInput
+    from resgate.errors import InvalidInput
 
     params.name("tenant", tenant)
     params.name("pool", pool)
@@ -169,8 +169,8 @@ def list_(
     json: bool = JSON_OPTION,
 ) -> None:
     """Active reservations (every one with --all), by creation."""
-    from resgate.engine.errors import InvalidInput
-    from resgate.store.models import STATUSES
+    from resgate.errors import InvalidInput
+    from resgate.limits import STATUSES
 
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"invalid value for --status: {status!r} ({', '.join(STATUSES)})")

@@ -131,9 +131,9 @@ def _lost(info: ReservationInfo) -> str:
 def _renew(ctx: typer.Context, reservation_id: str, ttl: int) -> ReservationInfo:
     """Poll the reservation and, if it is still active, renew its lease, in one
     transaction. Returns the reservation (not active: what became of it)."""
-    from resgate.engine.errors import Refused
     from resgate.engine.queries import reservation_info
     from resgate.engine.reservations import renew
+    from resgate.errors import Refused
 
     def work(tx: Any) -> ReservationInfo:
         info = reservation_info(tx, reservation_id)
@@ -149,8 +149,8 @@ def _renew(ctx: typer.Context, reservation_id: str, ttl: int) -> ReservationInfo
 
 
 def _release(ctx: typer.Context, reservation_id: str, attempts: int = 3) -> None:
-    from resgate.engine.errors import Busy, DatabaseProblem, Refused
     from resgate.engine.reservations import unreserve
+    from resgate.errors import Busy, DatabaseProblem, Refused
 
     for attempt in range(attempts):
         try:
@@ -207,7 +207,7 @@ def _supervise(
     signals: _Signals,
     reserved_at: float,
 ) -> int:
-    from resgate.engine.errors import Busy, DatabaseProblem, ResgateError
+    from resgate.errors import Busy, DatabaseProblem, ResgateError
 
     env = dict(os.environ)
     env.update(
@@ -352,7 +352,7 @@ def run(
     CUDA_VISIBLE_DEVICES. The lease (--ttl) is renewed while it runs; if the
     reservation is preempted or lost, COMMAND's process group gets SIGTERM, then
     SIGKILL after --grace, and resgate exits 75."""
-    from resgate.engine.errors import InvalidInput
+    from resgate.errors import InvalidInput
 
     params.name("tenant", tenant)
     params.name("pool", pool)

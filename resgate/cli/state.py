@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from resgate.engine.clock import Clock
+    from resgate.clock import Clock
     from resgate.render.text import Style
     from resgate.store.database import Tx
 

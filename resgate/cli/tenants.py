@@ -73,7 +73,8 @@ def add(
 ) -> None:
     """Register a tenant (priority 5 unless given), optionally with quotas."""
     from resgate.engine.records import Limits
-    from resgate.engine.tenants import DEFAULT_PRIORITY, add_tenant
+    from resgate.engine.tenants import add_tenant
+    from resgate.limits import DEFAULT_PRIORITY
 
     params.name("tenant", name)
     level = params.priority(priority) or DEFAULT_PRIORITY
@@ -113,8 +114,8 @@ def update(
     json: bool = JSON_OPTION,
 ) -> None:
     """Change a tenant's priority and quotas (`none` removes a cap)."""
-    from resgate.engine.errors import InvalidInput
     from resgate.engine.tenants import update_tenant
+    from resgate.errors import InvalidInput
 
     params.name("tenant", name)
     level = params.priority(priority)

@@ -41,7 +41,7 @@ def export(
     ] = None,
 ) -> None:
     """Write a report of pools, tenants and the reservation history."""
-    from resgate.engine.errors import InvalidInput
+    from resgate.errors import InvalidInput
 
     if format not in ("json", "csv"):
         raise InvalidInput(f"unsupported export format: {format}")
@@ -109,7 +109,7 @@ def _write_atomically(path: Path, write: Callable[[IO[str]], None]) -> int:
     the target to change. A missing parent directory fails when the temporary file is
     created. On any failure the temporary file is removed.
     """
-    from resgate.engine.errors import DatabaseProblem
+    from resgate.errors import DatabaseProblem
 
     def cannot(reason: str) -> DatabaseProblem:
         return DatabaseProblem(f"cannot write {path}: {reason}")

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import delete, exists, insert, select, true, update
 
-from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
-from resgate.engine.validation import MAX_DEVICES  # per pool: each is a row
+from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
+from resgate.limits import MAX_DEVICES
 from resgate.store.database import Tx
 from resgate.store.models import PoolDevice, Reservation, ReservationDevice
 

@@ -37,18 +37,18 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import aliased
 
+from resgate.clock import SystemClock
 from resgate.engine import audit
-from resgate.engine.clock import SystemClock
-from resgate.engine.errors import InvalidInput, Refused, ResgateError
 from resgate.engine.queries import lock_rows, pool_usage
-from resgate.engine.records import RESOURCES, Amounts
+from resgate.engine.records import Amounts
 from resgate.engine.sweep import sweep
-from resgate.engine.validation import ID_PATTERN, MAX_AMOUNT, check_name
+from resgate.engine.validation import ID_PATTERN, check_name, check_priority
+from resgate.errors import InvalidInput, Refused, ResgateError
+from resgate.limits import DEFAULT_PRIORITY, MAX_AMOUNT, RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
 
 DEFAULT_PATH = "~/.resgate/state.json"
-DEFAULT_PRIORITY = 5  # a tenant only history names, or one without a priority
 _LOOKUP_CHUNK = 500  # ids per IN (...) when looking up existing reservations
 # The largest state file read: 256 MiB. The Go tool rewrote the whole file on every
 # change, at some 300 bytes a reservation, so real files are far smaller; the bound
@@ -493,8 +493,10 @@ def _planned_pool(pool: FilePool) -> PlannedPool:
 
 def _planned_tenant(tenant: FileTenant) -> PlannedTenant:
     priority = DEFAULT_PRIORITY if tenant.priority is None else tenant.priority
-    if not 1 <= priority <= 10:
-        raise _fail(f"{tenant.path}.priority", f"priority must be between 1 and 10, got {priority}")
+    try:
+        check_priority(priority)
+    except InvalidInput as e:
+        raise _fail(f"{tenant.path}.priority", e.message) from None
     return PlannedTenant(tenant.name, priority, tenant.created_at, False)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from resgate.engine.errors import InvalidInput, NotFound
 from resgate.engine.queries import (
     effective_status,
     insertion_order,
@@ -17,8 +16,10 @@ from resgate.engine.queries import (
     to_info,
 )
 from resgate.engine.records import ReservationInfo
+from resgate.errors import InvalidInput, NotFound
+from resgate.limits import STATUSES
 from resgate.store.database import Tx
-from resgate.store.models import STATUSES, Pool, Reservation, Tenant
+from resgate.store.models import Pool, Reservation, Tenant
 
 
 def list_reservations(

@@ -6,8 +6,7 @@ from dataclasses import replace
 
 from sqlalchemy import select, update
 
-from resgate.engine import audit, devices, validation
-from resgate.engine.errors import InvalidInput, Refused
+from resgate.engine import audit, devices
 from resgate.engine.queries import (
     ACTIVE,
     by_name,
@@ -16,9 +15,11 @@ from resgate.engine.queries import (
     lock_rows,
     pool_usage,
 )
-from resgate.engine.records import RESOURCES, Amounts, PoolInfo
+from resgate.engine.records import Amounts, PoolInfo
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import check_amounts, check_name
+from resgate.errors import InvalidInput, Refused
+from resgate.limits import MAX_DEVICES, RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, ReservationDevice
 
@@ -41,8 +42,8 @@ def create_pool(tx: Tx, name: str, totals: Amounts, gpu_ids: list[int] | None = 
         if totals.gpu not in (0, len(ids)):
             raise InvalidInput("--gpu and --gpu-ids name different numbers of GPUs")
         totals = totals._replace(gpu=len(ids))
-    elif totals.gpu > validation.MAX_DEVICES:
-        raise InvalidInput(f"a pool can have at most {validation.MAX_DEVICES} GPUs")
+    elif totals.gpu > MAX_DEVICES:
+        raise InvalidInput(f"a pool can have at most {MAX_DEVICES} GPUs")
     if totals.is_zero():
         raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
     sweep(tx)

@@ -23,8 +23,8 @@ from sqlalchemy import (
     select,
 )
 
-from resgate.engine.errors import NotFound
 from resgate.engine.records import Amounts, ReservationInfo
+from resgate.errors import NotFound
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, ReservationDevice, Tenant
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from resgate.engine.errors import Refused
 from resgate.engine.queries import TenantRow, is_active_now
-from resgate.engine.records import RESOURCES, Amounts, Limits
+from resgate.engine.records import Amounts, Limits
+from resgate.errors import Refused
+from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Reservation
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-RESOURCES = ("cpu", "memory", "gpu")
+from resgate.limits import RESOURCES
 
 
 class Amounts(NamedTuple):

@@ -13,7 +13,6 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from resgate.engine import audit, devices
-from resgate.engine.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.engine.preemption import Candidate, Shortfall, choose_victims
 from resgate.engine.queries import (
     ACTIVE,
@@ -42,6 +41,7 @@ from resgate.engine.validation import (
     check_reservation_id,
     check_ttl,
 )
+from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.store.database import Tx
 from resgate.store.models import Event, Pool, Reservation, Tenant
 

@@ -16,13 +16,9 @@ from resgate.engine.queries import (
     reservations_query,
     to_info,
 )
-from resgate.engine.records import (
-    RESOURCES,
-    CheckReport,
-    ReservationInfo,
-    StatusReport,
-)
+from resgate.engine.records import CheckReport, ReservationInfo, StatusReport
 from resgate.engine.tenants import list_tenants
+from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Event, Pool, Reservation, Tenant
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from resgate.engine import audit
-from resgate.engine.errors import InvalidInput, Refused
 from resgate.engine.pools import release_all
 from resgate.engine.queries import by_name, is_active_now, live_tenant, lock_rows
 from resgate.engine.quotas import held_by, limits_of
-from resgate.engine.records import RESOURCES, Amounts, Limits, TenantInfo
+from resgate.engine.records import Amounts, Limits, TenantInfo
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import check_limits, check_name, check_priority
+from resgate.errors import InvalidInput, Refused
+from resgate.limits import DEFAULT_PRIORITY, RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
-
-DEFAULT_PRIORITY = 5
 
 
 def _info(tenant: Tenant, held: tuple[int, Amounts] = (0, Amounts())) -> TenantInfo:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from resgate.engine.errors import InvalidInput
+from resgate.errors import InvalidInput
+from resgate.limits import MAX_AMOUNT, PRIORITY_RANGE, RESOURCES
 
 if TYPE_CHECKING:  # annotations only: the CLI imports this module for every command
     from resgate.engine.records import Amounts, Limits
 
-MAX_AMOUNT = 2_147_483_647
-# GPUs per pool, each a row. resgate/engine/devices.py enforces it in the database
-# layer; the CLI needs it before anything heavy is imported (params.gpu_ids).
-MAX_DEVICES = 65_536
 # The width of events.actor (String(128) in resgate/store/models.py and migration
 # 0003): PostgreSQL refuses longer, SQLite would store anything, so it is checked
 # here for both.
@@ -56,15 +53,16 @@ def _shorten(text: str, limit: int = 80) -> str:
 
 
 def check_amounts(amounts: Amounts) -> Amounts:
-    for resource, value in zip(("cpu", "memory", "gpu"), amounts, strict=True):
+    for resource, value in zip(RESOURCES, amounts, strict=True):
         if not 0 <= value <= MAX_AMOUNT:
             raise InvalidInput(f"{resource} must be between 0 and {MAX_AMOUNT}, got {value}")
     return amounts
 
 
 def check_priority(priority: int) -> int:
-    if not 1 <= priority <= 10:
-        raise InvalidInput(f"priority must be between 1 and 10, got {priority}")
+    low, high = PRIORITY_RANGE
+    if not low <= priority <= high:
+        raise InvalidInput(f"priority must be between {low} and {high}, got {priority}")
     return priority
 
 
@@ -83,7 +81,7 @@ def check_reservation_id(value: str) -> str:
 
 
 def check_limits(limits: Limits) -> Limits:
-    for resource, value in zip(("cpu", "memory", "gpu"), limits, strict=True):
+    for resource, value in zip(RESOURCES, limits, strict=True):
         if value is not None and not 0 <= value <= MAX_AMOUNT:
             raise InvalidInput(f"max {resource} must be between 0 and {MAX_AMOUNT}, got {value}")
     return limits

@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import IO, Any
 
 from resgate.engine.records import (
-    RESOURCES,
     PoolInfo,
     PreemptResult,
     ReservationInfo,
     StatusReport,
     TenantInfo,
 )
+from resgate.limits import RESOURCES
 
 CSV_HEADER = [
     "id",

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from resgate.engine.records import (
-    RESOURCES,
     PoolInfo,
     PreemptResult,
     ReservationInfo,
@@ -16,6 +15,7 @@ from resgate.engine.records import (
     TenantInfo,
     Victim,
 )
+from resgate.limits import RESOURCES
 
 BAR_WIDTH = 20
 HEALTH_COLOURS = {"healthy": "green", "warning": "yellow", "exhausted": "red"}

@@ -27,8 +27,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool, QueuePool
 
-from resgate.engine.clock import Clock, SystemClock
-from resgate.engine.errors import Busy, DatabaseProblem, InvalidInput, Refused
+from resgate.clock import Clock, SystemClock
+from resgate.errors import Busy, DatabaseProblem, InvalidInput, Refused
 from resgate.interrupts import GUARD
 from resgate.secrets import hide_in_url, url_passwords
 from resgate.store import schema

@@ -23,8 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-MAX_AMOUNT = 2_147_483_647
-STATUSES = ("active", "released", "expired", "preempted")
+from resgate.limits import MAX_AMOUNT, STATUSES
 
 
 def _amount_check(column: str) -> CheckConstraint:
@@ -141,9 +140,7 @@ class Reservation(Base):
         _amount_check("cpu"),
         _amount_check("memory"),
         _amount_check("gpu"),
-        CheckConstraint(
-            "status IN ('active', 'released', 'expired', 'preempted')", name="status_known"
-        ),
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="status_known"),
         CheckConstraint(f"ttl IS NULL OR (ttl > 0 AND ttl <= {MAX_AMOUNT})", name="ttl_range"),
         # An active reservation has not ended; an ended one says when.
         CheckConstraint("(status = 'active') = (ended_at IS NULL)", name="ended_iff_not_active"),

@@ -33,15 +33,15 @@ from ledger import Ledger, barrier
 from sqlalchemy import event
 
 from resgate.engine import listing, pools, reservations, tenants
-from resgate.engine.errors import (
+from resgate.engine.records import Amounts
+from resgate.engine.reservations import ReserveRequest
+from resgate.engine.sweep import sweep
+from resgate.errors import (
     Busy,
     InsufficientResources,
     NotFound,
     Refused,
 )
-from resgate.engine.records import Amounts
-from resgate.engine.reservations import ReserveRequest
-from resgate.engine.sweep import sweep
 from resgate.store.database import Tx, open_database, resolve_target
 
 EXPECTED = {
