@@ -4,6 +4,7 @@ XDG_DATA_HOME point into a temporary directory for every test."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -12,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -186,19 +188,32 @@ class Result:
     stderr: str
 
 
-def run_cli(*args: str) -> Result:
-    """Run one command in-process through the real error boundary."""
-    from resgate.cli import run
+def run_cli(*args: str, clock: FixedClock | None = None) -> Result:
+    """Run one command in-process through the real error boundary; `clock` is every
+    transaction's "now" on both databases."""
+    from resgate.cli import invoke
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run(list(args))
+        code = invoke(list(args), clock=clock)
     return Result(code, out.getvalue(), err.getvalue())
 
 
+FROZEN_AT = datetime(2026, 11, 24, 12, 0, 0)
+
+
 @pytest.fixture
-def cli() -> Callable[..., Result]:
-    return run_cli
+def frozen() -> FixedClock:
+    """A clock that moves only when told; the `cli` fixture hands it to every command
+    of a test that asks for it (directly, or through another fixture)."""
+    return FixedClock(FROZEN_AT)
+
+
+@pytest.fixture
+def cli(request: pytest.FixtureRequest) -> Callable[..., Result]:
+    if "frozen" not in request.fixturenames:
+        return run_cli
+    return functools.partial(run_cli, clock=request.getfixturevalue("frozen"))
 
 
 def resgate_command() -> list[str]:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from resgate import __version__
-from resgate.clock import FixedClock, SystemClock
 from resgate.store.schema import SCHEMA_HEAD
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -36,15 +35,6 @@ RESERVATION_KEYS = {
 POOL_KEYS = {"name", "total", "reserved", "available", "utilization", "health", "created_at"}
 TENANT_KEYS = {"name", "priority", "active_reservations", "created_at"}
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-@pytest.fixture
-def frozen(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
-    """Every command's "now" comes from this clock (the CLI reads SystemClock)."""
-    clock = FixedClock(START)
-    monkeypatch.setattr(SystemClock, "now", lambda self: clock.now())
-    monkeypatch.setattr("resgate.cli.state.CLOCK", clock)  # PostgreSQL's too
-    return clock
 
 
 def ok(cli, *args: str) -> str:

@@ -9,12 +9,10 @@ import json
 import os
 import sqlite3
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from resgate.clock import FixedClock, SystemClock
 from resgate.render import data
 
 pytestmark = pytest.mark.sqlite_only
@@ -23,13 +21,6 @@ CSV_HEADER = (
     "id,tenant,pool,cpu,memory,gpu,ttl,status,created_at,expires_at,ended_at,preempted_by,"
     "gpu_ids"  # README "GPU devices" adds the last column
 )
-
-
-@pytest.fixture
-def frozen(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
-    clock = FixedClock(datetime(2026, 11, 24, 12, 0, 0))
-    monkeypatch.setattr(SystemClock, "now", lambda self: clock.now())
-    return clock
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from resgate.clock import FixedClock, SystemClock
+from resgate.clock import FixedClock
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -99,10 +99,8 @@ STATE = """\
 
 
 @pytest.fixture(autouse=True)
-def frozen(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
-    clock = FixedClock(NOW)
-    monkeypatch.setattr(SystemClock, "now", lambda self: clock.now())
-    return clock
+def frozen() -> FixedClock:
+    return FixedClock(NOW)
 
 
 def write(tmp_path: Path, text: str, name: str = "state.json") -> Path:

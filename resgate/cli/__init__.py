@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,7 +18,10 @@ from resgate.cli.params import color as parse_color
 from resgate.cli.state import State
 from resgate.errors import ResgateError
 from resgate.interrupts import GUARD, Interrupted
-from resgate.secrets import hide
+from resgate.passwords import hide
+
+if TYPE_CHECKING:
+    from resgate.clock import Clock
 
 app = typer.Typer(
     name="resgate",
@@ -53,7 +56,9 @@ def _global_options(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = State(db=db, color=parse_color(color))
+    settings = ctx.ensure_object(State)
+    settings.db = db
+    settings.color = parse_color(color)
 
 
 @app.command("version")
@@ -110,12 +115,19 @@ def _is_usage_error(exc: Exception) -> bool:
     )
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run one command; return its exit code. The one error boundary."""
+def invoke(
+    argv: list[str] | None = None, *, clock: Clock | None = None, freeze: bool = False
+) -> int:
+    """Run one command; return its exit code. The one error boundary.
+
+    `clock` gives every transaction its "now" (tests; None is the system's or the
+    server's clock). `freeze` lets the command exempt what the imports made from the
+    garbage collector: only the console entry point, whose process ends with the
+    command, asks for it."""
     urls = _database_urls(sys.argv[1:] if argv is None else argv)
     with GUARD.installed():
         try:
-            return _run(argv, urls)
+            return _invoke(argv, urls, State(clock=clock, freeze=freeze))
         except Interrupted as exc:
             _error(exc.message, urls)
             return exc.exit_code
@@ -123,7 +135,7 @@ def run(argv: list[str] | None = None) -> int:
             GUARD.settle()
 
 
-def _run(argv: list[str] | None, urls: list[str]) -> int:
+def _invoke(argv: list[str] | None, urls: list[str], state: State) -> int:
     if (sys.argv[1:] if argv is None else argv) in (["version"], ["--version"]):
         # Scripts call this to probe the install: skip building every command's
         # Click object (benchmarks/README.md; benchmarks/ measures it against `import typer`).
@@ -132,7 +144,7 @@ def _run(argv: list[str] | None, urls: list[str]) -> int:
     command = typer.main.get_command(app)
     debug = os.environ.get("RESGATE_DEBUG") == "1"
     try:
-        result = command.main(args=argv, prog_name="resgate", standalone_mode=False)
+        result = command.main(args=argv, prog_name="resgate", standalone_mode=False, obj=state)
         sys.stdout.flush()
         return result if isinstance(result, int) else 0
     except ResgateError as exc:
@@ -172,7 +184,7 @@ def _run(argv: list[str] | None, urls: list[str]) -> int:
 
 def main() -> None:
     """Run the command line's arguments; resgate/console.py calls this."""
-    code = run()
+    code = invoke(freeze=True)
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import JSON_OPTION, out, out_json, run, state
+from resgate.cli.state import JSON_OPTION, out, out_json, state, transact
 
 db_app = typer.Typer(help="Schema maintenance and consistency checks.", no_args_is_help=True)
 
@@ -48,7 +48,7 @@ def check(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
     """Recompute every pool's usage from the reservations and run integrity checks."""
     from resgate.engine.status import check as engine_check
 
-    report = run(ctx, engine_check, write=False)
+    report = transact(ctx, engine_check, write=False)
     if json:
         out_json(
             {
@@ -105,7 +105,7 @@ def audit_log(
         cutoff = params.when(since, tx.now) if since is not None else None
         return [audit.as_dict(event) for event in audit.log(tx, cutoff, after, action)]
 
-    events = run(ctx, work, write=False)
+    events = transact(ctx, work, write=False)
     # Stored text is anyone's (RESGATE_ACTOR, or `sqlite3`): whatever the stream
     # cannot encode is escaped, never a crash.
     encoding = getattr(sys.stdout, "encoding", None)
@@ -138,7 +138,7 @@ def audit_verify(
     from resgate.engine import audit
 
     pinned = params.expected_head(expect)
-    verdict = run(ctx, lambda tx: audit.verify(tx, pinned), write=False)
+    verdict = transact(ctx, lambda tx: audit.verify(tx, pinned), write=False)
     if json:
         out_json(
             {

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, run, style
+from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, style, transact
 
 app = typer.Typer(help="Manage resource pools.", no_args_is_help=True)
 
@@ -56,7 +56,7 @@ def create(
         raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
     from resgate.engine.pools import create_pool
 
-    pool = run(ctx, lambda tx: create_pool(tx, name, totals, ids), write=True)
+    pool = transact(ctx, lambda tx: create_pool(tx, name, totals, ids), write=True)
     if json:
         from resgate.render import data
 
@@ -70,7 +70,7 @@ def list_(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
     """Pools with their usage, by name."""
     from resgate.engine.pools import list_pools
 
-    pools = run(ctx, list_pools, write=False)
+    pools = transact(ctx, list_pools, write=False)
     if json:
         from resgate.render import data
 
@@ -89,7 +89,7 @@ def show(ctx: typer.Context, name: Name, json: bool = JSON_OPTION) -> None:
     from resgate.engine.pools import show_pool
 
     params.name("pool", name)
-    pool = run(ctx, lambda tx: show_pool(tx, name), write=False)
+    pool = transact(ctx, lambda tx: show_pool(tx, name), write=False)
     if json:
         from resgate.render import data
 
@@ -130,7 +130,7 @@ def resize(
         raise InvalidInput("a pool cannot have all of cpu, memory and gpu at 0")
     from resgate.render import data
 
-    pool = run(
+    pool = transact(
         ctx,
         lambda tx: resize_pool(tx, name, new_cpu, new_memory, new_gpu, ids),
         write=True,
@@ -154,5 +154,5 @@ def delete(
     from resgate.render import data
 
     params.name("pool", name)
-    pool = run(ctx, lambda tx: delete_pool(tx, name, force), write=True, dry_run=dry_run)
+    pool = transact(ctx, lambda tx: delete_pool(tx, name, force), write=True, dry_run=dry_run)
     emit(json, dry_run, data.pool(pool), f"Pool '{pool.name}' deleted")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, run
+from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, transact
 
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant name.", show_default=False)]
 PoolOpt = Annotated[str, typer.Option("--pool", help="Pool name.", show_default=False)]
@@ -70,7 +70,7 @@ def reserve(
     request = ReserveRequest(
         tenant, pool, amounts, seconds, request_id, preempt, None if ids is None else tuple(ids)
     )
-    result = run(ctx, lambda tx: reserve_and_report(tx, request), write=True, dry_run=dry_run)
+    result = transact(ctx, lambda tx: reserve_and_report(tx, request), write=True, dry_run=dry_run)
     info = result.reservation
     text = f"Reservation created: {info.id}\n{reservation_detail(info, info.created_at)}"
     if preempt:
@@ -92,7 +92,7 @@ def unreserve(
     from resgate.render import data
 
     params.reservation_id(id)
-    info = run(ctx, lambda tx: engine_unreserve(tx, id), write=True, dry_run=dry_run)
+    info = transact(ctx, lambda tx: engine_unreserve(tx, id), write=True, dry_run=dry_run)
     emit(json, dry_run, data.reservation(info), f"Reservation '{info.id}' released")
 
 
@@ -112,7 +112,7 @@ def extend(
 
     params.reservation_id(id)
     seconds = params.seconds("--ttl", ttl)
-    info = run(ctx, lambda tx: engine_extend(tx, id, seconds), write=True, dry_run=dry_run)
+    info = transact(ctx, lambda tx: engine_extend(tx, id, seconds), write=True, dry_run=dry_run)
     if info.expires_at is None:
         text = f"Reservation '{info.id}' extended: never expires"
     else:
@@ -143,7 +143,7 @@ def preempt(
     params.name("tenant", target)
     if pool is not None:
         params.name("pool", pool)
-    result = run(
+    result = transact(
         ctx, lambda tx: engine_preempt(tx, tenant, target, pool), write=True, dry_run=dry_run
     )
     emit(json, dry_run, data.preempt(result), preempt_summary(result))
@@ -187,7 +187,7 @@ def list_(
         rows = list_reservations(tx, include_ended=all_, tenant=tenant, pool=pool, status=status)
         return tx.now, list(rows)
 
-    now, rows = run(ctx, work, write=False)
+    now, rows = transact(ctx, work, write=False)
     if json:
         from resgate.render import data
 
@@ -204,7 +204,7 @@ def sweep(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
     """Expire due reservations now (for cron)."""
     from resgate.engine.sweep import sweep as engine_sweep
 
-    ids = run(ctx, engine_sweep, write=True)
+    ids = transact(ctx, engine_sweep, write=True)
     if json:
         out_json({"expired": len(ids), "ids": ids})
     else:

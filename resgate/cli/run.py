@@ -22,7 +22,7 @@ import typer
 from resgate.cli import params
 from resgate.cli.reservations import Cpu, Gpu, Memory, PoolOpt, TenantOpt
 from resgate.cli.signals import SignalWait
-from resgate.cli.state import run as run_tx
+from resgate.cli.state import transact
 from resgate.interrupts import GUARD
 
 if TYPE_CHECKING:
@@ -142,10 +142,10 @@ def _renew(ctx: typer.Context, reservation_id: str, ttl: int) -> ReservationInfo
         return renew(tx, reservation_id, ttl)
 
     try:
-        return run_tx(ctx, work, write=True)
+        return transact(ctx, work, write=True)
     except Refused:
         # It stopped being active between our look and the renewal: look again.
-        return run_tx(ctx, lambda tx: reservation_info(tx, reservation_id), write=False)
+        return transact(ctx, lambda tx: reservation_info(tx, reservation_id), write=False)
 
 
 def _release(ctx: typer.Context, reservation_id: str, attempts: int = 3) -> None:
@@ -154,7 +154,7 @@ def _release(ctx: typer.Context, reservation_id: str, attempts: int = 3) -> None
 
     for attempt in range(attempts):
         try:
-            run_tx(ctx, lambda tx: unreserve(tx, reservation_id), write=True)
+            transact(ctx, lambda tx: unreserve(tx, reservation_id), write=True)
             return
         except Refused:
             return  # not active any more (preempted, expired, released): nothing to give back
@@ -380,7 +380,7 @@ def run(
         extra["gpu_ids"] = tuple(ids)
     request = ReserveRequest(tenant, pool, amounts, seconds, None, preempt, **extra)
     reserved_at = time.monotonic()  # no later than the lease's start
-    result = run_tx(ctx, lambda tx: reserve_and_report(tx, request), write=True)
+    result = transact(ctx, lambda tx: reserve_and_report(tx, request), write=True)
     signals = _Signals()
     code = 1
     try:

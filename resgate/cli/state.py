@@ -20,15 +20,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-# The moment every command acts at: None means the system clock (SQLite) or the
-# server's clock (PostgreSQL). Tests that drive the CLI in-process inject their own.
-CLOCK: Clock | None = None
-
-
 @dataclass
 class State:
+    """One invocation's settings: the global options, and what the caller of
+    resgate.cli.invoke injects."""
+
     db: str | None = None
     color: str = "auto"
+    # The moment every transaction acts at: None is the system clock (SQLite) or
+    # the server's (PostgreSQL).
+    clock: Clock | None = None
+    freeze: bool = False
 
 
 def state(ctx: typer.Context) -> State:
@@ -38,20 +40,24 @@ def state(ctx: typer.Context) -> State:
     return root.obj
 
 
-def run(ctx: typer.Context, work: Callable[[Tx], T], *, write: bool, dry_run: bool = False) -> T:
+def transact(
+    ctx: typer.Context, work: Callable[[Tx], T], *, write: bool, dry_run: bool = False
+) -> T:
     """Open the database named by --db / RESGATE_DB and run `work` in one
     transaction; a dry run goes through the same code and rolls back."""
     from resgate.store.database import open_database, resolve_target
 
-    _freeze_what_lives_on()
+    settings = state(ctx)
+    if settings.freeze:
+        _freeze_what_lives_on()
     if write:
         from resgate.engine.audit import actor
 
         actor()  # a bad RESGATE_ACTOR is refused (exit 2) before any file is created
     # A dry run creates no database either: a missing file is an empty one.
-    database = open_database(resolve_target(state(ctx).db), write=write and not dry_run)
+    database = open_database(resolve_target(settings.db), write=write and not dry_run)
     try:
-        return database.run(work, write=write, commit=not dry_run, clock=CLOCK)
+        return database.run(work, write=write, commit=not dry_run, clock=settings.clock)
     finally:
         database.dispose()
 
@@ -60,11 +66,9 @@ def _freeze_what_lives_on() -> None:
     """Exempt every object made so far from the garbage collector, once.
 
     By a command's first transaction the imports are done, and what they made
-    (SQLAlchemy, the mapped models, Typer) lives as long as the process: the
-    collector walking it again, in the collections a command's work triggers and
-    in the one at exit, cost `resgate list` a fifth of its time (benchmarks/,
-    startup). Only once: `watch` and `run` go on, and what they make later must
-    stay collectable."""
+    (SQLAlchemy, the mapped models, Typer) lives as long as the process, so the
+    collector need not walk it again (benchmarks/README.md, startup). Only once:
+    `watch` and `run` go on, and what they make later must stay collectable."""
     if gc.get_freeze_count() == 0:
         gc.freeze()
 

@@ -12,13 +12,13 @@ import typer
 
 from resgate.cli import params
 from resgate.cli.signals import SignalWait
-from resgate.cli.state import JSON_OPTION, out, out_json, run, style
+from resgate.cli.state import JSON_OPTION, out, out_json, style, transact
 
 
 def _draw(ctx: typer.Context, json: bool) -> None:
     from resgate.engine.status import status as engine_status
 
-    report = run(ctx, engine_status, write=False)
+    report = transact(ctx, engine_status, write=False)
     if json:
         from resgate.render import data
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, run
+from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, transact
 
 app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 
@@ -79,7 +79,7 @@ def add(
     params.name("tenant", name)
     level = params.priority(priority) or DEFAULT_PRIORITY
     limits = Limits(**_caps(max_cpu, max_memory, max_gpu))
-    tenant = run(ctx, lambda tx: add_tenant(tx, name, level, limits), write=True)
+    tenant = transact(ctx, lambda tx: add_tenant(tx, name, level, limits), write=True)
     _print_tenant(
         tenant, json, f"Tenant '{tenant.name}' registered with priority {tenant.priority}"
     )
@@ -90,7 +90,7 @@ def list_(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
     """Tenants by priority (highest first), then name."""
     from resgate.engine.tenants import list_tenants
 
-    tenants = run(ctx, list_tenants, write=False)
+    tenants = transact(ctx, list_tenants, write=False)
     if json:
         from resgate.render import data
 
@@ -122,7 +122,7 @@ def update(
     caps = _caps(max_cpu, max_memory, max_gpu)
     if level is None and not caps:
         raise InvalidInput("give at least one of --priority, --max-cpu, --max-memory, --max-gpu")
-    tenant = run(ctx, lambda tx: update_tenant(tx, name, level, caps), write=True)
+    tenant = transact(ctx, lambda tx: update_tenant(tx, name, level, caps), write=True)
     from resgate.render.text import quota_summary
 
     _print_tenant(
@@ -145,5 +145,5 @@ def remove(
     from resgate.render import data
 
     params.name("tenant", name)
-    tenant = run(ctx, lambda tx: remove_tenant(tx, name, force), write=True, dry_run=dry_run)
+    tenant = transact(ctx, lambda tx: remove_tenant(tx, name, force), write=True, dry_run=dry_run)
     emit(json, dry_run, data.tenant(tenant), f"Tenant '{tenant.name}' removed")

@@ -14,7 +14,7 @@ from typing import IO, Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, run
+from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, state, transact
 
 
 def export(
@@ -70,7 +70,7 @@ def export(
                     audit.head(tx),
                 )
 
-        run(ctx, work, write=False)
+        transact(ctx, work, write=False)
 
     if output is None:
         write(sys.stdout)
@@ -252,12 +252,14 @@ def import_state(
     json: bool = JSON_OPTION,
 ) -> None:
     """Import the earlier Go tool's state file: pools, tenants, reservations, history."""
+    from resgate.clock import SystemClock
     from resgate.engine import importer
 
     source = path if path is not None else importer.DEFAULT_PATH
-    state = importer.read_state(Path(source), source)
-    importer.plan(state, importer.now())  # the file's own errors, before opening anything
-    summary = run(ctx, lambda tx: importer.apply(tx, state), write=True, dry_run=dry_run)
+    contents = importer.read_state(Path(source), source)
+    # The file's own errors, before opening anything.
+    importer.plan(contents, (state(ctx).clock or SystemClock()).now())
+    summary = transact(ctx, lambda tx: importer.apply(tx, contents), write=True, dry_run=dry_run)
     emit(json, dry_run, summary.as_dict(dry_run), importer.describe(summary, source))
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 from resgate.clock import Clock, SystemClock
 from resgate.errors import Busy, DatabaseProblem, InvalidInput, Refused
 from resgate.interrupts import GUARD
-from resgate.secrets import hide_in_url, url_passwords
+from resgate.passwords import hide_in_url, url_passwords
 from resgate.store import schema
 
 if TYPE_CHECKING:

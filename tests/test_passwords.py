@@ -1,6 +1,6 @@
 """No password reaches any output (README, "Where the data lives"): whatever
 characters it holds, however it is given, whatever goes wrong, and with
-RESGATE_DEBUG=1 too. Masking follows the URL's structure (resgate/secrets.py)."""
+RESGATE_DEBUG=1 too. Masking follows the URL's structure (resgate/passwords.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, resgate_command
 from test_postgres import free_port
 
-from resgate.secrets import hide, hide_in_url, url_passwords
+from resgate.passwords import hide, hide_in_url, url_passwords
 
 # Every shape that defeated a pattern over the text: an unencoded `/`, `?`, `#`,
 # a percent-encoded `@`, and the password as a query parameter.
