@@ -27,6 +27,35 @@ class DatabaseProblem(ResgateError):
 
     exit_code = 1
 
+    @classmethod
+    def cannot_open(cls, where: str, reason: str) -> DatabaseProblem:
+        return cls(f"cannot open database {where}: {reason}")
+
+    @classmethod
+    def not_resgate(cls, where: str, reason: str) -> DatabaseProblem:
+        """A file that is not resgate's database, refused and left untouched."""
+        return cls(f"not a resgate database: {where} ({reason})")
+
+    @classmethod
+    def read_only(cls, display: str) -> DatabaseProblem:
+        return cls(f"database is read-only: {display}")
+
+    @classmethod
+    def needs_upgrade(cls, display: str, found: str, head: str) -> DatabaseProblem:
+        """An older schema, which only a write command or `resgate db upgrade` changes."""
+        return cls(
+            f"database {display} is at schema revision {found}, this resgate needs "
+            f"{head}: run `resgate db upgrade`"
+        )
+
+    @classmethod
+    def unknown_revision(cls, display: str, found: str, head: str) -> DatabaseProblem:
+        """A newer or foreign schema: this resgate does not touch it."""
+        return cls(
+            f"database {display} is at schema revision {found}, unknown to this resgate "
+            f"(head {head}): upgrade resgate"
+        )
+
 
 class InsufficientResources(ResgateError):
     exit_code = 3
@@ -42,3 +71,28 @@ class Busy(ResgateError):
     """The lock could not be had in time, or retries ran out (exit 5)."""
 
     exit_code = 5
+
+    @classmethod
+    def write_lock_timeout(cls, seconds: float) -> Busy:
+        """SQLite: the write lock, waited for up to the busy timeout."""
+        return cls._retry(f"the write lock was not free within {seconds:g}s")
+
+    @classmethod
+    def lock_timeout(cls, seconds: float) -> Busy:
+        """PostgreSQL: a row lock, waited for up to lock_timeout."""
+        return cls._retry(f"a lock was not free within {seconds:g}s")
+
+    @classmethod
+    def conflicts(cls) -> Busy:
+        """PostgreSQL: serialization failures or deadlocks on every retry."""
+        return cls._retry("too many conflicting transactions")
+
+    @classmethod
+    def _retry(cls, reason: str) -> Busy:
+        return cls(f"database is busy: {reason}; the command changed nothing and may be retried")
+
+
+class StateFileError(ResgateError):
+    """The state file cannot be read, parsed, or breaks a rule (exit 1)."""
+
+    exit_code = 1

@@ -15,7 +15,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import REPO, resgate_command
+from harness import REPO, env, resgate_command
 
 from resgate.store import database
 from resgate.store.schema import SCHEMA_HEAD, known_revisions
@@ -51,7 +51,7 @@ def resgate(db: Path | str, *args: str, timeout: float = 30) -> subprocess.Compl
     return subprocess.run(
         [*resgate_command(), "--db", str(db), *args],
         capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=env(),
     )  # fmt: skip
 
 
@@ -104,7 +104,7 @@ def test_a_backup_is_never_more_readable_than_the_database(
 
     # The copy is written before it is renamed: look at it then, under a umask
     # that would let anything through.
-    monkeypatch.setattr(database.os, "replace", watching)
+    monkeypatch.setattr(os, "replace", watching)
     old_umask = os.umask(0)
     try:
         database.backup_sqlite(path, tmp_path / "r.db.bak-x")

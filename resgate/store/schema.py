@@ -18,12 +18,23 @@ SCHEMA_HEAD = "0006"
 
 
 def migrations_dir() -> Path:
-    # migrations/ ships inside the wheel as the package resgate._migrations.
+    """migrations/ ships inside the wheel as the package resgate._migrations. Run
+    from a source checkout that shadows the installed package (`python -m resgate`
+    in the repository's root), it is the checkout's own migrations/."""
     from importlib.util import find_spec
 
+    from resgate.errors import DatabaseProblem
+
     spec = find_spec("resgate._migrations")
-    assert spec is not None and spec.origin is not None
-    return Path(spec.origin).parent
+    if spec is not None and spec.origin is not None:
+        return Path(spec.origin).parent
+    checkout = Path(__file__).resolve().parents[2] / "migrations"
+    if (checkout / "env.py").is_file():
+        return checkout
+    raise DatabaseProblem(
+        f"resgate's migrations are missing beside {Path(__file__).resolve().parents[1]}: "
+        "reinstall resgate (pip install .)"
+    )
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
