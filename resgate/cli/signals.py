@@ -2,7 +2,8 @@
 
 While such a command sleeps or supervises, SIGINT and SIGTERM are its own to
 handle: it takes them over from the interrupt guard (resgate/interrupts.py) and
-gives them back when it is done."""
+gives them back when it is done. `run` passes them on to its job's process group
+(JobSignals in resgate/cli/process.py)."""
 
 from __future__ import annotations
 
