@@ -26,3 +26,9 @@ class FixedClock:
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+
+
+def iso(value: datetime) -> str:
+    """2026-11-24T13:05:00.123456Z: the one way resgate writes a time as text (the
+    audit log, JSON, CSV). isoformat() is several times faster than strftime()."""
+    return value.isoformat("T", "microseconds") + "Z"

@@ -15,7 +15,7 @@ from resgate import __version__
 from resgate.cli import maintenance, pools, reservations, status, tenants, transfer
 from resgate.cli import run as run_command
 from resgate.cli.params import color as parse_color
-from resgate.cli.state import State
+from resgate.cli.state import State, error
 from resgate.errors import ResgateError
 from resgate.interrupts import GUARD, Interrupted
 from resgate.passwords import hide
@@ -77,11 +77,6 @@ app.add_typer(maintenance.db_app, name="db")
 app.add_typer(maintenance.audit_app, name="audit")
 
 
-def _error(message: str, urls: list[str]) -> None:
-    sys.stderr.write(f"Error: {hide(message, urls)}\n")
-    sys.stderr.flush()
-
-
 def _traceback(exc: BaseException, urls: list[str]) -> None:
     # RESGATE_DEBUG=1: the whole story, but no password in it either.
     import traceback
@@ -108,7 +103,7 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-def _is_usage_error(exc: Exception) -> bool:
+def _is_usageerror(exc: Exception) -> bool:
     # Typer vendors its own copy of Click; its usage errors carry these two.
     return callable(getattr(exc, "format_message", None)) and isinstance(
         getattr(exc, "exit_code", None), int
@@ -129,7 +124,7 @@ def invoke(
         try:
             return _invoke(argv, urls, State(clock=clock, freeze=freeze))
         except Interrupted as exc:
-            _error(exc.message, urls)
+            error(exc.message, urls)
             return exc.exit_code
         finally:
             GUARD.settle()
@@ -150,10 +145,10 @@ def _invoke(argv: list[str] | None, urls: list[str], state: State) -> int:
     except ResgateError as exc:
         if debug:
             _traceback(exc, urls)
-        _error(exc.message, urls)
+        error(exc.message, urls)
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        _error("interrupted; nothing was changed", urls)
+        error("interrupted; nothing was changed", urls)
         return 130
     except BrokenPipeError:
         _silence_stdout()
@@ -171,14 +166,14 @@ def _invoke(argv: list[str] | None, urls: list[str], state: State) -> int:
             # without an `Error:` prefix on its first line.
             sys.stderr.write(exc.format_message().rstrip("\n") + "\n")  # type: ignore[attr-defined]
             return 2
-        if _is_usage_error(exc):
-            _error(exc.format_message(), urls)  # type: ignore[attr-defined]
+        if _is_usageerror(exc):
+            error(exc.format_message(), urls)  # type: ignore[attr-defined]
             return int(exc.exit_code)  # type: ignore[attr-defined]
         # A bug: still one line, unless debugging.
         if debug:
             _traceback(exc, urls)
             return 1
-        _error(f"unexpected {type(exc).__name__}: {exc} (RESGATE_DEBUG=1 shows a traceback)", urls)
+        error(f"unexpected {type(exc).__name__}: {exc} (RESGATE_DEBUG=1 shows a traceback)", urls)
         return 1
 
 

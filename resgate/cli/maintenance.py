@@ -8,13 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import JSON_OPTION, out, out_json, state, transact
+from resgate.cli.options import Json
+from resgate.cli.state import error, out, out_json, state, transact
 
 db_app = typer.Typer(help="Schema maintenance and consistency checks.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
-def upgrade(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+def upgrade(ctx: typer.Context, json: Json = False) -> None:
     """Create the schema, or upgrade it to this resgate's revision."""
     from resgate.store.database import resolve_target
     from resgate.store.database import upgrade as upgrade_database
@@ -29,7 +30,7 @@ def upgrade(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
 
 
 @db_app.command("current")
-def current(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+def current(ctx: typer.Context, json: Json = False) -> None:
     """Show the database's schema revision and this resgate's head."""
     from resgate.store.database import current_revision, resolve_target
     from resgate.store.schema import SCHEMA_HEAD
@@ -44,7 +45,7 @@ def current(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
 
 
 @db_app.command("check")
-def check(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+def check(ctx: typer.Context, json: Json = False) -> None:
     """Recompute every pool's usage from the reservations and run integrity checks."""
     from resgate.engine.status import check as engine_check
 
@@ -64,7 +65,7 @@ def check(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
         for problem in report.problems:
             out(problem)
     if report.problems:
-        sys.stderr.write(f"Error: db check found {len(report.problems)} problem(s)\n")
+        error(f"db check found {len(report.problems)} problem(s)")
         raise typer.Exit(1)
 
 
@@ -86,24 +87,22 @@ def audit_log(
         str | None,
         typer.Option("--action", show_default=False, help="Only this action (pool.create, …)."),
     ] = None,
-    json: bool = JSON_OPTION,
+    json: Json = False,
 ) -> None:
     """Show the audit log, oldest first."""
-    from datetime import datetime
-
     from resgate.engine import audit
     from resgate.errors import InvalidInput
+    from resgate.render import data
     from resgate.store.database import Tx
 
-    if since is not None:
-        params.when(since, datetime(2000, 1, 1))  # shape check before opening anything
+    cutoff = params.since(since)
     after = params.sequence("--since-seq", since_seq)
     if action is not None and action not in audit.ACTIONS:
         raise InvalidInput(f"unknown action {action!r}: one of {', '.join(audit.ACTIONS)}")
 
     def work(tx: Tx) -> list[dict[str, Any]]:
-        cutoff = params.when(since, tx.now) if since is not None else None
-        return [audit.as_dict(event) for event in audit.log(tx, cutoff, after, action)]
+        start = None if cutoff is None else cutoff.at(tx.now)
+        return [data.event(event) for event in audit.log(tx, start, after, action)]
 
     events = transact(ctx, work, write=False)
     # Stored text is anyone's (RESGATE_ACTOR, or `sqlite3`): whatever the stream
@@ -132,7 +131,7 @@ def audit_verify(
             help="SEQ:HASH of a head saved earlier; catches a log cut short.",
         ),
     ] = None,
-    json: bool = JSON_OPTION,
+    json: Json = False,
 ) -> None:
     """Recompute the hash chain and name the first bad event."""
     from resgate.engine import audit
@@ -152,5 +151,5 @@ def audit_verify(
     elif verdict.ok:
         out(f"ok: {verdict.events} events, head {verdict.head}")
     if not verdict.ok:
-        sys.stderr.write(f"Error: seq {verdict.first_bad_seq}: {verdict.reason}\n")
+        error(f"seq {verdict.first_bad_seq}: {verdict.reason}")
         raise typer.Exit(1)

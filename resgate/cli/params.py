@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from resgate.engine.validation import check_name, check_reservation_id
+from resgate.cli.options import FLAGS
+from resgate.engine.validation import check_gpu_count, check_reservation_id
 from resgate.errors import InvalidInput
 from resgate.limits import MAX_AMOUNT, MAX_DEVICES, PRIORITY_RANGE
 
@@ -69,10 +71,6 @@ def priority(value: str | None) -> int | None:
     return whole(value)
 
 
-def name(kind: str, value: str) -> str:
-    return check_name(kind, value)
-
-
 def reservation_id(value: str) -> str:
     return check_reservation_id(value)
 
@@ -125,16 +123,42 @@ def count(value: str | None) -> int | None:
     return whole(value)
 
 
-def when(value: str, now: datetime) -> datetime:
-    """An ISO 8601 timestamp (offset honoured, else local time; a date alone is local
-    midnight) or a duration meaning that long ago. Returns naive UTC."""
-    if not DIGITS.fullmatch(value) and DURATION.fullmatch(value) and value:
-        ago = seconds("--since", value)
-        assert ago is not None
+@dataclass(frozen=True)
+class Since:
+    """`--since WHEN`, checked before any database is opened. A duration means that
+    long before the transaction's now, so `at(now)` resolves it inside."""
+
+    text: str
+    absolute: datetime | None = None
+    ago: int = 0
+
+    def at(self, now: datetime) -> datetime:
+        if self.absolute is not None:
+            return self.absolute
         try:
-            return now - timedelta(seconds=ago)
+            return now - timedelta(seconds=self.ago)
         except OverflowError:  # before year 1
-            raise _out_of_range(value) from None
+            raise _out_of_range(self.text) from None
+
+
+def since(value: str | None) -> Since | None:
+    """An ISO 8601 timestamp (offset honoured, else local time; a date alone is local
+    midnight) or a duration meaning that long ago."""
+    if value is None:
+        return None
+    if not DIGITS.fullmatch(value) and DURATION.fullmatch(value) and value:
+        return Since(value, ago=seconds("--since", value) or 0)
+    return Since(value, absolute=_timestamp(value))
+
+
+def when(value: str, now: datetime) -> datetime:
+    """`--since` resolved at `now`, as naive UTC."""
+    parsed = since(value)
+    assert parsed is not None
+    return parsed.at(now)
+
+
+def _timestamp(value: str) -> datetime:
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     # ASCII only: fromisoformat takes other digits too (`٢٠٢٦-…`).
     try:
@@ -239,12 +263,7 @@ def gpu_ids(value: str | None) -> list[int] | None:
 def gpu_count(gpu: str | None, ids: list[int] | None) -> int | None:
     """--gpu, or the number of --gpu-ids (which may stand alone); given both, the
     counts must match."""
-    count = amount("--gpu", gpu)
-    if ids is None:
-        return count
-    if count is not None and count != len(ids):
-        raise InvalidInput(f"--gpu {count} and --gpu-ids name {len(ids)} GPU(s)")
-    return len(ids)
+    return check_gpu_count(amount("--gpu", gpu), ids, FLAGS)
 
 
 def request(

@@ -7,19 +7,13 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, style, transact
+from resgate.cli.options import FLAGS, Cpu, DryRun, Force, Gpu, GpuIds, Json, Memory
+from resgate.cli.state import emit, out, out_json, style, transact
+from resgate.engine.validation import check_name
 
 app = typer.Typer(help="Manage resource pools.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Option("--name", help="Pool name.", show_default=False)]
-Cpu = Annotated[str | None, typer.Option("--cpu", help="CPU cores.", show_default=False)]
-Memory = Annotated[str | None, typer.Option("--memory", help="Memory in MB.", show_default=False)]
-Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]
-Force = Annotated[bool, typer.Option("--force", help="Release active reservations first.")]
-GpuIds = Annotated[
-    str | None,
-    typer.Option("--gpu-ids", help="GPU device ids, like 0,1,4-7.", show_default=False),
-]
 
 
 def _created_line(verb: str, pool: object) -> str:
@@ -38,22 +32,21 @@ def create(
     memory: Memory = None,
     gpu: Gpu = None,
     gpu_ids: GpuIds = None,
-    json: bool = JSON_OPTION,
+    json: Json = False,
 ) -> None:
     """Create a pool; at least one of --cpu, --memory, --gpu above 0. Its GPUs
     are devices 0..N-1, or the ids given with --gpu-ids."""
     from resgate.engine.records import Amounts
-    from resgate.errors import InvalidInput
+    from resgate.engine.validation import check_pool_totals
 
-    params.name("pool", name)
+    check_name("pool", name)
     ids = params.gpu_ids(gpu_ids)
-    totals = Amounts(
+    asked = Amounts(
         params.amount_or_zero("--cpu", cpu),
         params.amount_or_zero("--memory", memory),
         params.gpu_count(gpu, ids) or 0,
     )
-    if totals.is_zero():
-        raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
+    totals, ids = check_pool_totals(asked, ids, FLAGS)
     from resgate.engine.pools import create_pool
 
     pool = transact(ctx, lambda tx: create_pool(tx, name, totals, ids), write=True)
@@ -66,7 +59,7 @@ def create(
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+def list_(ctx: typer.Context, json: Json = False) -> None:
     """Pools with their usage, by name."""
     from resgate.engine.pools import list_pools
 
@@ -84,11 +77,11 @@ def list_(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: Name, json: bool = JSON_OPTION) -> None:
+def show(ctx: typer.Context, name: Name, json: Json = False) -> None:
     """Totals, reserved and available for one pool."""
     from resgate.engine.pools import show_pool
 
-    params.name("pool", name)
+    check_name("pool", name)
     pool = transact(ctx, lambda tx: show_pool(tx, name), write=False)
     if json:
         from resgate.render import data
@@ -108,26 +101,19 @@ def resize(
     memory: Memory = None,
     gpu: Gpu = None,
     gpu_ids: GpuIds = None,
-    dry_run: bool = DRY_RUN_OPTION,
-    json: bool = JSON_OPTION,
+    dry_run: DryRun = False,
+    json: Json = False,
 ) -> None:
     """Change a pool's totals; options not given stay as they are. --gpu grows
     with new ids above the highest or drops the highest free ones; --gpu-ids sets
     the list exactly."""
     from resgate.engine.pools import resize_pool
-    from resgate.errors import InvalidInput
+    from resgate.engine.validation import check_resize
 
-    params.name("pool", name)
+    check_name("pool", name)
     ids = params.gpu_ids(gpu_ids)
-    new_cpu, new_memory, new_gpu = (
-        params.amount("--cpu", cpu),
-        params.amount("--memory", memory),
-        params.gpu_count(gpu, ids),
-    )
-    if new_cpu is None and new_memory is None and new_gpu is None:
-        raise InvalidInput("give at least one of --cpu, --memory, --gpu, --gpu-ids")
-    if new_cpu == 0 and new_memory == 0 and new_gpu == 0:
-        raise InvalidInput("a pool cannot have all of cpu, memory and gpu at 0")
+    new_cpu, new_memory = params.amount("--cpu", cpu), params.amount("--memory", memory)
+    new_gpu, ids = check_resize(new_cpu, new_memory, params.gpu_count(gpu, ids), ids, FLAGS)
     from resgate.render import data
 
     pool = transact(
@@ -146,13 +132,15 @@ def delete(
     ctx: typer.Context,
     name: Name,
     force: Force = False,
-    dry_run: bool = DRY_RUN_OPTION,
-    json: bool = JSON_OPTION,
+    dry_run: DryRun = False,
+    json: Json = False,
 ) -> None:
     """Delete a pool (refused while it has active reservations, unless --force)."""
     from resgate.engine.pools import delete_pool
     from resgate.render import data
 
-    params.name("pool", name)
-    pool = transact(ctx, lambda tx: delete_pool(tx, name, force), write=True, dry_run=dry_run)
+    check_name("pool", name)
+    pool = transact(
+        ctx, lambda tx: delete_pool(tx, name, force, FLAGS), write=True, dry_run=dry_run
+    )
     emit(json, dry_run, data.pool(pool), f"Pool '{pool.name}' deleted")

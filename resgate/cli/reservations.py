@@ -7,34 +7,32 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, transact
-
-TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant name.", show_default=False)]
-PoolOpt = Annotated[str, typer.Option("--pool", help="Pool name.", show_default=False)]
-Cpu = Annotated[str | None, typer.Option("--cpu", help="CPU cores.", show_default=False)]
-Memory = Annotated[str | None, typer.Option("--memory", help="Memory in MB.", show_default=False)]
-Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]
-Ttl = Annotated[
-    str | None,
-    typer.Option(
-        "--ttl", help="Seconds or a duration (90s, 5m, 1h30m); 0: no expiry.", show_default=False
-    ),
-]
-IdOpt = Annotated[str, typer.Option("--id", help="Reservation id.", show_default=False)]
+from resgate.cli.options import (
+    FLAGS,
+    Cpu,
+    DryRun,
+    Gpu,
+    GpuIds,
+    Id,
+    Json,
+    Memory,
+    Pool,
+    Tenant,
+    Ttl,
+)
+from resgate.cli.state import emit, out, out_json, transact
+from resgate.engine.validation import check_name
 
 
 def reserve(
     ctx: typer.Context,
-    tenant: TenantOpt,
-    pool: PoolOpt,
+    tenant: Tenant,
+    pool: Pool,
     cpu: Cpu = None,
     memory: Memory = None,
     gpu: Gpu = None,
     ttl: Ttl = None,
-    gpu_ids: Annotated[
-        str | None,
-        typer.Option("--gpu-ids", help="These GPU devices, like 2,3.", show_default=False),
-    ] = None,
+    gpu_ids: GpuIds = None,
     preempt: Annotated[
         bool,
         typer.Option("--preempt", help="Evict lower-priority reservations if needed."),
@@ -47,46 +45,48 @@ def reserve(
             show_default=False,
         ),
     ] = None,
-    dry_run: bool = DRY_RUN_OPTION,
-    json: bool = JSON_OPTION,
+    dry_run: DryRun = False,
+    json: Json = False,
 ) -> None:
     """Reserve a slice of a pool for a tenant."""
-    from resgate.errors import InvalidInput
+    from resgate.engine.validation import check_reservation_request
 
-    params.name("tenant", tenant)
-    params.name("pool", pool)
+    check_name("tenant", tenant)
+    check_name("pool", pool)
     amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
     seconds = params.seconds("--ttl", ttl)
-    if request_id is not None and not (
-        1 <= len(request_id) <= 128 and all(" " <= ch <= "~" for ch in request_id)
-    ):
-        raise InvalidInput("invalid --request-id: 1-128 printable ASCII characters")
-    if amounts.is_zero():
-        raise InvalidInput("a reservation needs at least one of --cpu, --memory, --gpu above 0")
+    check_reservation_request(amounts, ids, seconds, request_id, FLAGS)
     from resgate.engine.reservations import ReserveRequest, reserve_and_report
     from resgate.render import data
-    from resgate.render.text import reservation_detail, victims_summary
 
     request = ReserveRequest(
-        tenant, pool, amounts, seconds, request_id, preempt, None if ids is None else tuple(ids)
+        tenant=tenant,
+        pool=pool,
+        amounts=amounts,
+        ttl=seconds,
+        request_id=request_id,
+        preempt=preempt,
+        gpu_ids=None if ids is None else tuple(ids),
     )
     result = transact(ctx, lambda tx: reserve_and_report(tx, request), write=True, dry_run=dry_run)
     info = result.reservation
-    text = f"Reservation created: {info.id}\n{reservation_detail(info, info.created_at)}"
+    if json:
+        payload = data.reservation(info)
+        if preempt:
+            victims = [data.reservation(v.reservation) for v in result.preempted]
+            payload = {"reservation": payload, "preempted": victims}
+        emit(json, dry_run, payload, "")
+        return
+    from resgate.render.text import reservation_detail, victims_summary
+
+    # The transaction's now: a replay later shows the time left, as `list` does.
+    text = f"Reservation created: {info.id}\n{reservation_detail(info, result.now)}"
     if preempt:
         text += "\n" + victims_summary(result.preempted)
-        payload = {
-            "reservation": data.reservation(info),
-            "preempted": [data.reservation(v.reservation) for v in result.preempted],
-        }
-    else:
-        payload = data.reservation(info)
-    emit(json, dry_run, payload, text)
+    emit(json, dry_run, {}, text)
 
 
-def unreserve(
-    ctx: typer.Context, id: IdOpt, dry_run: bool = DRY_RUN_OPTION, json: bool = JSON_OPTION
-) -> None:
+def unreserve(ctx: typer.Context, id: Id, dry_run: DryRun = False, json: Json = False) -> None:
     """Release a reservation."""
     from resgate.engine.reservations import unreserve as engine_unreserve
     from resgate.render import data
@@ -98,12 +98,12 @@ def unreserve(
 
 def extend(
     ctx: typer.Context,
-    id: IdOpt,
+    id: Id,
     ttl: Annotated[
         str, typer.Option("--ttl", help="New TTL from now; 0: no expiry.", show_default=False)
     ],
-    dry_run: bool = DRY_RUN_OPTION,
-    json: bool = JSON_OPTION,
+    dry_run: DryRun = False,
+    json: Json = False,
 ) -> None:
     """Set a reservation to expire TTL from now (0: never)."""
     from resgate.engine.reservations import extend as engine_extend
@@ -131,18 +131,18 @@ def preempt(
     pool: Annotated[
         str | None, typer.Option("--pool", help="Only in this pool.", show_default=False)
     ] = None,
-    dry_run: bool = DRY_RUN_OPTION,
-    json: bool = JSON_OPTION,
+    dry_run: DryRun = False,
+    json: Json = False,
 ) -> None:
     """Evict every active reservation of a lower-priority tenant."""
     from resgate.engine.reservations import preempt as engine_preempt
     from resgate.render import data
     from resgate.render.text import preempt_summary
 
-    params.name("tenant", tenant)
-    params.name("tenant", target)
+    check_name("tenant", tenant)
+    check_name("tenant", target)
     if pool is not None:
-        params.name("pool", pool)
+        check_name("pool", pool)
     result = transact(
         ctx, lambda tx: engine_preempt(tx, tenant, target, pool), write=True, dry_run=dry_run
     )
@@ -166,18 +166,16 @@ def list_(
             help="Only this status: active, released, expired, preempted (implies --all).",
         ),
     ] = None,
-    json: bool = JSON_OPTION,
+    json: Json = False,
 ) -> None:
     """Active reservations (every one with --all), by creation."""
-    from resgate.errors import InvalidInput
-    from resgate.limits import STATUSES
+    from resgate.engine.validation import check_status
 
-    if status is not None and status not in STATUSES:
-        raise InvalidInput(f"invalid value for --status: {status!r} ({', '.join(STATUSES)})")
+    check_status(status, FLAGS)
     if tenant is not None:
-        params.name("tenant", tenant)
+        check_name("tenant", tenant)
     if pool is not None:
-        params.name("pool", pool)
+        check_name("pool", pool)
     from resgate.engine.listing import list_reservations
 
     def work(tx: object) -> tuple[object, list[object]]:
@@ -200,7 +198,7 @@ def list_(
         out("No reservations.")
 
 
-def sweep(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+def sweep(ctx: typer.Context, json: Json = False) -> None:
     """Expire due reservations now (for cron)."""
     from resgate.engine.sweep import sweep as engine_sweep
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -87,6 +87,14 @@ def style(ctx: typer.Context) -> Style:
     from resgate.render.text import Style
 
     return Style.for_stream(state(ctx).color, sys.stdout)
+
+
+def error(message: str, urls: Sequence[str] = ()) -> None:
+    """The one line a failure gets on stderr, with any password of `urls` hidden."""
+    from resgate.passwords import hide
+
+    sys.stderr.write(f"Error: {hide(message, list(urls))}\n")
+    sys.stderr.flush()
 
 
 def out(text: str) -> None:

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, out_json, transact
+from resgate.cli.options import FLAGS, DryRun, Force, Json
+from resgate.cli.state import emit, out, out_json, transact
+from resgate.engine.validation import check_name
 
 app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 
@@ -15,7 +17,6 @@ Name = Annotated[str, typer.Option("--name", help="Tenant name.", show_default=F
 Priority = Annotated[
     str | None, typer.Option("--priority", help="1 (lowest) to 10 (highest).", show_default=False)
 ]
-Force = Annotated[bool, typer.Option("--force", help="Release active reservations first.")]
 MaxCpu = Annotated[
     str | None,
     typer.Option(
@@ -69,14 +70,14 @@ def add(
     max_cpu: MaxCpu = None,
     max_memory: MaxMemory = None,
     max_gpu: MaxGpu = None,
-    json: bool = JSON_OPTION,
+    json: Json = False,
 ) -> None:
     """Register a tenant (priority 5 unless given), optionally with quotas."""
     from resgate.engine.records import Limits
     from resgate.engine.tenants import add_tenant
     from resgate.limits import DEFAULT_PRIORITY
 
-    params.name("tenant", name)
+    check_name("tenant", name)
     level = params.priority(priority) or DEFAULT_PRIORITY
     limits = Limits(**_caps(max_cpu, max_memory, max_gpu))
     tenant = transact(ctx, lambda tx: add_tenant(tx, name, level, limits), write=True)
@@ -86,7 +87,7 @@ def add(
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+def list_(ctx: typer.Context, json: Json = False) -> None:
     """Tenants by priority (highest first), then name."""
     from resgate.engine.tenants import list_tenants
 
@@ -111,17 +112,16 @@ def update(
     max_cpu: MaxCpu = None,
     max_memory: MaxMemory = None,
     max_gpu: MaxGpu = None,
-    json: bool = JSON_OPTION,
+    json: Json = False,
 ) -> None:
     """Change a tenant's priority and quotas (`none` removes a cap)."""
     from resgate.engine.tenants import update_tenant
-    from resgate.errors import InvalidInput
+    from resgate.engine.validation import check_tenant_change
 
-    params.name("tenant", name)
+    check_name("tenant", name)
     level = params.priority(priority)
     caps = _caps(max_cpu, max_memory, max_gpu)
-    if level is None and not caps:
-        raise InvalidInput("give at least one of --priority, --max-cpu, --max-memory, --max-gpu")
+    check_tenant_change(level, caps, FLAGS)
     tenant = transact(ctx, lambda tx: update_tenant(tx, name, level, caps), write=True)
     from resgate.render.text import quota_summary
 
@@ -137,13 +137,15 @@ def remove(
     ctx: typer.Context,
     name: Name,
     force: Force = False,
-    dry_run: bool = DRY_RUN_OPTION,
-    json: bool = JSON_OPTION,
+    dry_run: DryRun = False,
+    json: Json = False,
 ) -> None:
     """Remove a tenant (refused while it has active reservations, unless --force)."""
     from resgate.engine.tenants import remove_tenant
     from resgate.render import data
 
-    params.name("tenant", name)
-    tenant = transact(ctx, lambda tx: remove_tenant(tx, name, force), write=True, dry_run=dry_run)
+    check_name("tenant", name)
+    tenant = transact(
+        ctx, lambda tx: remove_tenant(tx, name, force, FLAGS), write=True, dry_run=dry_run
+    )
     emit(json, dry_run, data.tenant(tenant), f"Tenant '{tenant.name}' removed")

@@ -7,7 +7,6 @@ import os
 import stat
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -45,8 +44,7 @@ def export(
 
     if format not in ("json", "csv"):
         raise InvalidInput(f"unsupported export format: {format}")
-    if since is not None:
-        params.when(since, datetime(2000, 1, 1))  # shape check before opening anything
+    cutoff = params.since(since)
     after = params.sequence("--since-seq", since_seq)
 
     def write(stream: IO[str]) -> None:
@@ -55,8 +53,8 @@ def export(
         from resgate.store.database import Tx
 
         def work(tx: Tx) -> None:
-            cutoff = params.when(since, tx.now) if since is not None else None
-            rows = status.history(tx, cutoff, touched_after=after)
+            start = None if cutoff is None else cutoff.at(tx.now)
+            rows = status.history(tx, start, touched_after=after)
             if format == "csv":
                 data.write_csv_report(stream, rows)
             else:
@@ -254,13 +252,14 @@ def import_state(
     """Import the earlier Go tool's state file: pools, tenants, reservations, history."""
     from resgate.clock import SystemClock
     from resgate.engine import importer
+    from resgate.render import data, text
 
     source = path if path is not None else importer.DEFAULT_PATH
     contents = importer.read_state(Path(source), source)
     # The file's own errors, before opening anything.
     importer.plan(contents, (state(ctx).clock or SystemClock()).now())
     summary = transact(ctx, lambda tx: importer.apply(tx, contents), write=True, dry_run=dry_run)
-    emit(json, dry_run, summary.as_dict(dry_run), importer.describe(summary, source))
+    emit(json, dry_run, data.import_summary(summary, dry_run), text.import_summary(summary, source))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache, lru_cache
 from itertools import chain
 from json.encoder import encode_basestring
@@ -22,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import LargeBinary, cast, select
 
+from resgate.clock import iso
+from resgate.engine.records import StoredEvent
 from resgate.engine.validation import check_actor
 from resgate.store.database import Tx
 from resgate.store.models import Event
@@ -65,11 +67,6 @@ def actor() -> str:
 @lru_cache(maxsize=8)
 def _checked(value: str) -> str:
     return check_actor(value)
-
-
-def iso(value: datetime) -> str:
-    """2026-11-24T13:05:00.123456Z (isoformat: several times faster than strftime)."""
-    return value.isoformat(timespec="microseconds") + "Z"
 
 
 # One encoder each, reused: json.dumps with options builds a new one per call.
@@ -180,22 +177,6 @@ def log(
         yield from _decoded(rows, tx.is_postgres)
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    """One row of `events` as read back. What resgate wrote is a datetime `at` and
-    str columns; a row edited with `sqlite3` may hold anything: then `at` is the
-    stored text, and text that is not UTF-8 has its bytes as surrogate escapes."""
-
-    seq: int
-    at: datetime | str | None
-    actor: str | None
-    action: str | None
-    subject: str | None
-    data: str | None
-    prev_hash: str | None
-    hash: str | None
-
-
 _STORED = ("at", "actor", "action", "subject", "data", "prev_hash", "hash")
 
 
@@ -226,45 +207,6 @@ def _text(value: object) -> str | None:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", "surrogateescape")
     return str(value)
-
-
-def _displayable(value: str | None) -> str | None:
-    """Text fit for any output: bytes that were not UTF-8 as `\\xff`."""
-    if value is None or value.isascii():
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return value
-
-
-def as_dict(event: StoredEvent | Event) -> dict[str, Any]:
-    """Every column of an event; `data` as the object it encodes. A value that was
-    edited into something resgate never writes (`at` no time, `data` no JSON) is
-    given as the text stored, so the log can still be read."""
-    at = event.at
-    if isinstance(at, datetime):
-        if at.tzinfo is not None:
-            at = at.astimezone(UTC).replace(tzinfo=None)
-        shown_at: str | None = iso(at)
-    else:
-        shown_at = _displayable(at)
-    data: Any
-    try:
-        data = json.loads(event.data)  # type: ignore[arg-type]
-    except (TypeError, ValueError, RecursionError):
-        data = _displayable(event.data)
-    return {
-        "seq": event.seq,
-        "at": shown_at,
-        "actor": _displayable(event.actor),
-        "action": _displayable(event.action),
-        "subject": _displayable(event.subject),
-        "data": data,
-        "prev_hash": _displayable(event.prev_hash),
-        "hash": _displayable(event.hash),
-    }
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import delete, exists, insert, select, true, update
 
+from resgate.engine.validation import check_device_ids
 from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.limits import MAX_DEVICES
 from resgate.store.database import Tx
@@ -19,14 +20,6 @@ from resgate.store.models import PoolDevice, Reservation, ReservationDevice
 # Rendered `active = 1` / `active = true`, so both databases use the partial
 # unique index declared WHERE active.
 HELD = ReservationDevice.active == true()
-
-
-def check_ids(ids: Sequence[int]) -> list[int]:
-    if len(set(ids)) != len(ids):
-        raise InvalidInput("GPU ids must not repeat")
-    if len(ids) > MAX_DEVICES:
-        raise InvalidInput(f"a pool can have at most {MAX_DEVICES} GPUs")
-    return sorted(ids)
 
 
 def pool_ids(tx: Tx, pool_id: int) -> list[int]:
@@ -70,7 +63,7 @@ def resize(tx: Tx, pool_name: str, pool_id: int, count: int | None, ids: list[in
     current = pool_ids(tx, pool_id)
     held = holders(tx, pool_id)
     if ids is not None:
-        wanted = check_ids(ids)
+        wanted = check_device_ids(ids)
         going = sorted(set(current) - set(wanted))
         taken = [device for device in going if device in held]
         if taken:
@@ -112,10 +105,7 @@ def assign(
         held = holders(tx, pool_id)
         busy = [device for device in chosen if device in held]
         if busy:
-            raise InsufficientResources(
-                f"insufficient resources in '{pool_name}': GPU {busy[0]} is held by "
-                f"reservation '{held[busy[0]]}'"
-            )
+            raise held_elsewhere(pool_name, busy[0], held[busy[0]])
     else:
         held = holders(tx, pool_id)
         chosen = [device for device in pool_ids(tx, pool_id) if device not in held][:count]
@@ -133,6 +123,14 @@ def assign(
             ],
         )
     return chosen
+
+
+def held_elsewhere(pool_name: str, device: int, reservation_id: str) -> InsufficientResources:
+    """A GPU asked for by id is another reservation's (exit 3)."""
+    return InsufficientResources(
+        f"insufficient resources in '{pool_name}': GPU {device} is held by "
+        f"reservation '{reservation_id}'"
+    )
 
 
 def check_requested(tx: Tx, pool_name: str, pool_id: int, ids: Sequence[int]) -> list[int]:

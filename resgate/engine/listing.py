@@ -16,8 +16,8 @@ from resgate.engine.queries import (
     to_info,
 )
 from resgate.engine.records import ReservationInfo
-from resgate.errors import InvalidInput, NotFound
-from resgate.limits import STATUSES
+from resgate.engine.validation import check_status
+from resgate.errors import NotFound
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
 
@@ -34,8 +34,7 @@ def list_reservations(
     Tenant and pool filters match by name, deleted rows included."""
     query = reservations_query(tx.now, tx.dialect)
     if status is not None:
-        if status not in STATUSES:
-            raise InvalidInput(f"unknown status {status!r}: one of {', '.join(STATUSES)}")
+        check_status(status)
         include_ended = True
     if tenant is not None:
         ids = tx.session.scalars(select(Tenant.id).where(Tenant.name == tenant)).all()

@@ -17,9 +17,16 @@ from resgate.engine.queries import (
 )
 from resgate.engine.records import Amounts, PoolInfo
 from resgate.engine.sweep import sweep
-from resgate.engine.validation import check_amounts, check_name
-from resgate.errors import InvalidInput, Refused
-from resgate.limits import MAX_DEVICES, RESOURCES
+from resgate.engine.validation import (
+    FIELD_NAMES,
+    Spelling,
+    check_amounts,
+    check_name,
+    check_pool_totals,
+    check_resize,
+)
+from resgate.errors import Refused
+from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, ReservationDevice
 
@@ -36,16 +43,7 @@ def _info(pool: Pool, reserved: Amounts) -> PoolInfo:
 def create_pool(tx: Tx, name: str, totals: Amounts, gpu_ids: list[int] | None = None) -> PoolInfo:
     """A new pool; its GPUs are the devices `gpu_ids`, else 0..gpu-1."""
     check_name("pool", name)
-    check_amounts(totals)
-    if gpu_ids is not None:
-        ids = devices.check_ids(gpu_ids)
-        if totals.gpu not in (0, len(ids)):
-            raise InvalidInput("--gpu and --gpu-ids name different numbers of GPUs")
-        totals = totals._replace(gpu=len(ids))
-    elif totals.gpu > MAX_DEVICES:
-        raise InvalidInput(f"a pool can have at most {MAX_DEVICES} GPUs")
-    if totals.is_zero():
-        raise InvalidInput("a pool needs at least one of --cpu, --memory, --gpu above 0")
+    totals, ids = check_pool_totals(totals, gpu_ids)
     sweep(tx)
     exists = tx.session.scalar(select(Pool.id).where(Pool.name == name, Pool.deleted_at.is_(None)))
     if exists is not None:
@@ -53,8 +51,8 @@ def create_pool(tx: Tx, name: str, totals: Amounts, gpu_ids: list[int] | None = 
     pool = Pool(name=name, cpu=totals.cpu, memory=totals.memory, gpu=totals.gpu, created_at=tx.now)
     tx.session.add(pool)
     tx.session.flush()
-    devices.add(tx, pool.id, range(totals.gpu) if gpu_ids is None else ids)
-    audit.record(tx, [audit.Change("pool.create", name, _amounts(totals))])
+    devices.add(tx, pool.id, range(totals.gpu) if ids is None else ids)
+    audit.record(tx, [audit.Change("pool.create", name, totals._asdict())])
     return _info(pool, Amounts())
 
 
@@ -90,15 +88,7 @@ def resize_pool(
 ) -> PoolInfo:
     """Options not given stay. `gpu` grows with ids above the highest and shrinks
     by dropping the highest free ids; `gpu_ids` sets the list exactly."""
-    if gpu_ids is not None:
-        gpu_ids = devices.check_ids(gpu_ids)
-        if gpu not in (None, len(gpu_ids)):
-            raise InvalidInput("--gpu and --gpu-ids name different numbers of GPUs")
-        gpu = len(gpu_ids)
-    if cpu is None and memory is None and gpu is None:
-        raise InvalidInput("give at least one of --cpu, --memory, --gpu, --gpu-ids")
-    if cpu == 0 and memory == 0 and gpu == 0:
-        raise InvalidInput("a pool cannot have all of cpu, memory and gpu at 0")
+    gpu, gpu_ids = check_resize(cpu, memory, gpu, gpu_ids)
     pool = live_pool(tx, name)
     lock_rows(tx, Pool, [pool.id])
     sweep(tx)
@@ -123,12 +113,14 @@ def resize_pool(
     pool.cpu, pool.memory, pool.gpu = new
     tx.session.flush()
     audit.record(
-        tx, [audit.Change("pool.resize", name, {"old": _amounts(old), "new": _amounts(new)})]
+        tx, [audit.Change("pool.resize", name, {"old": old._asdict(), "new": new._asdict()})]
     )
     return _info(pool, reserved)
 
 
-def delete_pool(tx: Tx, name: str, force: bool = False) -> PoolInfo:
+def delete_pool(
+    tx: Tx, name: str, force: bool = False, spelled: Spelling = FIELD_NAMES
+) -> PoolInfo:
     pool = live_pool(tx, name)
     lock_rows(tx, Pool, [pool.id])
     sweep(tx)
@@ -138,7 +130,7 @@ def delete_pool(tx: Tx, name: str, force: bool = False) -> PoolInfo:
     if active and not force:
         raise Refused(
             f"pool '{name}' has {len(active)} active reservation(s); "
-            "release them first or use --force"
+            f"release them first or use {spelled.get('force', 'force')}"
         )
     released = release_all(tx, Reservation.pool_id == pool.id, reason="pool.delete")
     pool.deleted_at = tx.now
@@ -164,7 +156,3 @@ def release_all(tx: Tx, condition: object, reason: str) -> list[str]:
         tx, (audit.Change("reservation.release", rid, {"reason": reason}) for rid in released)
     )
     return released
-
-
-def _amounts(values: Amounts) -> dict[str, int]:
-    return dict(zip(RESOURCES, values, strict=True))

@@ -2,10 +2,10 @@
 
 The caller gathers the candidates (effective-active reservations in the pool whose
 tenant has strictly lower priority than the requester) and any victims that must go
-anyway (`forced`, e.g. GPU device holders, §12); this module only decides which of
+anyway (`forced`, e.g. GPU device holders, README "GPU devices"); this module only decides which of
 the candidates to evict.
 
-Order among covering sets, best first (§11.1), always evaluated on the whole set
+Order among covering sets, best first (README "Preemption"), always evaluated on the whole set
 (candidates chosen plus forced):
   1. the lowest highest-priority among victims;
   2. the fewest victims;

@@ -25,6 +25,7 @@ from sqlalchemy import (
 
 from resgate.engine.records import Amounts, ReservationInfo
 from resgate.errors import NotFound
+from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, ReservationDevice, Tenant
 
@@ -184,17 +185,16 @@ def _usage_of_one() -> Any:
     return _usage(NOW).where(Reservation.pool_id == bindparam("pool_id"))
 
 
+def usage_sums(now: Any, by: Any, *, count: bool = False) -> Any:
+    """What the effective-active reservations hold, per `by` (a pool or tenant
+    column): `by`, [the number of reservations,] cpu, memory, gpu."""
+    sums = [func.coalesce(func.sum(getattr(Reservation, r)), 0) for r in RESOURCES]
+    counted = [func.count()] if count else []
+    return select(by, *counted, *sums).where(is_active_now(now)).group_by(by)
+
+
 def _usage(now: Any) -> Any:
-    return (
-        select(
-            Reservation.pool_id,
-            func.coalesce(func.sum(Reservation.cpu), 0),
-            func.coalesce(func.sum(Reservation.memory), 0),
-            func.coalesce(func.sum(Reservation.gpu), 0),
-        )
-        .where(is_active_now(now))
-        .group_by(Reservation.pool_id)
-    )
+    return usage_sums(now, Reservation.pool_id)
 
 
 def pool_usage(tx: Tx, pool_ids: list[int] | None = None) -> dict[int, Amounts]:
@@ -205,16 +205,7 @@ def pool_usage(tx: Tx, pool_ids: list[int] | None = None) -> dict[int, Amounts]:
         return {
             pool_id: Amounts(int(cpu), int(memory), int(gpu)) for pool_id, cpu, memory, gpu in rows
         }
-    query = (
-        select(
-            Reservation.pool_id,
-            func.coalesce(func.sum(Reservation.cpu), 0),
-            func.coalesce(func.sum(Reservation.memory), 0),
-            func.coalesce(func.sum(Reservation.gpu), 0),
-        )
-        .where(is_active_now(tx.now))
-        .group_by(Reservation.pool_id)
-    )
+    query = _usage(tx.now)
     if pool_ids is not None:
         query = query.where(Reservation.pool_id.in_(pool_ids))
     return {

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-
-from resgate.engine.queries import TenantRow, is_active_now
+from resgate.engine.queries import TenantRow, usage_sums
 from resgate.engine.records import Amounts, Limits
 from resgate.errors import Refused
 from resgate.limits import RESOURCES
@@ -18,17 +16,7 @@ def limits_of(tenant: TenantRow) -> Limits:
 
 def held_by(tx: Tx, tenant_ids: list[int] | None = None) -> dict[int, tuple[int, Amounts]]:
     """Per tenant: the number of effective-active reservations and what they hold."""
-    query = (
-        select(
-            Reservation.tenant_id,
-            func.count(),
-            func.coalesce(func.sum(Reservation.cpu), 0),
-            func.coalesce(func.sum(Reservation.memory), 0),
-            func.coalesce(func.sum(Reservation.gpu), 0),
-        )
-        .where(is_active_now(tx.now))
-        .group_by(Reservation.tenant_id)
-    )
+    query = usage_sums(tx.now, Reservation.tenant_id, count=True)
     if tenant_ids is not None:
         query = query.where(Reservation.tenant_id.in_(tenant_ids))
     return {

@@ -123,6 +123,8 @@ class Victim:
 class ReserveResult:
     reservation: ReservationInfo
     preempted: list[Victim]
+    # The transaction's moment: for a replay, later than the reservation's creation.
+    now: datetime
 
 
 @dataclass(frozen=True)
@@ -136,3 +138,38 @@ class CheckReport:
     problems: list[str]
     pools_checked: int
     integrity: str
+
+
+@dataclass
+class ImportSummary:
+    """What `resgate import-state` did (README "Coming from the Go version"), counted as
+    the import proceeds."""
+
+    # The created reservations by final status: active, expired, released.
+    statuses: dict[str, int]
+    created_pools: int = 0
+    created_tenants: int = 0
+    created_reservations: int = 0
+    reused_pools: int = 0
+    reused_tenants: int = 0
+    skipped: int = 0  # reservations an earlier import already made
+    released: int = 0  # of those, left active then and ended in the file since
+    deleted_pools: int = 0  # of the created pools, how many as deleted rows
+    deleted_tenants: int = 0
+    ended_at_import_time: int = 0  # released without a release time in the file
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One row of `events` as read back. What resgate wrote is a datetime `at` and
+    str columns; a row edited with `sqlite3` may hold anything: then `at` is the
+    stored text, and text that is not UTF-8 has its bytes as surrogate escapes."""
+
+    seq: int
+    at: datetime | str | None
+    actor: str | None
+    action: str | None
+    subject: str | None
+    data: str | None
+    prev_hash: str | None
+    hash: str | None

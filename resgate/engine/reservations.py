@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from resgate.clock import iso
 from resgate.engine import audit, devices
 from resgate.engine.preemption import Candidate, Shortfall, choose_victims
 from resgate.engine.queries import (
@@ -37,11 +39,11 @@ from resgate.engine.records import (
 )
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import (
-    check_amounts,
     check_reservation_id,
+    check_reservation_request,
     check_ttl,
 )
-from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
+from resgate.errors import InsufficientResources, NotFound, Refused
 from resgate.store.database import Tx
 from resgate.store.models import Event, Pool, Reservation, Tenant
 
@@ -56,8 +58,8 @@ class ReserveRequest:
     amounts: Amounts
     ttl: int | None = None  # seconds; None or 0: no expiry
     request_id: str | None = None
-    preempt: bool = False  # evict lower-priority reservations if needed (§11.1)
-    gpu_ids: tuple[int, ...] | None = None  # these GPU devices, not the lowest free (§12)
+    preempt: bool = False  # evict lower-priority reservations if needed
+    gpu_ids: tuple[int, ...] | None = None  # these GPU devices, not the lowest free
 
 
 def new_id() -> str:
@@ -70,17 +72,11 @@ def reserve(tx: Tx, request: ReserveRequest) -> ReservationInfo:
 
 def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     """Checks in the order of README "Using it": arguments → tenant → pool → request-id replay
-    → sweep → conflict → quota → capacity (→ preemption, §11.1)."""
-    requested_ids: list[int] | None = None
-    if request.gpu_ids is not None:
-        requested_ids = devices.check_ids(list(request.gpu_ids))
-        if request.amounts.gpu not in (0, len(requested_ids)):
-            raise InvalidInput("--gpu and --gpu-ids name different numbers of GPUs")
-        request = replace(request, amounts=request.amounts._replace(gpu=len(requested_ids)))
-    check_amounts(request.amounts)
-    if request.amounts.is_zero():
-        raise InvalidInput("a reservation needs at least one of --cpu, --memory, --gpu above 0")
-    ttl = check_ttl(request.ttl)
+    → sweep → conflict → quota → capacity (→ preemption, README "Preemption")."""
+    amounts, requested_ids, ttl = check_reservation_request(
+        request.amounts, request.gpu_ids, request.ttl, request.request_id
+    )
+    request = replace(request, amounts=amounts, ttl=ttl)
     tenant = tenant_row(tx, request.tenant)
     pool = pool_row(tx, request.pool)
     replay = _replay(tx, request, tenant, pool, ttl)
@@ -93,56 +89,12 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     if replay is not None:
         return replay
     sweep(tx)
-
-    held = tx.connection.execute(_held(), {"tenant_id": tenant.id, "pool_id": pool.id}).scalar()
-    if held is not None:
-        raise Refused(
-            f"tenant '{tenant.name}' already has active reservation '{held}' in pool '{pool.name}'"
-        )
+    _refuse_a_second(tx, tenant, pool)
     check_quota(tx, tenant, request.amounts)
-    total = Amounts(pool.cpu, pool.memory, pool.gpu)
-    available = total - pool_usage(tx, [pool.id]).get(pool.id, Amounts())
     reservation_id = new_id()
-    victims: list[Victim] = []
-    forced: list[Candidate] = []
-    if requested_ids is not None:
-        devices.check_requested(tx, pool.name, pool.id, requested_ids)
-        forced = _device_holders(tx, tenant, pool, requested_ids, request.preempt)
-    if forced or not request.amounts.fits_in(available):
-        if not request.preempt:
-            need = request.amounts
-            raise InsufficientResources(
-                f"insufficient resources in '{pool.name}': "
-                f"need cpu={need.cpu} mem={need.memory} gpu={need.gpu}, "
-                f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}"
-            )
-        victims = _evict_for(tx, tenant, pool, available, request.amounts, reservation_id, forced)
-    values = {
-        "id": reservation_id,
-        "tenant_id": tenant.id,
-        "pool_id": pool.id,
-        "cpu": request.amounts.cpu,
-        "memory": request.amounts.memory,
-        "gpu": request.amounts.gpu,
-        "ttl": ttl,
-        "status": "active",
-        "created_at": tx.now,
-        "expires_at": tx.now + timedelta(seconds=ttl) if ttl else None,
-        "request_id": request.request_id,
-    }
-    # A Core INSERT: the ORM's unit of work cost more than the INSERT itself
-    # (benchmarks/, cycles). A failing Core INSERT leaves the session usable,
-    # inside a SAVEPOINT or not.
-    try:
-        if request.request_id is None and not tx.is_postgres:
-            # No replay to fall back on, and BEGIN IMMEDIATE rules out a twin:
-            # no SAVEPOINT needed (a failure rolls back the whole command).
-            tx.connection.execute(_insert(), values)
-        else:
-            with tx.session.begin_nested():
-                # The connection asked for inside: that is what emits the SAVEPOINT.
-                tx.session.connection().execute(_insert(), values)
-    except IntegrityError:
+    victims = _make_room(tx, request, tenant, pool, requested_ids, reservation_id)
+    values = _row(tx, request, tenant, pool, reservation_id)
+    if not _insert_row(tx, request, values):
         # Only a concurrent twin can get here (the checks above ran under the
         # locks); the database's constraints are the last line of defence.
         replay = _replay(tx, request, tenant, pool, ttl)
@@ -150,7 +102,7 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
             return replay
         raise Refused(
             f"tenant '{tenant.name}' already has an active reservation in pool '{pool.name}'"
-        ) from None
+        )
     held_ids: list[int] = []
     if request.amounts.gpu or requested_ids is not None:
         held_ids = devices.assign(
@@ -173,7 +125,82 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     )
     data = _created_data(created, request.preempt)
     audit.record(tx, [audit.Change("reservation.create", created.id, data)])
-    return ReserveResult(created, victims)
+    return ReserveResult(created, victims, tx.now)
+
+
+def _refuse_a_second(tx: Tx, tenant: TenantRow, pool: PoolRow) -> None:
+    held = tx.connection.execute(_held(), {"tenant_id": tenant.id, "pool_id": pool.id}).scalar()
+    if held is not None:
+        raise Refused(
+            f"tenant '{tenant.name}' already has active reservation '{held}' in pool '{pool.name}'"
+        )
+
+
+def _make_room(
+    tx: Tx,
+    request: ReserveRequest,
+    tenant: TenantRow,
+    pool: PoolRow,
+    requested_ids: list[int] | None,
+    reservation_id: str,
+) -> list[Victim]:
+    """Nothing when the request fits and its GPUs are free; else the victims
+    evicted for it (with --preempt), or the refusal (exit 3)."""
+    total = Amounts(pool.cpu, pool.memory, pool.gpu)
+    available = total - pool_usage(tx, [pool.id]).get(pool.id, Amounts())
+    forced: list[Candidate] = []
+    if requested_ids is not None:
+        devices.check_requested(tx, pool.name, pool.id, requested_ids)
+        forced = _device_holders(tx, tenant, pool, requested_ids, request.preempt)
+    if not forced and request.amounts.fits_in(available):
+        return []
+    if not request.preempt:
+        need = request.amounts
+        raise InsufficientResources(
+            f"insufficient resources in '{pool.name}': "
+            f"need cpu={need.cpu} mem={need.memory} gpu={need.gpu}, "
+            f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}"
+        )
+    return _evict_for(tx, tenant, pool, available, request.amounts, reservation_id, forced)
+
+
+def _row(
+    tx: Tx, request: ReserveRequest, tenant: TenantRow, pool: PoolRow, reservation_id: str
+) -> dict[str, Any]:
+    ttl = request.ttl
+    return {
+        "id": reservation_id,
+        "tenant_id": tenant.id,
+        "pool_id": pool.id,
+        "cpu": request.amounts.cpu,
+        "memory": request.amounts.memory,
+        "gpu": request.amounts.gpu,
+        "ttl": ttl,
+        "status": "active",
+        "created_at": tx.now,
+        "expires_at": tx.now + timedelta(seconds=ttl) if ttl else None,
+        "request_id": request.request_id,
+    }
+
+
+def _insert_row(tx: Tx, request: ReserveRequest, values: dict[str, Any]) -> bool:
+    """Insert the reservation; False when the database refuses it as a twin.
+
+    A Core INSERT: the ORM's unit of work costs more than the INSERT itself
+    (benchmarks/README.md, cycles). A failing Core INSERT leaves the session
+    usable, inside a SAVEPOINT or not."""
+    try:
+        if request.request_id is None and not tx.is_postgres:
+            # No replay to fall back on, and BEGIN IMMEDIATE rules out a twin:
+            # no SAVEPOINT needed (a failure rolls back the whole command).
+            tx.connection.execute(_insert(), values)
+        else:
+            with tx.session.begin_nested():
+                # The connection asked for inside: that is what emits the SAVEPOINT.
+                tx.session.connection().execute(_insert(), values)
+    except IntegrityError:
+        return False
+    return True
 
 
 _reservations: Table = Reservation.__table__  # type: ignore[assignment]
@@ -213,6 +240,9 @@ def _held() -> Any:
 
 
 def _created_data(info: ReservationInfo, preempt: bool = False) -> dict[str, object]:
+    """The audit payload of a new reservation. Built here on purpose, not from
+    render/data.py: it is hashed into the chain and must not follow changes to
+    the JSON output."""
     data: dict[str, object] = {
         "tenant": info.tenant,
         "pool": info.pool,
@@ -238,10 +268,7 @@ def _device_holders(
     if not busy:
         return []
     if not preempt:
-        raise InsufficientResources(
-            f"insufficient resources in '{pool.name}': GPU {busy[0]} is held by "
-            f"reservation '{held[busy[0]]}'"
-        )
+        raise devices.held_elsewhere(pool.name, busy[0], held[busy[0]])
     rows = tx.session.execute(
         select(Reservation, Tenant.priority, Tenant.name)
         .join(Tenant, Tenant.id == Reservation.tenant_id)
@@ -301,17 +328,7 @@ def _evict_for(
     for reservation_id in sorted(ids):
         lock_reservation(tx, reservation_id)
     if ids:
-        tx.session.execute(
-            update(Reservation)
-            .where(Reservation.id.in_(ids))
-            .values(
-                status="preempted",
-                ended_at=tx.now,
-                preempted_by=tenant.name,
-                preempted_for=new_id_,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        _mark_preempted(tx, ids, tenant.name, new_id_)
     victims = [Victim(info, priorities[info.id]) for info in reservation_infos(tx, ids)]
     _log_preempted(tx, [v.reservation for v in victims], tenant.name, new_id_)
     return victims
@@ -378,7 +395,7 @@ def _replay(
     priorities = {row.id: row.priority for row in victims}
     infos = reservation_infos(tx, list(priorities))
     return ReserveResult(
-        reservation_info(tx, existing.id), [Victim(i, priorities[i.id]) for i in infos]
+        reservation_info(tx, existing.id), [Victim(i, priorities[i.id]) for i in infos], tx.now
     )
 
 
@@ -448,7 +465,7 @@ def _set_expiry(tx: Tx, reservation_id: str, ttl: int | None, action: str) -> Re
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else audit.iso(value)
+    return None if value is None else iso(value)
 
 
 def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -> PreemptResult:
@@ -473,13 +490,18 @@ def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -
     if not ids:
         where = f" in pool '{pool.name}'" if pool is not None else ""
         raise NotFound(f"tenant '{victim.name}' has no active reservations to preempt{where}")
-    tx.session.execute(
-        update(Reservation)
-        .where(Reservation.id.in_(ids))
-        .values(status="preempted", ended_at=tx.now, preempted_by=attacker.name)
-        .execution_options(synchronize_session=False)
-    )
+    _mark_preempted(tx, ids, attacker.name)
     devices.free(tx, list(ids))
     preempted = reservation_infos(tx, list(ids))
     _log_preempted(tx, preempted, attacker.name)
     return PreemptResult(target=victim.name, preempted=preempted)
+
+
+def _mark_preempted(tx: Tx, ids: Sequence[str], by: str, for_id: str | None = None) -> None:
+    """End `ids` as preempted by tenant `by` (for reservation `for_id`, if one)."""
+    tx.session.execute(
+        update(Reservation)
+        .where(Reservation.id.in_(ids))
+        .values(status="preempted", ended_at=tx.now, preempted_by=by, preempted_for=for_id)
+        .execution_options(synchronize_session=False)
+    )

@@ -13,6 +13,7 @@ from resgate.engine.queries import (
     ACTIVE,
     effective_ended_at,
     insertion_order,
+    is_due,
     reservations_query,
     to_info,
 )
@@ -40,12 +41,7 @@ def status(tx: Tx) -> StatusReport:
     # Past due but not yet swept: expired for every purpose.
     counts["expired"] += int(
         tx.session.scalar(
-            select(func.count()).where(
-                Reservation.status == ACTIVE,
-                Reservation.expires_at.is_not(None),
-                Reservation.expires_at <= tx.now,
-                Reservation.expires_at >= since,
-            )
+            select(func.count()).where(is_due(tx.now), Reservation.expires_at >= since)
         )
         or 0
     )

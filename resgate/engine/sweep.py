@@ -5,24 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from operator import itemgetter
 
-from sqlalchemy import String, Table, bindparam, literal_column, type_coerce, update
+from sqlalchemy import String, Table, bindparam, type_coerce, update
 
+from resgate.clock import iso
 from resgate.engine import audit, devices
+from resgate.engine.queries import ACTIVE
 from resgate.store.database import Tx
 from resgate.store.models import Reservation
 
 _reservations: Table = Reservation.__table__  # type: ignore[assignment]
 _table = _reservations.c
-# Built once, as Core: every write transaction runs it, and building the ORM
-# statement anew each time cost more than executing it (benchmarks/, cycles).
-# 'active' is written inline so SQLite can use the partial index on due rows.
-# expires_at comes back as stored (text on SQLite): the audit log wants it as
-# ISO text, and parsing 100,000 timestamps only to format them again is work
-# the sweep can skip (benchmarks/, sweep).
+# Built once, as Core: every write transaction runs it (benchmarks/README.md, cycles).
+# ACTIVE is written inline so SQLite can use the partial index on due rows.
+# expires_at comes back as stored (text on SQLite): the audit log wants it as ISO
+# text, so the sweep need not parse timestamps only to format them again.
 _SWEEP = (
     update(_reservations)
     .where(
-        _table.status == literal_column("'active'"),
+        _table.status == ACTIVE,
         _table.expires_at.is_not(None),
         _table.expires_at <= bindparam("now"),
     )
@@ -51,10 +51,10 @@ def sweep(tx: Tx) -> list[str]:
 
 
 def _iso(stored: str | datetime) -> str:
-    """An expiry as the log writes times (audit.iso), from its stored form."""
+    """An expiry as the log writes times (resgate.clock.iso), from its stored form."""
     if isinstance(stored, str):
         if len(stored) == 26 and stored[10] == " ":
             # 'YYYY-MM-DD HH:MM:SS.ffffff', the form resgate writes on SQLite.
             return f"{stored[:10]}T{stored[11:]}Z"
         stored = datetime.fromisoformat(stored)
-    return audit.iso(stored)
+    return iso(stored)

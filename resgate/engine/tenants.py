@@ -10,9 +10,16 @@ from resgate.engine.queries import by_name, is_active_now, live_tenant, lock_row
 from resgate.engine.quotas import held_by, limits_of
 from resgate.engine.records import Amounts, Limits, TenantInfo
 from resgate.engine.sweep import sweep
-from resgate.engine.validation import check_limits, check_name, check_priority
-from resgate.errors import InvalidInput, Refused
-from resgate.limits import DEFAULT_PRIORITY, RESOURCES
+from resgate.engine.validation import (
+    FIELD_NAMES,
+    Spelling,
+    check_limits,
+    check_name,
+    check_priority,
+    check_tenant_change,
+)
+from resgate.errors import Refused
+from resgate.limits import DEFAULT_PRIORITY
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
 
@@ -56,7 +63,7 @@ def add_tenant(
     tx.session.add(tenant)
     tx.session.flush()
     audit.record(
-        tx, [audit.Change("tenant.add", name, {"priority": priority, "max": _caps(limits)})]
+        tx, [audit.Change("tenant.add", name, {"priority": priority, "max": limits._asdict()})]
     )
     return _info(tenant)
 
@@ -81,29 +88,24 @@ def update_tenant(
     removes it); resources not in it keep theirs. Lowering a cap below what is
     held is allowed: it only stops new reservations."""
     caps = caps or {}
-    if priority is None and not caps:
-        raise InvalidInput("give at least one of --priority, --max-cpu, --max-memory, --max-gpu")
-    unknown = set(caps) - set(RESOURCES)
-    if unknown:
-        raise InvalidInput(f"unknown resource(s): {', '.join(sorted(unknown))}")
-    check_limits(Limits(**caps))
-    if priority is not None:
-        check_priority(priority)
+    check_tenant_change(priority, caps)
     tenant = live_tenant(tx, name)
     lock_rows(tx, Tenant, [tenant.id])
     sweep(tx)
-    old = {"priority": tenant.priority, "max": _caps(limits_of(tenant))}
+    old = {"priority": tenant.priority, "max": limits_of(tenant)._asdict()}
     if priority is not None:
         tenant.priority = priority
     for resource, cap in caps.items():
         setattr(tenant, f"max_{resource}", cap)
     tx.session.flush()
-    new = {"priority": tenant.priority, "max": _caps(limits_of(tenant))}
+    new = {"priority": tenant.priority, "max": limits_of(tenant)._asdict()}
     audit.record(tx, [audit.Change("tenant.update", name, {"old": old, "new": new})])
     return tenant_info(tx, tenant)
 
 
-def remove_tenant(tx: Tx, name: str, force: bool = False) -> TenantInfo:
+def remove_tenant(
+    tx: Tx, name: str, force: bool = False, spelled: Spelling = FIELD_NAMES
+) -> TenantInfo:
     tenant = live_tenant(tx, name)
     pool_ids = tx.session.scalars(
         select(Reservation.pool_id).where(
@@ -118,14 +120,11 @@ def remove_tenant(tx: Tx, name: str, force: bool = False) -> TenantInfo:
     )
     if active and not force:
         raise Refused(
-            f"tenant '{name}' has {active} active reservation(s); release them first or use --force"
+            f"tenant '{name}' has {active} active reservation(s); release them first or use "
+            f"{spelled.get('force', 'force')}"
         )
     released = release_all(tx, Reservation.tenant_id == tenant.id, reason="tenant.remove")
     tenant.deleted_at = tx.now
     tx.session.flush()
     audit.record(tx, [audit.Change("tenant.remove", name, {"force": force, "released": released})])
     return _info(tenant)
-
-
-def _caps(limits: Limits) -> dict[str, int | None]:
-    return dict(zip(RESOURCES, limits, strict=True))

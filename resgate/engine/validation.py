@@ -1,12 +1,18 @@
-"""Rules for values that the engine also enforces for callers other than the CLI."""
+"""Every rule for a request's values, in one place. The engine checks them for every
+caller; the CLI calls the same functions before it opens any database (exit 2).
+
+Messages name a request's fields through `spelled`, a map from field name to what the
+caller calls it: the engine's callers see the field names (`gpu_ids`), the CLI passes
+its option names (`--gpu-ids`, resgate/cli/options.py)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from resgate.errors import InvalidInput
-from resgate.limits import MAX_AMOUNT, PRIORITY_RANGE, RESOURCES
+from resgate.limits import MAX_AMOUNT, MAX_DEVICES, PRIORITY_RANGE, RESOURCES, STATUSES
 
 if TYPE_CHECKING:  # annotations only: the CLI imports this module for every command
     from resgate.engine.records import Amounts, Limits
@@ -82,6 +88,127 @@ def check_reservation_id(value: str) -> str:
 
 def check_limits(limits: Limits) -> Limits:
     for resource, value in zip(RESOURCES, limits, strict=True):
-        if value is not None and not 0 <= value <= MAX_AMOUNT:
-            raise InvalidInput(f"max {resource} must be between 0 and {MAX_AMOUNT}, got {value}")
+        _check_cap(resource, value)
     return limits
+
+
+def _check_cap(resource: str, value: int | None) -> None:
+    if value is not None and not 0 <= value <= MAX_AMOUNT:
+        raise InvalidInput(f"max {resource} must be between 0 and {MAX_AMOUNT}, got {value}")
+
+
+Spelling = Mapping[str, str]
+FIELD_NAMES: Spelling = {}  # every field called by its own name
+
+
+def _called(spelled: Spelling, *fields: str) -> str:
+    return ", ".join(spelled.get(field, field) for field in fields)
+
+
+def check_device_ids(ids: Sequence[int]) -> list[int]:
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("GPU ids must not repeat")
+    if len(ids) > MAX_DEVICES:
+        raise InvalidInput(f"a pool can have at most {MAX_DEVICES} GPUs")
+    return sorted(ids)
+
+
+def check_gpu_count(
+    gpu: int | None, ids: Sequence[int] | None, spelled: Spelling = FIELD_NAMES
+) -> int | None:
+    """The number of GPUs asked for: `gpu`, or the number of `ids` (which may stand
+    alone); given both, they must agree."""
+    if ids is None:
+        return gpu
+    if gpu is not None and gpu != len(ids):
+        raise InvalidInput(
+            f"{_called(spelled, 'gpu')} {gpu} and {_called(spelled, 'gpu_ids')} name "
+            f"{len(ids)} GPU(s)"
+        )
+    return len(ids)
+
+
+def check_request_id(value: str | None, spelled: Spelling = FIELD_NAMES) -> str | None:
+    """An idempotency key: 1-128 printable ASCII characters."""
+    if value is not None and not (1 <= len(value) <= 128 and all(" " <= c <= "~" for c in value)):
+        raise InvalidInput(
+            f"invalid {_called(spelled, 'request_id')}: 1-128 printable ASCII characters"
+        )
+    return value
+
+
+def check_reservation_request(
+    amounts: Amounts,
+    gpu_ids: Sequence[int] | None,
+    ttl: int | None,
+    request_id: str | None,
+    spelled: Spelling = FIELD_NAMES,
+) -> tuple[Amounts, list[int] | None, int | None]:
+    """What `reserve` and `run` ask for, checked: the amounts (with the GPU count
+    the ids imply), the TTL (0 is none) and the request id."""
+    ids = None if gpu_ids is None else check_device_ids(gpu_ids)
+    gpu = check_gpu_count(amounts.gpu or None, ids, spelled) or 0
+    amounts = check_amounts(amounts._replace(gpu=gpu))
+    ttl = check_ttl(ttl)
+    check_request_id(request_id, spelled)
+    if amounts.is_zero():
+        raise InvalidInput(
+            f"a reservation needs at least one of {_called(spelled, *RESOURCES)} above 0"
+        )
+    return amounts, ids, ttl
+
+
+def check_pool_totals(
+    totals: Amounts, gpu_ids: Sequence[int] | None, spelled: Spelling = FIELD_NAMES
+) -> tuple[Amounts, list[int] | None]:
+    """A new pool's totals, with the GPU count its ids imply."""
+    ids = None if gpu_ids is None else check_device_ids(gpu_ids)
+    gpu = check_gpu_count(totals.gpu or None, ids, spelled) or 0
+    totals = check_amounts(totals._replace(gpu=gpu))
+    if totals.gpu > MAX_DEVICES:
+        raise InvalidInput(f"a pool can have at most {MAX_DEVICES} GPUs")
+    if totals.is_zero():
+        raise InvalidInput(f"a pool needs at least one of {_called(spelled, *RESOURCES)} above 0")
+    return totals, ids
+
+
+def check_resize(
+    cpu: int | None,
+    memory: int | None,
+    gpu: int | None,
+    gpu_ids: Sequence[int] | None,
+    spelled: Spelling = FIELD_NAMES,
+) -> tuple[int | None, list[int] | None]:
+    """A pool resize: at least one change, not everything at 0. Returns the GPU
+    count (None: unchanged) and the ids."""
+    ids = None if gpu_ids is None else check_device_ids(gpu_ids)
+    gpu = check_gpu_count(gpu, ids, spelled)
+    if cpu is None and memory is None and gpu is None:
+        raise InvalidInput(f"give at least one of {_called(spelled, *RESOURCES, 'gpu_ids')}")
+    if cpu == 0 and memory == 0 and gpu == 0:
+        raise InvalidInput("a pool cannot have all of cpu, memory and gpu at 0")
+    return gpu, ids
+
+
+def check_tenant_change(
+    priority: int | None, caps: Mapping[str, int | None], spelled: Spelling = FIELD_NAMES
+) -> None:
+    """A tenant update: a new priority, new caps (None removes one), or both."""
+    if priority is None and not caps:
+        fields = ("priority", *(f"max_{resource}" for resource in RESOURCES))
+        raise InvalidInput(f"give at least one of {_called(spelled, *fields)}")
+    unknown = set(caps) - set(RESOURCES)
+    if unknown:
+        raise InvalidInput(f"unknown resource(s): {', '.join(sorted(unknown))}")
+    for resource, cap in caps.items():
+        _check_cap(resource, cap)
+    if priority is not None:
+        check_priority(priority)
+
+
+def check_status(status: str | None, spelled: Spelling = FIELD_NAMES) -> str | None:
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(
+            f"invalid value for {_called(spelled, 'status')}: {status!r} ({', '.join(STATUSES)})"
+        )
+    return status

@@ -1,18 +1,21 @@
-"""Machine output: the JSON shapes of README "Using it" and the CSV rows of §7."""
+"""Machine output: the JSON shapes of README "Using it" and the CSV rows of README "Using it"."""
 
 from __future__ import annotations
 
 import csv
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
+from resgate import clock
 from resgate.engine.records import (
+    ImportSummary,
     PoolInfo,
     PreemptResult,
     ReservationInfo,
     StatusReport,
+    StoredEvent,
     TenantInfo,
 )
 from resgate.limits import RESOURCES
@@ -36,14 +39,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def iso(value: datetime | None) -> str | None:
-    """UTC ISO 8601 with microseconds and Z: 2026-11-24T13:05:00.123456Z."""
-    # isoformat() is several times faster than strftime(), which counts when an
-    # export writes three timestamps per row of a long history (benchmarks/).
-    return None if value is None else value.isoformat("T", "microseconds") + "Z"
-
-
-def _amounts(values: Any) -> dict[str, int]:
-    return {res: getattr(values, res) for res in RESOURCES}
+    """A time as resgate writes it (resgate.clock.iso), or null."""
+    return None if value is None else clock.iso(value)
 
 
 def reservation(info: ReservationInfo) -> dict[str, Any]:
@@ -76,9 +73,9 @@ def pool(info: PoolInfo, with_devices: bool = False) -> dict[str, Any]:
 def _pool(info: PoolInfo) -> dict[str, Any]:
     return {
         "name": info.name,
-        "total": _amounts(info.total),
-        "reserved": _amounts(info.reserved),
-        "available": _amounts(info.available),
+        "total": info.total._asdict(),
+        "reserved": info.reserved._asdict(),
+        "available": info.available._asdict(),
         "utilization": info.utilization,
         "health": info.health,
         "created_at": iso(info.created_at),
@@ -92,7 +89,7 @@ def tenant(info: TenantInfo) -> dict[str, Any]:
         "active_reservations": info.active_reservations,
         "created_at": iso(info.created_at),
         "max": {res: getattr(info.max, res) for res in RESOURCES},
-        "held": _amounts(info.held),
+        "held": info.held._asdict(),
     }
 
 
@@ -109,17 +106,13 @@ def preempt(result: PreemptResult) -> dict[str, Any]:
     return {"target": result.target, "preempted": [reservation(r) for r in result.preempted]}
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
-
-
 def dumps_for(value: Any, encoding: str | None) -> str:
-    """dumps() for text that anyone may have written (the audit log's actor, or
+    """JSON for text that anyone may have written (the audit log's actor, or
     anything stored with `sqlite3`): with \\u escapes instead when a stream in
     `encoding` (ASCII, Latin-1: PYTHONIOENCODING, a C locale) could not write it,
     or when it holds what JSON leaves raw but a terminal would act on (DEL, C1
     such as the 8-bit CSI, bidi overrides). The same JSON either way."""
-    text = dumps(value)
+    text = json.dumps(value, indent=2, ensure_ascii=False)
     if not text.isascii() and encoding is not None:
         try:
             text.encode(encoding)
@@ -195,10 +188,67 @@ def write_csv_report(stream: IO[str], history: Iterable[ReservationInfo]) -> Non
                 str(amounts.gpu),
                 "" if ttl is None else _cell(ttl),
                 _cell(info.status),
-                created.isoformat("T", "microseconds") + "Z",
-                "" if expires is None else expires.isoformat("T", "microseconds") + "Z",
-                "" if ended is None else ended.isoformat("T", "microseconds") + "Z",
+                clock.iso(created),
+                "" if expires is None else clock.iso(expires),
+                "" if ended is None else clock.iso(ended),
                 _cell(info.preempted_by),
                 _cell(" ".join(map(str, info.gpu_ids))),
             )
         )
+
+
+def import_summary(summary: ImportSummary, dry_run: bool) -> dict[str, Any]:
+    """`resgate import-state --json`."""
+    return {
+        "created": {
+            "pools": summary.created_pools,
+            "tenants": summary.created_tenants,
+            "reservations": summary.created_reservations,
+        },
+        "reused": {"pools": summary.reused_pools, "tenants": summary.reused_tenants},
+        "skipped": summary.skipped,
+        "released": summary.released,
+        "created_deleted": {"pools": summary.deleted_pools, "tenants": summary.deleted_tenants},
+        "statuses": dict(summary.statuses),
+        "ended_at_import_time": summary.ended_at_import_time,
+        "dry_run": dry_run,
+    }
+
+
+def _displayable(value: str | None) -> str | None:
+    """Text fit for any output: bytes that were not UTF-8 as `\\xff`."""
+    if value is None or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value
+
+
+def event(event: StoredEvent) -> dict[str, Any]:
+    """Every column of an event; `data` as the object it encodes. A value that was
+    edited into something resgate never writes (`at` no time, `data` no JSON) is
+    given as the text stored, so the log can still be read."""
+    at = event.at
+    if isinstance(at, datetime):
+        if at.tzinfo is not None:
+            at = at.astimezone(UTC).replace(tzinfo=None)
+        shown_at: str | None = clock.iso(at)
+    else:
+        shown_at = _displayable(at)
+    data: Any
+    try:
+        data = json.loads(event.data)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RecursionError):
+        data = _displayable(event.data)
+    return {
+        "seq": event.seq,
+        "at": shown_at,
+        "actor": _displayable(event.actor),
+        "action": _displayable(event.action),
+        "subject": _displayable(event.subject),
+        "data": data,
+        "prev_hash": _displayable(event.prev_hash),
+        "hash": _displayable(event.hash),
+    }

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from resgate.engine.records import (
+    ImportSummary,
     PoolInfo,
     PreemptResult,
     ReservationInfo,
@@ -353,4 +354,32 @@ def status_view(report: StatusReport, style: Style) -> str:
         ]
         table = _table(["#", "NAME", "PRIORITY", "ACTIVE", "CPU", "MEMORY MB", "GPU"], rows)
         lines += ["  " + line for line in table.splitlines()]
+    return "\n".join(lines)
+
+
+def import_summary(summary: ImportSummary, source: str) -> str:
+    """`resgate import-state`: what `--json` says, in words."""
+
+    def created(count: int, deleted: int) -> str:
+        return f"{count} created" + (f" ({deleted} of them deleted)" if deleted else "")
+
+    s = summary
+    lines = [
+        f"Imported {source}",
+        f"Pools: {created(s.created_pools, s.deleted_pools)}, {s.reused_pools} reused",
+        f"Tenants: {created(s.created_tenants, s.deleted_tenants)}, {s.reused_tenants} reused",
+        f"Reservations: {s.created_reservations} created ({s.statuses['active']} active, "
+        f"{s.statuses['expired']} expired, {s.statuses['released']} released), "
+        f"{s.skipped} skipped (already imported)",
+    ]
+    if s.ended_at_import_time:
+        lines.append(
+            f"{s.ended_at_import_time} released reservation(s) had no release time in the "
+            "file: they ended at the import time"
+        )
+    if s.released:
+        lines.append(
+            f"{s.released} reservation(s) an earlier import left active, no longer active "
+            "in the file: released now"
+        )
     return "\n".join(lines)

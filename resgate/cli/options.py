@@ -1,0 +1,44 @@
+"""The options several commands share, declared once, and what each request field
+is called on the command line (for the messages of resgate/engine/validation.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+# A request field → its option, so a refusal names what the user typed.
+FLAGS = {
+    "cpu": "--cpu",
+    "memory": "--memory",
+    "gpu": "--gpu",
+    "gpu_ids": "--gpu-ids",
+    "ttl": "--ttl",
+    "request_id": "--request-id",
+    "priority": "--priority",
+    "max_cpu": "--max-cpu",
+    "max_memory": "--max-memory",
+    "max_gpu": "--max-gpu",
+    "status": "--status",
+    "force": "--force",
+}
+
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+Force = Annotated[bool, typer.Option("--force", help="Release active reservations first.")]
+Tenant = Annotated[str, typer.Option("--tenant", help="Tenant name.", show_default=False)]
+Pool = Annotated[str, typer.Option("--pool", help="Pool name.", show_default=False)]
+Cpu = Annotated[str | None, typer.Option("--cpu", help="CPU cores.", show_default=False)]
+Memory = Annotated[str | None, typer.Option("--memory", help="Memory in MB.", show_default=False)]
+Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]
+GpuIds = Annotated[
+    str | None,
+    typer.Option("--gpu-ids", help="GPU device ids, like 0,1,4-7.", show_default=False),
+]
+Ttl = Annotated[
+    str | None,
+    typer.Option(
+        "--ttl", help="Seconds or a duration (90s, 5m, 1h30m); 0: no expiry.", show_default=False
+    ),
+]
+Id = Annotated[str, typer.Option("--id", help="Reservation id.", show_default=False)]
