@@ -1,4 +1,4 @@
-"""Issue 7 (README "The audit log"): the tamper-evident audit trail.
+"""README "The audit log": the tamper-evident audit trail.
 
 Every mutating path writes its events in the same transaction as its change
 (failures and dry runs leave none); the hash chain is recomputed here, in a few
@@ -17,27 +17,25 @@ import os
 import re
 import shutil
 import sqlite3
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Engine, Result, run_cli
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
-
 from forked import engine_worker, race
 from harness import resgate
+from helpers import Engine, Result, ok, reserve, run_cli
 from ledger import read_ledger
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
+from resgate.clock import iso
 from resgate.engine import audit, pools, reservations, sweep, tenants
 from resgate.engine.records import Amounts, Limits
 from resgate.engine.reservations import ReserveRequest
 from resgate.errors import Refused
+from resgate.render.data import event as event_dict
 from resgate.store.database import Tx, open_database, resolve_target
 from resgate.store.models import Event, Reservation
 
@@ -68,12 +66,6 @@ def check_chain(events: list[dict[str, Any]]) -> None:
         assert recompute(event) == event["hash"], event
         prev = event["hash"]
     assert len({e["prev_hash"] for e in events}) == len(events)
-
-
-def ok(cli: Callable[..., Result], *args: str) -> Result:
-    result = cli(*args)
-    assert result.code == 0, (args, result)
-    return result
 
 
 def log(cli: Callable[..., Result], *args: str) -> list[dict[str, Any]]:
@@ -248,9 +240,7 @@ def test_sweep_logs_every_expiry_in_one_insert(engine: Engine) -> None:
     ids = []
     for name in names:
         engine.write(tenants.add_tenant, name, 5)
-        ids.append(
-            engine.write(reservations.reserve, ReserveRequest(name, "p", Amounts(1, 0, 0), 10)).id
-        )
+        ids.append(reserve(engine, name, "p", cpu=1, ttl=10).reservation.id)
     engine.clock.advance(11)
     inserts: list[tuple[str, bool]] = []
 
@@ -267,10 +257,10 @@ def test_sweep_logs_every_expiry_in_one_insert(engine: Engine) -> None:
         sa_event.remove(engine.database.engine, "before_cursor_execute", count)
     assert sorted(expired) == sorted(ids)
     assert len(inserts) == 1 and inserts[0][1] is True
-    events = engine.read(lambda tx: [audit.as_dict(e) for e in audit.log(tx)])
+    events = engine.read(lambda tx: [event_dict(e) for e in audit.log(tx)])
     expiries = [e for e in events if e["action"] == "reservation.expire"]
     assert sorted(e["subject"] for e in expiries) == sorted(ids)
-    assert {e["at"] for e in expiries} == {audit.iso(engine.clock.now())}
+    assert {e["at"] for e in expiries} == {iso(engine.clock.now())}
     assert [e["seq"] for e in expiries] == list(
         range(expiries[0]["seq"], expiries[0]["seq"] + len(ids))
     )
@@ -288,8 +278,8 @@ def _setup(engine: Engine) -> dict[str, str]:
     engine.write(pools.create_pool, "q", Amounts(8, 1024, 0))
     engine.write(tenants.add_tenant, "lo", 2)
     engine.write(tenants.add_tenant, "hi", 8)
-    a = engine.write(reservations.reserve, ReserveRequest("lo", "p", Amounts(6, 0, 0), 60)).id
-    b = engine.write(reservations.reserve, ReserveRequest("lo", "q", Amounts(1, 0, 0))).id
+    a = reserve(engine, "lo", "p", cpu=6, ttl=60).reservation.id
+    b = reserve(engine, "lo", "q", cpu=1).reservation.id
     return {"a": a, "b": b}
 
 
@@ -756,10 +746,10 @@ def test_audit_log_filters_and_columns(cli: Callable[..., Result], engine: Engin
     engine.write(pools.create_pool, "p", Amounts(8, 0, 0))  # 12:00
     engine.clock.advance(3600)
     engine.write(tenants.add_tenant, "a", 5, Limits())  # 13:00
-    r = engine.write(reservations.reserve, ReserveRequest("a", "p", Amounts(1, 0, 0)))
+    r = reserve(engine, "a", "p", cpu=1).reservation
     engine.clock.advance(3600)
     engine.write(reservations.unreserve, r.id)  # 14:00
-    engine.write(reservations.reserve, ReserveRequest("a", "p", Amounts(2, 0, 0)))
+    reserve(engine, "a", "p", cpu=2)
 
     events = log(cli)
     check_chain(events)
@@ -924,7 +914,7 @@ def test_chain_stays_linear_under_concurrent_writers(tmp_path: Path, shared_db: 
 
     database = open_database(resolve_target(shared_db), write=False)
     try:
-        events = database.run(lambda tx: [audit.as_dict(e) for e in audit.log(tx)], write=False)
+        events = database.run(lambda tx: [event_dict(e) for e in audit.log(tx)], write=False)
         result = database.run(audit.verify, write=False)
     finally:
         database.dispose()

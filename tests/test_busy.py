@@ -1,4 +1,4 @@
-"""Issue 3, part 6: a write lock held longer than RESGATE_BUSY_TIMEOUT.
+"""A write lock held longer than RESGATE_BUSY_TIMEOUT.
 
 Another connection holds SQLite's write lock (an open `BEGIN IMMEDIATE`). Every
 writing command waits for it up to the busy timeout, then fails with exit 5, a
@@ -10,7 +10,6 @@ and the waiting writer then acts at the moment it got the lock.
 from __future__ import annotations
 
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,9 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
-
 from harness import resgate
 
 from resgate.engine import reservations, status

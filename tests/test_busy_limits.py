@@ -7,8 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import run_cli
-from test_interrupts import write_lock_held
+from helpers import run_cli, write_lock_held
 
 pytestmark = pytest.mark.usefixtures("backend")
 

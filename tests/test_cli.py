@@ -3,13 +3,13 @@ lines, JSON shapes, orders, the EXPIRES column, filters, status and health."""
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import js, out, reserve_id
 
 from resgate import __version__
 from resgate.store.schema import SCHEMA_HEAD
@@ -37,27 +37,6 @@ TENANT_KEYS = {"name", "priority", "active_reservations", "created_at"}
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
-def ok(cli, *args: str) -> str:
-    result = cli(*args)
-    assert result.code == 0, (args, result)
-    assert result.stderr == "", (args, result)
-    return result.stdout
-
-
-def js(cli, *args: str):
-    return json.loads(ok(cli, *args, "--json"))
-
-
-def reserve(cli, tenant: str, pool: str = "p", **amounts: str) -> str:
-    args = ["reserve", "--tenant", tenant, "--pool", pool]
-    for key, value in amounts.items():
-        args += [f"--{key}", str(value)]
-    out = ok(cli, *args)
-    match = re.match(r"Reservation created: ([0-9a-f]{16})\n", out)
-    assert match, out
-    return match.group(1)
-
-
 def table_rows(text: str) -> list[list[str]]:
     """Data rows of a tabulate 'simple' table (header and rule dropped)."""
     lines = text.rstrip("\n").splitlines()
@@ -67,10 +46,10 @@ def table_rows(text: str) -> list[list[str]]:
 
 @pytest.fixture
 def world(cli, frozen):
-    ok(cli, "pool", "create", "--name", "p", "--cpu", "10", "--memory", "1000", "--gpu", "4")
-    ok(cli, "tenant", "add", "--name", "high", "--priority", "9")
-    ok(cli, "tenant", "add", "--name", "low", "--priority", "2")
-    ok(cli, "tenant", "add", "--name", "mid")
+    out(cli, "pool", "create", "--name", "p", "--cpu", "10", "--memory", "1000", "--gpu", "4")
+    out(cli, "tenant", "add", "--name", "high", "--priority", "9")
+    out(cli, "tenant", "add", "--name", "low", "--priority", "2")
+    out(cli, "tenant", "add", "--name", "mid")
     return frozen
 
 
@@ -78,8 +57,8 @@ def world(cli, frozen):
 
 
 def test_version_touches_no_database(cli, isolated_env: Path):
-    assert ok(cli, "version") == f"resgate {__version__}\n"
-    assert ok(cli, "--version") == f"resgate {__version__}\n"
+    assert out(cli, "version") == f"resgate {__version__}\n"
+    assert out(cli, "--version") == f"resgate {__version__}\n"
     assert not (isolated_env / "resgate.db").exists()
 
 
@@ -87,11 +66,11 @@ def test_version_touches_no_database(cli, isolated_env: Path):
 
 
 def test_pool_create_line_and_json(cli, frozen):
-    out = ok(
+    printed = out(
         cli, "pool", "create", "--name", "gpu-box", "--cpu", "32", "--memory", "65536", "--gpu", "8"
     )
-    assert out == "Pool 'gpu-box' created — CPU: 32  Memory: 65536MB  GPU: 8\n"
-    assert ok(cli, "pool", "create", "--name", "m", "--memory", "5") == (
+    assert printed == "Pool 'gpu-box' created — CPU: 32  Memory: 65536MB  GPU: 8\n"
+    assert out(cli, "pool", "create", "--name", "m", "--memory", "5") == (
         "Pool 'm' created — CPU: 0  Memory: 5MB  GPU: 0\n"
     )
     pool = js(cli, "pool", "create", "--name", "j", "--gpu", "2")
@@ -106,13 +85,13 @@ def test_pool_create_line_and_json(cli, frozen):
 
 
 def test_pool_list_by_name_with_usage_cells(cli, frozen):
-    assert ok(cli, "pool", "list") == "No pools.\n"
-    assert ok(cli, "pool", "list", "--json") == "[]\n"
+    assert out(cli, "pool", "list") == "No pools.\n"
+    assert out(cli, "pool", "list", "--json") == "[]\n"
     for name in ("zeta", "Alpha", "beta"):
-        ok(cli, "pool", "create", "--name", name, "--cpu", "32", "--memory", "100")
-    ok(cli, "tenant", "add", "--name", "t")
-    reserve(cli, "t", "beta", cpu=12, memory=61)
-    text = ok(cli, "pool", "list")
+        out(cli, "pool", "create", "--name", name, "--cpu", "32", "--memory", "100")
+    out(cli, "tenant", "add", "--name", "t")
+    reserve_id(cli, "t", "beta", cpu=12, memory=61)
+    text = out(cli, "pool", "list")
     header = text.splitlines()[0].split("  ")
     assert [h.strip() for h in header if h.strip()] == [
         "NAME",
@@ -136,8 +115,8 @@ def test_pool_list_by_name_with_usage_cells(cli, frozen):
 
 
 def test_pool_show(cli, world):
-    reserve(cli, "low", cpu=3, memory=250)
-    text = ok(cli, "pool", "show", "--name", "p")
+    reserve_id(cli, "low", cpu=3, memory=250)
+    text = out(cli, "pool", "show", "--name", "p")
     assert text.startswith("Pool: p\nHealth: healthy\n")
     _head, table, devices = text.split("\n\n")
     rows = {row[0]: row for row in table_rows(table)}
@@ -162,19 +141,19 @@ def test_pool_show(cli, world):
     ],
 )
 def test_health_thresholds(cli, frozen, used: str, health: str):
-    ok(cli, "pool", "create", "--name", "p", "--cpu", "1", "--memory", "1000")
-    ok(cli, "tenant", "add", "--name", "t")
-    reserve(cli, "t", memory=used)
+    out(cli, "pool", "create", "--name", "p", "--cpu", "1", "--memory", "1000")
+    out(cli, "tenant", "add", "--name", "t")
+    reserve_id(cli, "t", memory=used)
     assert js(cli, "pool", "show", "--name", "p")["health"] == health
     status = js(cli, "status")
     assert status["pools"][0]["health"] == health
-    assert f"p  [{health}]" in ok(cli, "status")
+    assert f"p  [{health}]" in out(cli, "status")
 
 
 def test_pool_resize(cli, world):
-    reserve(cli, "low", cpu=6, memory=100)
-    out = ok(cli, "pool", "resize", "--name", "p", "--cpu", "6")
-    assert out == "Pool 'p' resized — CPU: 6  Memory: 1000MB  GPU: 4\n"  # others stay
+    reserve_id(cli, "low", cpu=6, memory=100)
+    printed = out(cli, "pool", "resize", "--name", "p", "--cpu", "6")
+    assert printed == "Pool 'p' resized — CPU: 6  Memory: 1000MB  GPU: 4\n"  # others stay
     pool = js(cli, "pool", "resize", "--name", "p", "--gpu", "0", "--memory", "100")
     assert pool["total"] == {"cpu": 6, "memory": 100, "gpu": 0}
     assert pool["reserved"] == {"cpu": 6, "memory": 100, "gpu": 0}
@@ -182,7 +161,7 @@ def test_pool_resize(cli, world):
     assert (result.code, result.stdout) == (4, "")
     assert result.stderr == "Error: cannot resize pool 'p': cpu 5 is below the 6 reserved now\n"
     # All three would be 0 only because of what the pool already has: refused (4).
-    ok(cli, "pool", "create", "--name", "c", "--cpu", "2")
+    out(cli, "pool", "create", "--name", "c", "--cpu", "2")
     result = cli("pool", "resize", "--name", "c", "--cpu", "0")
     assert result.code == 4 and result.stderr.startswith("Error: cannot resize pool 'c'")
     # Given together: visible without the database (2).
@@ -191,7 +170,7 @@ def test_pool_resize(cli, world):
 
 
 def test_pool_delete_and_force(cli, world):
-    rid = reserve(cli, "low", cpu=1)
+    rid = reserve_id(cli, "low", cpu=1)
     result = cli("pool", "delete", "--name", "p")
     assert (result.code, result.stdout) == (4, "")
     assert result.stderr == (
@@ -199,14 +178,14 @@ def test_pool_delete_and_force(cli, world):
     )
     frozen_now = "2026-11-24T12:00:00.000000Z"
     world.advance(5)
-    assert ok(cli, "pool", "delete", "--name", "p", "--force") == "Pool 'p' deleted\n"
+    assert out(cli, "pool", "delete", "--name", "p", "--force") == "Pool 'p' deleted\n"
     [row] = js(cli, "list", "--all")
     assert row["id"] == rid and row["status"] == "released"
     assert row["ended_at"] == "2026-11-24T12:00:05.000000Z" != frozen_now
-    assert ok(cli, "pool", "list", "--json") == "[]\n"
+    assert out(cli, "pool", "list", "--json") == "[]\n"
     assert cli("pool", "show", "--name", "p").code == 1
     # The name is free again; history keeps pointing at the old row.
-    ok(cli, "pool", "create", "--name", "p", "--cpu", "1")
+    out(cli, "pool", "create", "--name", "p", "--cpu", "1")
     pool = js(cli, "pool", "delete", "--name", "p")
     assert set(pool) >= POOL_KEYS and pool["name"] == "p"
 
@@ -215,14 +194,14 @@ def test_pool_delete_and_force(cli, world):
 
 
 def test_tenant_add_list_order_and_json(cli, frozen):
-    assert ok(cli, "tenant", "list") == "No tenants.\n"
-    assert ok(cli, "tenant", "list", "--json") == "[]\n"
-    assert ok(cli, "tenant", "add", "--name", "b") == "Tenant 'b' registered with priority 5\n"
-    assert ok(cli, "tenant", "add", "--name", "a", "--priority", "5") == (
+    assert out(cli, "tenant", "list") == "No tenants.\n"
+    assert out(cli, "tenant", "list", "--json") == "[]\n"
+    assert out(cli, "tenant", "add", "--name", "b") == "Tenant 'b' registered with priority 5\n"
+    assert out(cli, "tenant", "add", "--name", "a", "--priority", "5") == (
         "Tenant 'a' registered with priority 5\n"
     )
-    ok(cli, "tenant", "add", "--name", "Z", "--priority", "1")
-    ok(cli, "tenant", "add", "--name", "top", "--priority", "10")
+    out(cli, "tenant", "add", "--name", "Z", "--priority", "1")
+    out(cli, "tenant", "add", "--name", "top", "--priority", "10")
     tenant = js(cli, "tenant", "add", "--name", "B", "--priority", "5")
     assert set(tenant) >= TENANT_KEYS
     assert tenant["name"] == "B" and tenant["priority"] == 5
@@ -230,35 +209,35 @@ def test_tenant_add_list_order_and_json(cli, frozen):
     assert tenant["created_at"] == "2026-11-24T12:00:00.000000Z"
     expected = ["top", "B", "a", "b", "Z"]  # priority desc, then byte-wise name
     assert [t["name"] for t in js(cli, "tenant", "list")] == expected
-    text = ok(cli, "tenant", "list")
+    text = out(cli, "tenant", "list")
     header = text.splitlines()[0].split()
     assert header[:3] == ["NAME", "PRIORITY", "ACTIVE"] and header[-1] == "REGISTERED"
     assert [row[0] for row in table_rows(text)] == expected
 
 
 def test_tenant_active_counts(cli, world):
-    ok(cli, "pool", "create", "--name", "q", "--cpu", "5")
-    reserve(cli, "low", "p", cpu=1)
-    reserve(cli, "low", "q", cpu=1)
+    out(cli, "pool", "create", "--name", "q", "--cpu", "5")
+    reserve_id(cli, "low", "p", cpu=1)
+    reserve_id(cli, "low", "q", cpu=1)
     counts = {t["name"]: t["active_reservations"] for t in js(cli, "tenant", "list")}
     assert counts == {"high": 0, "mid": 0, "low": 2}
-    rows = {row[0]: row for row in table_rows(ok(cli, "tenant", "list"))}
+    rows = {row[0]: row for row in table_rows(out(cli, "tenant", "list"))}
     assert rows["low"][1:3] == ["2", "2"]
 
 
 def test_tenant_update_and_remove(cli, world):
-    out = ok(cli, "tenant", "update", "--name", "mid", "--priority", "7")
-    assert out.startswith("Tenant 'mid' updated: priority 7")
+    printed = out(cli, "tenant", "update", "--name", "mid", "--priority", "7")
+    assert printed.startswith("Tenant 'mid' updated: priority 7")
     tenant = js(cli, "tenant", "update", "--name", "mid", "--priority", "8")
     assert tenant["priority"] == 8 and set(tenant) >= TENANT_KEYS
-    rid = reserve(cli, "mid", cpu=1)
+    rid = reserve_id(cli, "mid", cpu=1)
     result = cli("tenant", "remove", "--name", "mid")
     assert (result.code, result.stdout) == (4, "")
     assert result.stderr == (
         "Error: tenant 'mid' has 1 active reservation(s); release them first or use --force\n"
     )
     world.advance(3)
-    assert ok(cli, "tenant", "remove", "--name", "mid", "--force") == "Tenant 'mid' removed\n"
+    assert out(cli, "tenant", "remove", "--name", "mid", "--force") == "Tenant 'mid' removed\n"
     [row] = js(cli, "list", "--all")
     assert (row["id"], row["status"], row["ended_at"]) == (
         rid,
@@ -266,7 +245,7 @@ def test_tenant_update_and_remove(cli, world):
         "2026-11-24T12:00:03.000000Z",
     )
     assert "mid" not in [t["name"] for t in js(cli, "tenant", "list")]
-    assert ok(cli, "tenant", "add", "--name", "mid") == "Tenant 'mid' registered with priority 5\n"
+    assert out(cli, "tenant", "add", "--name", "mid") == "Tenant 'mid' registered with priority 5\n"
     tenant = js(cli, "tenant", "remove", "--name", "mid")
     assert tenant["name"] == "mid"
     assert cli("tenant", "update", "--name", "mid", "--priority", "3").code == 1
@@ -276,7 +255,7 @@ def test_tenant_update_and_remove(cli, world):
 
 
 def test_reserve_output_and_json(cli, world):
-    out = ok(
+    printed = out(
         cli,
         "reserve",
         "--tenant",
@@ -290,7 +269,7 @@ def test_reserve_output_and_json(cli, world):
         "--ttl",
         "5m",
     )
-    lines = out.splitlines()
+    lines = printed.splitlines()
     assert re.fullmatch(r"Reservation created: [0-9a-f]{16}", lines[0])
     assert "  Tenant:   low" in lines and "  Pool:     p" in lines
     assert "  CPU:      2" in lines and "  Memory:   64 MB" in lines and "  GPU:      0" in lines
@@ -326,12 +305,12 @@ def test_ttl_forms(cli, world, ttl: str, seconds: int):
 
 
 def test_unreserve(cli, world):
-    rid = reserve(cli, "low", cpu=1)
-    assert ok(cli, "unreserve", "--id", rid) == f"Reservation '{rid}' released\n"
+    rid = reserve_id(cli, "low", cpu=1)
+    assert out(cli, "unreserve", "--id", rid) == f"Reservation '{rid}' released\n"
     result = cli("unreserve", "--id", rid)
     assert (result.code, result.stdout) == (4, "")
     assert result.stderr == f"Error: reservation '{rid}' is not active (status: released)\n"
-    rid = reserve(cli, "low", cpu=1)
+    rid = reserve_id(cli, "low", cpu=1)
     world.advance(1)
     r = js(cli, "unreserve", "--id", rid)
     assert set(r) >= RESERVATION_KEYS
@@ -339,19 +318,19 @@ def test_unreserve(cli, world):
 
 
 def test_extend(cli, world):
-    rid = reserve(cli, "low", cpu=1, ttl="60")
+    rid = reserve_id(cli, "low", cpu=1, ttl="60")
     world.advance(30)
     r = js(cli, "extend", "--id", rid, "--ttl", "10m")
     assert (r["ttl"], r["expires_at"]) == (600, "2026-11-24T12:10:30.000000Z")
-    out = ok(cli, "extend", "--id", rid, "--ttl", "2h")
-    assert out.startswith(f"Reservation '{rid}' extended: expires ")
-    assert ok(cli, "extend", "--id", rid, "--ttl", "0") == (
+    printed = out(cli, "extend", "--id", rid, "--ttl", "2h")
+    assert printed.startswith(f"Reservation '{rid}' extended: expires ")
+    assert out(cli, "extend", "--id", rid, "--ttl", "0") == (
         f"Reservation '{rid}' extended: never expires\n"
     )
     [row] = js(cli, "list")
     assert (row["ttl"], row["expires_at"]) == (None, None)
     # Past due (not yet swept): no longer active, for extend as for everything.
-    rid2 = reserve(cli, "mid", cpu=1, ttl="10")
+    rid2 = reserve_id(cli, "mid", cpu=1, ttl="10")
     world.advance(10)
     result = cli("extend", "--id", rid2, "--ttl", "5m")
     assert (result.code, result.stdout) == (4, "")
@@ -359,13 +338,13 @@ def test_extend(cli, world):
 
 
 def test_preempt(cli, world):
-    ok(cli, "pool", "create", "--name", "q", "--cpu", "4")
-    first = reserve(cli, "low", "p", cpu=2, memory=10, gpu=1)
+    out(cli, "pool", "create", "--name", "q", "--cpu", "4")
+    first = reserve_id(cli, "low", "p", cpu=2, memory=10, gpu=1)
     world.advance(1)
-    second = reserve(cli, "low", "q", cpu=3)
+    second = reserve_id(cli, "low", "q", cpu=3)
     world.advance(1)
-    out = ok(cli, "preempt", "--tenant", "high", "--target", "low")
-    assert out == (
+    printed = out(cli, "preempt", "--tenant", "high", "--target", "low")
+    assert printed == (
         "Preempted 2 reservation(s) from 'low'\n"
         f"  {first}  cpu=2 mem=10 gpu=1  pool=p\n"
         f"  {second}  cpu=3 mem=0 gpu=0  pool=q\n"
@@ -376,8 +355,8 @@ def test_preempt(cli, world):
         assert rows[rid]["preempted_by"] == "high"
         assert rows[rid]["ended_at"] == "2026-11-24T12:00:02.000000Z"
     # --pool limits it; JSON shape.
-    third = reserve(cli, "low", "p", cpu=1)
-    reserve(cli, "low", "q", cpu=1)
+    third = reserve_id(cli, "low", "p", cpu=1)
+    reserve_id(cli, "low", "q", cpu=1)
     data = js(cli, "preempt", "--tenant", "mid", "--target", "low", "--pool", "p")
     assert set(data) >= {"target", "preempted"}
     assert data["target"] == "low"
@@ -391,17 +370,17 @@ def test_preempt(cli, world):
 
 
 def test_list_empty(cli, world):
-    assert ok(cli, "list") == "No reservations.\n"
-    assert ok(cli, "list", "--json") == "[]\n"
-    assert ok(cli, "list", "--all", "--json") == "[]\n"
+    assert out(cli, "list") == "No reservations.\n"
+    assert out(cli, "list", "--json") == "[]\n"
+    assert out(cli, "list", "--all", "--json") == "[]\n"
 
 
 def test_list_order_is_creation_ties_in_insertion_order(cli, world):
-    ok(cli, "pool", "create", "--name", "q", "--cpu", "10")
-    ids = [reserve(cli, t, pool, cpu=1) for t in ("mid", "high", "low") for pool in ("q", "p")]
+    out(cli, "pool", "create", "--name", "q", "--cpu", "10")
+    ids = [reserve_id(cli, t, pool, cpu=1) for t in ("mid", "high", "low") for pool in ("q", "p")]
     # All at the same frozen instant: insertion order decides.
     assert [r["id"] for r in js(cli, "list")] == ids
-    text = ok(cli, "list")
+    text = out(cli, "list")
     assert text.splitlines()[0].split() == [
         "ID",
         "TENANT",
@@ -418,41 +397,41 @@ def test_list_order_is_creation_ties_in_insertion_order(cli, world):
 
 def test_list_orders_by_created_at_not_insertion(cli, world):
     world.advance(10)
-    later = reserve(cli, "low", cpu=1)
+    later = reserve_id(cli, "low", cpu=1)
     world.advance(-5)  # a clock that stepped back: created_at decides, not the rowid
-    earlier = reserve(cli, "mid", cpu=1)
+    earlier = reserve_id(cli, "mid", cpu=1)
     assert [r["id"] for r in js(cli, "list")] == [earlier, later]
     assert [r["id"] for r in js(cli, "list", "--all")] == [earlier, later]
 
 
 def test_expires_column(cli, world):
-    ok(cli, "pool", "create", "--name", "q", "--cpu", "10")
-    never = reserve(cli, "high", "p", cpu=1)
-    short = reserve(cli, "mid", "p", cpu=1, ttl="46")
-    mins = reserve(cli, "low", "p", cpu=1, ttl="5m")
-    long = reserve(cli, "high", "q", cpu=1, ttl="25h1m1s")
-    ended = reserve(cli, "mid", "q", cpu=1)
-    ok(cli, "unreserve", "--id", ended)
+    out(cli, "pool", "create", "--name", "q", "--cpu", "10")
+    never = reserve_id(cli, "high", "p", cpu=1)
+    short = reserve_id(cli, "mid", "p", cpu=1, ttl="46")
+    mins = reserve_id(cli, "low", "p", cpu=1, ttl="5m")
+    long = reserve_id(cli, "high", "q", cpu=1, ttl="25h1m1s")
+    ended = reserve_id(cli, "mid", "q", cpu=1)
+    out(cli, "unreserve", "--id", ended)
     world.advance(1)
-    rows = {row[0]: row for row in table_rows(ok(cli, "list", "--all"))}
+    rows = {row[0]: row for row in table_rows(out(cli, "list", "--all"))}
     assert rows[never][-1] == "never"
     assert rows[short][-1] == "45s"
     assert rows[mins][-1] == "4m59s"
     assert rows[long][-1] == "25h1m"
     assert rows[ended][-2:] == ["released", "-"]
     world.advance(45)  # `short` is due now: expired before any sweep
-    rows = {row[0]: row for row in table_rows(ok(cli, "list", "--all"))}
+    rows = {row[0]: row for row in table_rows(out(cli, "list", "--all"))}
     assert rows[short][-2:] == ["expired", "-"]
-    assert short not in ok(cli, "list")
+    assert short not in out(cli, "list")
 
 
 def test_list_filters(cli, world):
-    ok(cli, "pool", "create", "--name", "q", "--cpu", "10")
-    a = reserve(cli, "low", "p", cpu=1)
-    b = reserve(cli, "low", "q", cpu=1)
-    c = reserve(cli, "mid", "p", cpu=1, ttl="10")
-    d = reserve(cli, "high", "q", cpu=1)
-    ok(cli, "unreserve", "--id", b)
+    out(cli, "pool", "create", "--name", "q", "--cpu", "10")
+    a = reserve_id(cli, "low", "p", cpu=1)
+    b = reserve_id(cli, "low", "q", cpu=1)
+    c = reserve_id(cli, "mid", "p", cpu=1, ttl="10")
+    d = reserve_id(cli, "high", "q", cpu=1)
+    out(cli, "unreserve", "--id", b)
     world.advance(10)  # c is due
     ids = lambda *args: [r["id"] for r in js(cli, "list", *args)]  # noqa: E731
     assert ids() == [a, d]
@@ -468,13 +447,13 @@ def test_list_filters(cli, world):
     [row] = js(cli, "list", "--status", "expired")
     assert row["ended_at"] == row["expires_at"] == "2026-11-24T12:00:10.000000Z"
     # Deleted pools and tenants are still matched by name, and history keeps their names.
-    ok(cli, "pool", "delete", "--name", "q", "--force")
-    ok(cli, "tenant", "remove", "--name", "low", "--force")
+    out(cli, "pool", "delete", "--name", "q", "--force")
+    out(cli, "tenant", "remove", "--name", "low", "--force")
     assert ids("--all", "--pool", "q") == [b, d]
     assert ids("--all", "--tenant", "low") == [a, b]
-    ok(cli, "tenant", "add", "--name", "low")  # a new tenant under the old name
-    ok(cli, "pool", "create", "--name", "q", "--cpu", "2")
-    e = reserve(cli, "low", "q", cpu=1)
+    out(cli, "tenant", "add", "--name", "low")  # a new tenant under the old name
+    out(cli, "pool", "create", "--name", "q", "--cpu", "2")
+    e = reserve_id(cli, "low", "q", cpu=1)
     assert ids("--all", "--tenant", "low") == [a, b, e]
     assert ids("--tenant", "low") == [e]
     assert ids("--all", "--pool", "q") == [b, d, e]
@@ -488,16 +467,16 @@ def test_list_filters(cli, world):
 
 
 def test_status_counts_window_and_json(cli, world):
-    ok(cli, "pool", "create", "--name", "q", "--cpu", "10")
-    old = reserve(cli, "low", "p", cpu=1)
-    ok(cli, "unreserve", "--id", old)
+    out(cli, "pool", "create", "--name", "q", "--cpu", "10")
+    old = reserve_id(cli, "low", "p", cpu=1)
+    out(cli, "unreserve", "--id", old)
     world.advance(3600)
-    released = reserve(cli, "low", "p", cpu=1)
-    ok(cli, "unreserve", "--id", released)
-    reserve(cli, "low", "q", cpu=1, ttl="60")  # due, never swept
-    reserve(cli, "mid", "p", cpu=5, memory=500, gpu=1)
-    victim = reserve(cli, "mid", "q", cpu=1)
-    ok(cli, "preempt", "--tenant", "high", "--target", "mid", "--pool", "q")
+    released = reserve_id(cli, "low", "p", cpu=1)
+    out(cli, "unreserve", "--id", released)
+    reserve_id(cli, "low", "q", cpu=1, ttl="60")  # due, never swept
+    reserve_id(cli, "mid", "p", cpu=5, memory=500, gpu=1)
+    victim = reserve_id(cli, "mid", "q", cpu=1)
+    out(cli, "preempt", "--tenant", "high", "--target", "mid", "--pool", "q")
     world.advance(23 * 3600 + 1)  # `old` ended 24h+1s ago: outside the window
     status = js(cli, "status")
     assert set(status) >= {"pools", "tenants", "reservations", "window_hours"}
@@ -508,7 +487,7 @@ def test_status_counts_window_and_json(cli, world):
     assert [t["name"] for t in status["tenants"]] == ["high", "mid", "low"]
     assert set(status["tenants"][0]) >= TENANT_KEYS
     assert [t["active_reservations"] for t in status["tenants"]] == [0, 1, 0]
-    text = ok(cli, "status")
+    text = out(cli, "status")
     assert text.splitlines()[0] == (
         "Reservations: 1 active — last 24h: 1 released, 1 expired, 1 preempted"
     )
@@ -516,8 +495,8 @@ def test_status_counts_window_and_json(cli, world):
 
 
 def test_status_bars(cli, world):
-    reserve(cli, "low", cpu=5, memory=1000, gpu=1)
-    text = ok(cli, "status")
+    reserve_id(cli, "low", cpu=5, memory=1000, gpu=1)
+    text = out(cli, "status")
     bars = re.findall(
         r"^    (CPU|MEMORY MB|GPU)\s+([█░]+)\s+([\d.]+)%\s+(\d+) / (\d+)$", text, re.M
     )
@@ -538,10 +517,10 @@ def test_status_bars(cli, world):
 
 
 def test_status_empty_and_zero_totals(cli, frozen):
-    text = ok(cli, "status")
+    text = out(cli, "status")
     assert "Pools:\n  (none)" in text and "Tenants:\n  (none)" in text
-    ok(cli, "pool", "create", "--name", "g", "--gpu", "1")
-    text = ok(cli, "status")
+    out(cli, "pool", "create", "--name", "g", "--gpu", "1")
+    text = out(cli, "status")
     assert "CPU        " + "░" * 20 + "   0.00%  0 / 0" in text
 
 
@@ -549,10 +528,10 @@ def test_status_empty_and_zero_totals(cli, frozen):
 
 
 def test_sweep(cli, world):
-    assert ok(cli, "sweep") == "Expired 0 reservation(s)\n"
-    a = reserve(cli, "low", cpu=1, ttl="5")
-    b = reserve(cli, "mid", cpu=1, ttl="5")
-    reserve(cli, "high", cpu=1, ttl="50")
+    assert out(cli, "sweep") == "Expired 0 reservation(s)\n"
+    a = reserve_id(cli, "low", cpu=1, ttl="5")
+    b = reserve_id(cli, "mid", cpu=1, ttl="5")
+    reserve_id(cli, "high", cpu=1, ttl="50")
     world.advance(5)
     data = js(cli, "sweep")
     assert data == {"expired": 2, "ids": sorted([a, b])}
@@ -567,15 +546,15 @@ def test_db_current_and_check(cli, isolated_env: Path, frozen):
     path = isolated_env / "resgate.db"
     assert js(cli, "db", "current") == {"revision": None, "head": SCHEMA_HEAD}
     assert not path.exists()  # reading the revision creates nothing
-    ok(cli, "pool", "create", "--name", "p", "--cpu", "2")
-    assert ok(cli, "db", "current") == f"revision {SCHEMA_HEAD}\n"
+    out(cli, "pool", "create", "--name", "p", "--cpu", "2")
+    assert out(cli, "db", "current") == f"revision {SCHEMA_HEAD}\n"
     assert js(cli, "db", "current") == {"revision": SCHEMA_HEAD, "head": SCHEMA_HEAD}
-    assert ok(cli, "db", "check") == "ok: 1 pool(s) checked, integrity ok\n"
+    assert out(cli, "db", "check") == "ok: 1 pool(s) checked, integrity ok\n"
     data = js(cli, "db", "check")
     assert data["ok"] is True and data["problems"] == []
     # Over-commit behind resgate's back: exit 1 with the differences.
-    ok(cli, "tenant", "add", "--name", "t")
-    rid = reserve(cli, "t", cpu=2)
+    out(cli, "tenant", "add", "--name", "t")
+    rid = reserve_id(cli, "t", cpu=2)
     with sqlite3.connect(path) as connection:
         triggers = connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'pools'"
@@ -593,15 +572,15 @@ def test_db_current_and_check(cli, isolated_env: Path, frozen):
 
 @pytest.mark.sqlite_only  # a new database file, and sqlite3 behind its back
 def test_db_upgrade_on_new_and_current(cli, isolated_env: Path):
-    out = ok(cli, "db", "upgrade")
-    assert out == f"Database upgraded from nothing to revision {SCHEMA_HEAD}\n"
-    assert ok(cli, "db", "upgrade") == f"Database is at revision {SCHEMA_HEAD}; nothing to do\n"
+    printed = out(cli, "db", "upgrade")
+    assert printed == f"Database upgraded from nothing to revision {SCHEMA_HEAD}\n"
+    assert out(cli, "db", "upgrade") == f"Database is at revision {SCHEMA_HEAD}; nothing to do\n"
     assert js(cli, "db", "upgrade") == {"from": SCHEMA_HEAD, "to": SCHEMA_HEAD}
 
 
 def test_json_timestamps_are_iso_utc(cli, world):
-    rid = reserve(cli, "low", cpu=1, ttl="1m")
-    ok(cli, "unreserve", "--id", rid)
+    rid = reserve_id(cli, "low", cpu=1, ttl="1m")
+    out(cli, "unreserve", "--id", rid)
     [row] = js(cli, "list", "--all")
     for key in ("created_at", "expires_at", "ended_at"):
         assert ISO_Z.match(row[key]), row

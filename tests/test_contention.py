@@ -1,4 +1,4 @@
-"""Issue 3, part 1: real `resgate` processes colliding on one database.
+"""Real `resgate` processes colliding on one database.
 
 Each process (tests/workers/cli_worker.py) imports everything, waits at a start
 barrier — a file that appears once all of them are ready — and then runs one
@@ -10,14 +10,10 @@ what the processes printed. The capacity race also runs on PostgreSQL.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
-
 from harness import collect, release, resgate, spawn
 
 from resgate.engine import pools, tenants

@@ -1,4 +1,4 @@
-"""Issue 3, part 4: SIGKILL at random moments, most of them inside a write
+"""SIGKILL at random moments, most of them inside a write
 transaction, and nothing acknowledged is lost or needs manual recovery.
 
 Three worker processes (tests/workers/engine_worker.py, looping forever; forked
@@ -30,9 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
-
 import verify
 from harness import WORKERS, env, resgate
 from ledger import read_ledger

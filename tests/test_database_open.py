@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, resgate_command
+from harness import REPO, resgate_command
 
 from resgate.store.schema import SCHEMA_HEAD
 

@@ -7,23 +7,16 @@ import json
 import sqlite3
 
 import pytest
+from helpers import reserve
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from resgate.engine import listing, pools, reservations, tenants
 from resgate.engine.records import Amounts
-from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
 from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
 
 pytestmark = pytest.mark.usefixtures("backend")
-
-
-def reserve(engine, tenant, gpu=0, pool="box", ids=None, preempt=False, ttl=None):
-    request = ReserveRequest(
-        tenant, pool, Amounts(0, 0, gpu), ttl, None, preempt, None if ids is None else tuple(ids)
-    )
-    return engine.write(reservations.reserve_and_report, request)
 
 
 def devices(engine, pool="box"):
@@ -41,11 +34,11 @@ def box(engine):
 
 def test_default_ids_and_lowest_free(box):
     assert [d for d, _ in devices(box)] == list(range(8))
-    a = reserve(box, "lo", gpu=2).reservation
-    b = reserve(box, "mid", gpu=3).reservation
+    a = reserve(box, "lo", "box", gpu=2).reservation
+    b = reserve(box, "mid", "box", gpu=3).reservation
     assert (a.gpu_ids, b.gpu_ids) == ((0, 1), (2, 3, 4))
     box.write(reservations.unreserve, a.id)
-    c = reserve(box, "hi", gpu=3).reservation
+    c = reserve(box, "hi", "box", gpu=3).reservation
     assert c.gpu_ids == (0, 1, 5)  # the lowest free ids
     held = dict(devices(box))
     assert held[0] == c.id and held[2] == b.id and held[7] is None
@@ -59,29 +52,29 @@ def test_explicit_ids(engine):
     engine.write(tenants.add_tenant, "t", 5)
     engine.write(tenants.add_tenant, "u", 5)
     assert engine.read(pools.show_pool, "box").total.gpu == 6
-    with pytest.raises(InvalidInput, match="different numbers"):
+    with pytest.raises(InvalidInput, match=r"gpu 3 and gpu_ids name 2 GPU\(s\)"):
         engine.write(pools.create_pool, "bad", Amounts(0, 0, 3), [0, 1])
-    got = reserve(engine, "t", ids=[4, 6]).reservation
+    got = reserve(engine, "t", "box", ids=[4, 6]).reservation
     assert got.gpu_ids == (4, 6) and got.amounts.gpu == 2
     with pytest.raises(NotFound, match="pool 'box' has no GPU 2"):
-        reserve(engine, "u", ids=[2])
+        reserve(engine, "u", "box", ids=[2])
     with pytest.raises(InsufficientResources, match="GPU 6 is held"):
-        reserve(engine, "u", ids=[5, 6])
+        reserve(engine, "u", "box", ids=[5, 6])
 
 
 def test_every_end_frees_devices(box):
-    a = reserve(box, "lo", gpu=2).reservation
+    a = reserve(box, "lo", "box", gpu=2).reservation
     box.write(reservations.unreserve, a.id)
-    b = reserve(box, "lo", gpu=2, ttl=10).reservation
+    b = reserve(box, "lo", "box", gpu=2, ttl=10).reservation
     assert b.gpu_ids == (0, 1)
     box.clock.advance(10)
     # Due but not swept: shown free already; the sweep frees the rows.
     assert dict(devices(box))[0] is None
     assert box.write(sweep) == [b.id]
-    c = reserve(box, "lo", gpu=8).reservation
+    c = reserve(box, "lo", "box", gpu=8).reservation
     box.write(reservations.preempt, "hi", "lo")
     box.clock.advance(1)
-    d = reserve(box, "mid", gpu=8).reservation
+    d = reserve(box, "mid", "box", gpu=8).reservation
     box.write(pools.delete_pool, "box", force=True)
     history = box.read(listing.list_reservations, include_ended=True, pool="box")
     assert [r.status for r in history] == ["released", "expired", "preempted", "released"]
@@ -96,18 +89,18 @@ def test_every_end_frees_devices(box):
 
 
 def test_preempt_by_id_and_for_the_rest(box):
-    lo = reserve(box, "lo", gpu=4).reservation  # 0-3
-    mid = reserve(box, "mid", gpu=4).reservation  # 4-7
+    lo = reserve(box, "lo", "box", gpu=4).reservation  # 0-3
+    mid = reserve(box, "mid", "box", gpu=4).reservation  # 4-7
     # Asking for GPU 5 evicts its holder, even though 'lo' ranks lower.
-    result = reserve(box, "hi", ids=[5], preempt=True)
+    result = reserve(box, "hi", "box", ids=[5], preempt=True)
     assert [v.reservation.id for v in result.preempted] == [mid.id]
     assert result.reservation.gpu_ids == (5,)
     box.write(tenants.add_tenant, "top", 10)
     # A holder that does not rank below the requester: exit 3.
     with pytest.raises(InsufficientResources, match="does not outrank"):
-        reserve(box, "mid", ids=[5], preempt=True)
-    # Ids plus more than is free: the holders go, §11.1 picks the rest.
-    result = reserve(box, "top", gpu=6, preempt=True)
+        reserve(box, "mid", "box", ids=[5], preempt=True)
+    # Ids plus more than is free: the holders go, README "Preemption" picks the rest.
+    result = reserve(box, "top", "box", gpu=6, preempt=True)
     assert {v.reservation.id for v in result.preempted} == {lo.id}
     assert result.reservation.amounts.gpu == 6
     taken = set(result.reservation.gpu_ids)
@@ -115,7 +108,7 @@ def test_preempt_by_id_and_for_the_rest(box):
 
 
 def test_resize_devices(box):
-    r = reserve(box, "lo", gpu=2).reservation  # holds 0, 1
+    r = reserve(box, "lo", "box", gpu=2).reservation  # holds 0, 1
     grown = box.write(pools.resize_pool, "box", gpu=10)
     assert grown.total.gpu == 10
     assert [d for d, _ in devices(box)] == list(range(10))
@@ -128,12 +121,12 @@ def test_resize_devices(box):
     box.write(pools.resize_pool, "box", gpu_ids=[0, 1, 9])
     assert [d for d, _ in devices(box)] == [0, 1, 9]
     box.write(reservations.unreserve, r.id)
-    assert reserve(box, "mid", gpu=3).reservation.gpu_ids == (0, 1, 9)
+    assert reserve(box, "mid", "box", gpu=3).reservation.gpu_ids == (0, 1, 9)
 
 
 def test_database_refuses_a_device_held_twice(box, backend, db_path):
-    a = reserve(box, "lo", gpu=2).reservation
-    b = reserve(box, "mid", gpu=1).reservation
+    a = reserve(box, "lo", "box", gpu=2).reservation
+    b = reserve(box, "mid", "box", gpu=1).reservation
     statement = (
         "INSERT INTO reservation_devices (reservation_id, device, pool_id, active) "
         f"VALUES ('{b.id}', 1, 1, {'1' if backend == 'sqlite' else 'true'})"

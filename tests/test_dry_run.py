@@ -1,4 +1,4 @@
-"""Issue 6, item 2 (README "Preemption"): `--dry-run` on every command that has it.
+"""README "Preemption": `--dry-run` on every command that has it.
 
 For each command — succeeding and failing — the dry run leaves the database
 identical (a full SQL dump compared) and writes no audit event, and its exit code
@@ -10,6 +10,7 @@ command line; the engine runs the same code on both backends.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -21,18 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Result, run_cli
+from helpers import Result, ok, run_cli
 
 DRY_LINE = "Dry run: nothing was changed"
 HEX_ID = re.compile(r"\b[0-9a-f]{16}\b")
 STORED_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
 ANY_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{6}Z)?")
-
-
-def ok(*args: str) -> Result:
-    result = run_cli(*args)
-    assert result.code == 0, (args, result)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +36,15 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     tenants lo (2), mid (5), hi (8), idle (1); lo holds 4 cpu + 2 GPUs in p (1h TTL)
     and 1 cpu in q, mid 2 cpu in p, hi a released reservation in q."""
     path = tmp_path_factory.mktemp("dry") / "template.db"
-    db = ["--db", str(path)]
-    ok(*db, "pool", "create", "--name", "p", "--cpu", "8", "--memory", "4096", "--gpu", "4")
-    ok(*db, "pool", "create", "--name", "q", "--cpu", "4")
-    ok(*db, "pool", "create", "--name", "r", "--cpu", "2")
+    cli = functools.partial(run_cli, "--db", str(path))
+    ok(cli, "pool", "create", "--name", "p", "--cpu", "8", "--memory", "4096", "--gpu", "4")
+    ok(cli, "pool", "create", "--name", "q", "--cpu", "4")
+    ok(cli, "pool", "create", "--name", "r", "--cpu", "2")
     for name, priority in (("lo", 2), ("mid", 5), ("hi", 8), ("idle", 1)):
-        ok(*db, "tenant", "add", "--name", name, "--priority", str(priority))
+        ok(cli, "tenant", "add", "--name", name, "--priority", str(priority))
 
     def reserve(*args: str) -> str:
-        return str(json.loads(ok(*db, "reserve", *args, "--json").stdout)["id"])
+        return str(json.loads(ok(cli, "reserve", *args, "--json").stdout)["id"])
 
     ids = {
         "lo_p": reserve("--tenant", "lo", "--pool", "p", "--cpu", "4", "--gpu", "2", "--ttl", "1h"),
@@ -57,7 +52,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
         "mid_p": reserve("--tenant", "mid", "--pool", "p", "--cpu", "2", "--memory", "512"),
         "ended": reserve("--tenant", "hi", "--pool", "q", "--cpu", "1"),
     }
-    ok(*db, "unreserve", "--id", ids["ended"])
+    ok(cli, "unreserve", "--id", ids["ended"])
     return path, ids
 
 
@@ -246,12 +241,12 @@ def test_dry_run_of_a_preemption_names_the_victims_it_would_take(
         "--preempt",
         "--json",
     ]
-    dry = json.loads(ok(*command, "--dry-run").stdout)
+    dry = json.loads(ok(run_cli, *command, "--dry-run").stdout)
     victims = [v["id"] for v in dry["preempted"]]
     assert victims and set(victims) <= {ids["lo_p"], ids["mid_p"]}
-    listed = json.loads(ok("--db", str(path), "list", "--json").stdout)
+    listed = json.loads(ok(run_cli, "--db", str(path), "list", "--json").stdout)
     assert {r["id"] for r in listed} >= set(victims)
-    real = json.loads(ok(*command).stdout)
+    real = json.loads(ok(run_cli, *command).stdout)
     assert [v["id"] for v in real["preempted"]] == victims
     assert all(v["preempted_for"] == real["reservation"]["id"] for v in real["preempted"])
 

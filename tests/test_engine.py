@@ -1,11 +1,14 @@
-"""Engine rules (docs/schema.md, §6) through the engine API, with an injected clock."""
+"""Engine rules (docs/schema.md, README "Using it") through the engine API, with an
+injected clock."""
 
 from __future__ import annotations
 
 import pytest
+from helpers import reserve
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from resgate.clock import iso
 from resgate.engine import listing, pools, reservations, status, tenants
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
@@ -16,6 +19,7 @@ from resgate.errors import (
     NotFound,
     Refused,
 )
+from resgate.render.data import event as event_dict
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -29,34 +33,28 @@ def setup(engine):
     return engine
 
 
-def reserve(engine, tenant, cpu=0, memory=0, gpu=0, ttl=None, pool="p"):
-    return engine.write(
-        reservations.reserve, ReserveRequest(tenant, pool, Amounts(cpu, memory, gpu), ttl)
-    )
-
-
 def test_reserve_checks_in_order(setup):
     with pytest.raises(NotFound, match="tenant 'ghost' not found"):
-        reserve(setup, "ghost", cpu=1, pool="nowhere")
+        reserve(setup, "ghost", "nowhere", cpu=1)
     with pytest.raises(NotFound, match="pool 'nowhere' not found"):
-        reserve(setup, "low", cpu=1, pool="nowhere")
-    first = reserve(setup, "low", cpu=2)
+        reserve(setup, "low", "nowhere", cpu=1)
+    first = reserve(setup, "low", "p", cpu=2).reservation
     with pytest.raises(Refused, match=f"already has active reservation '{first.id}' in pool 'p'"):
-        reserve(setup, "low", cpu=100)  # conflict is checked before capacity
+        reserve(setup, "low", "p", cpu=100)  # conflict is checked before capacity
     with pytest.raises(InsufficientResources) as excinfo:
-        reserve(setup, "mid", cpu=7)
+        reserve(setup, "mid", "p", cpu=7)
     assert str(excinfo.value) == (
         "insufficient resources in 'p': need cpu=7 mem=0 gpu=0, available cpu=6 mem=1024 gpu=4"
     )
     with pytest.raises(InvalidInput):
-        reserve(setup, "mid")
+        reserve(setup, "mid", "p")
 
 
 def test_ttl_expiry_counts_before_the_sweep(setup):
-    r = reserve(setup, "low", cpu=8, ttl=60)
+    r = reserve(setup, "low", "p", cpu=8, ttl=60).reservation
     setup.clock.advance(59)
     with pytest.raises(InsufficientResources):
-        reserve(setup, "mid", cpu=1)
+        reserve(setup, "mid", "p", cpu=1)
     setup.clock.advance(1)
     # Due now: expired for listing and counts even though nothing swept it yet.
     listed = setup.read(listing.list_reservations, include_ended=True)
@@ -64,7 +62,7 @@ def test_ttl_expiry_counts_before_the_sweep(setup):
     assert setup.read(status.status).counts["expired"] == 1
     assert setup.read(pools.show_pool, "p").reserved == Amounts()
     # A write sweeps first, so capacity is free again.
-    reserve(setup, "mid", cpu=8)
+    reserve(setup, "mid", "p", cpu=8)
     stored = setup.read(listing.list_reservations, status="expired")
     assert stored[0].ended_at == r.expires_at
 
@@ -72,7 +70,7 @@ def test_ttl_expiry_counts_before_the_sweep(setup):
 def test_sweep_is_one_statement_and_sets_ended_at(setup, monkeypatch):
     for i in range(20):
         setup.write(tenants.add_tenant, f"t{i}", 3)
-        reserve(setup, f"t{i}", memory=10, ttl=10)
+        reserve(setup, f"t{i}", "p", memory=10, ttl=10)
     setup.clock.advance(11)
     statements = []
     from sqlalchemy import event
@@ -111,9 +109,9 @@ def _sweep_statements(engine):
 
 
 def test_sweep_cost_does_not_grow_with_due_rows_or_history(setup, backend):
-    """README "Using it" and §9: the same statements for 2 due reservations as for 30 (GPU
-    holders among them), none of them walking the history; each expiry logged
-    with the expiry it had."""
+    """README "Using it" and benchmarks/README.md: the same statements for 2 due
+    reservations as for 30 (GPU holders among them), none of them walking the
+    history; each expiry logged with the expiry it had."""
     from resgate.engine import audit
 
     counts = []
@@ -138,10 +136,10 @@ def test_sweep_cost_does_not_grow_with_due_rows_or_history(setup, backend):
         expired, statements = _sweep_statements(setup)
         assert sorted(expired) == sorted(r.id for r in made)
         counts.append([statement for statement, _, _ in statements])
-        events = setup.read(lambda tx: [audit.as_dict(e) for e in audit.log(tx)])
+        events = setup.read(lambda tx: [event_dict(e) for e in audit.log(tx)])
         logged = {e["subject"]: e["data"] for e in events if e["action"] == "reservation.expire"}
         assert {r.id: logged[r.id] for r in made} == {
-            r.id: {"expires_at": audit.iso(r.expires_at)} for r in made
+            r.id: {"expires_at": iso(r.expires_at)} for r in made
         }
         held = setup.read(
             lambda tx: tx.connection.execute(
@@ -169,7 +167,7 @@ def test_sweep_cost_does_not_grow_with_due_rows_or_history(setup, backend):
 
 
 def test_unreserve_and_extend(setup):
-    r = reserve(setup, "low", cpu=1, ttl=30)
+    r = reserve(setup, "low", "p", cpu=1, ttl=30).reservation
     extended = setup.write(reservations.extend, r.id, 600)
     assert extended.ttl == 600
     assert extended.expires_at == setup.clock.now().replace() + __import__("datetime").timedelta(
@@ -191,8 +189,8 @@ def test_unreserve_and_extend(setup):
 
 def test_preempt(setup):
     setup.write(pools.create_pool, "q", Amounts(8, 0, 0))
-    a = reserve(setup, "low", cpu=1)
-    b = reserve(setup, "low", cpu=2, pool="q")
+    a = reserve(setup, "low", "p", cpu=1).reservation
+    b = reserve(setup, "low", "q", cpu=2).reservation
     with pytest.raises(Refused, match=r"'mid' \(priority 5\) must outrank 'high' \(priority 9\)"):
         setup.write(reservations.preempt, "mid", "high")
     with pytest.raises(Refused, match="must outrank"):
@@ -210,7 +208,7 @@ def test_preempt(setup):
 
 
 def test_resize_and_delete(setup):
-    reserve(setup, "low", cpu=6)
+    reserve(setup, "low", "p", cpu=6)
     with pytest.raises(Refused, match="cpu 5 is below the 6 reserved now"):
         setup.write(pools.resize_pool, "p", cpu=5)
     setup.write(pools.create_pool, "mem-only", Amounts(0, 10, 0))
@@ -235,7 +233,7 @@ def test_tenant_lifecycle(setup):
     setup.write(tenants.update_tenant, "low", priority=7)
     names = [(t.name, t.priority) for t in setup.read(tenants.list_tenants)]
     assert names == [("high", 9), ("low", 7), ("mid", 5)]
-    reserve(setup, "mid", cpu=1)
+    reserve(setup, "mid", "p", cpu=1)
     with pytest.raises(Refused):
         setup.write(tenants.remove_tenant, "mid")
     setup.write(tenants.remove_tenant, "mid", force=True)
@@ -257,8 +255,8 @@ def _raw(engine, statement):
 
 
 def test_database_guards_the_invariants(setup):
-    """Behind the engine's checks, the schema itself refuses what breaks §3."""
-    r = reserve(setup, "low", cpu=8)
+    """Behind the engine's checks, the schema itself refuses what breaks docs/schema.md."""
+    r = reserve(setup, "low", "p", cpu=8).reservation
     insert = (
         "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, created_at,"
         " ended_at) VALUES ('{id}', {tenant}, 1, {cpu}, {memory}, 0, '{status}',"
@@ -339,7 +337,7 @@ def test_integrity_error_from_orm_is_refused(setup):
 
 
 def test_db_check_reports_overcommit(setup):
-    reserve(setup, "low", cpu=8)
+    reserve(setup, "low", "p", cpu=8)
     assert setup.read(status.check).problems == []
     on_pools = " ON pools" if setup.database.dialect == "postgresql" else ""
     _raw(setup, f"DROP TRIGGER pools_resize_guard{on_pools}")

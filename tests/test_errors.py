@@ -1,14 +1,16 @@
 """README "Exit codes": every bad input gets one `Error: …` line on stderr, nothing on stdout,
 its documented exit code, no traceback, and the database exactly as it was.
-Also the exit 1/3/4 checks of §6 "Checks and messages", with their messages."""
+Also the exit 1/3/4 checks of README "Using it", with their messages."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers import ok, run_cli
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -78,23 +80,15 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     """A database built once: pool p (10 cpu, 1000 MB, 4 gpu), pool q (2 cpu),
     tenants high (9), mid (5), low (2), idle (1); low holds 8 cpu of p;
     one released reservation."""
-    from conftest import run_cli
-
     path = tmp_path_factory.mktemp("errors") / "template.db"
-    db = ["--db", str(path)]
-
-    def ok(*args: str) -> str:
-        result = run_cli(*db, *args)
-        assert result.code == 0, result
-        return result.stdout
-
-    ok("pool", "create", "--name", "p", "--cpu", "10", "--memory", "1000", "--gpu", "4")
-    ok("pool", "create", "--name", "q", "--cpu", "2")
+    cli = functools.partial(run_cli, "--db", str(path))
+    ok(cli, "pool", "create", "--name", "p", "--cpu", "10", "--memory", "1000", "--gpu", "4")
+    ok(cli, "pool", "create", "--name", "q", "--cpu", "2")
     for name, priority in (("high", "9"), ("mid", "5"), ("low", "2"), ("idle", "1")):
-        ok("tenant", "add", "--name", name, "--priority", priority)
-    held = ok("reserve", "--tenant", "low", "--pool", "p", "--cpu", "8").split()[2]
-    released = ok("reserve", "--tenant", "mid", "--pool", "q", "--cpu", "1").split()[2]
-    ok("unreserve", "--id", released)
+        ok(cli, "tenant", "add", "--name", name, "--priority", priority)
+    held = ok(cli, "reserve", "--tenant", "low", "--pool", "p", "--cpu", "8").stdout.split()[2]
+    released = ok(cli, "reserve", "--tenant", "mid", "--pool", "q", "--cpu", "1").stdout.split()[2]
+    ok(cli, "unreserve", "--id", released)
     return path, {"held": held, "released": released}
 
 
@@ -398,7 +392,7 @@ def test_missing_command_shows_help_not_an_error_line(cli, db, args):
     assert "Traceback" not in result.stderr
 
 
-# ---------------------------------------------------------------- checks, §6
+# ---------------------------------------------------------------- checks, README "Using it"
 
 
 def test_reserve_checks_in_order(cli, db, ids):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import out, reserve_id
 
 from resgate.render import data
 
@@ -33,41 +34,31 @@ def utc_minus_3(monkeypatch: pytest.MonkeyPatch):
     time.tzset()
 
 
-def ok(cli, *args: str) -> str:
-    result = cli(*args)
-    assert result.code == 0 and result.stderr == "", (args, result)
-    return result.stdout
-
-
-def rid(cli, *args: str) -> str:
-    return json.loads(ok(cli, "reserve", *args, "--json"))["id"]
-
-
 @pytest.fixture
 def history(cli, frozen) -> dict[str, str]:
     """r1 created 12:00Z, released 12:10Z; r2 created 13:00Z with a 30 min TTL,
     past due at 13:30Z and never swept; r3 created 15:00Z, active; r4 created
     15:00Z, preempted 15:00Z. Now: 16:00Z."""
-    ok(cli, "pool", "create", "--name", "p", "--cpu", "8", "--memory", "1024", "--gpu", "2")
-    ok(cli, "pool", "create", "--name", "gone", "--cpu", "8")
-    ok(cli, "tenant", "add", "--name", "alice", "--priority", "8")
-    ok(cli, "tenant", "add", "--name", "bob", "--priority", "3")
-    ids = {"r1": rid(cli, "--tenant", "bob", "--pool", "p", "--cpu", "2")}
+    out(cli, "pool", "create", "--name", "p", "--cpu", "8", "--memory", "1024", "--gpu", "2")
+    out(cli, "pool", "create", "--name", "gone", "--cpu", "8")
+    out(cli, "tenant", "add", "--name", "alice", "--priority", "8")
+    out(cli, "tenant", "add", "--name", "bob", "--priority", "3")
+    ids = {"r1": reserve_id(cli, "bob", "p", cpu=2)}
     frozen.advance(600)
-    ok(cli, "unreserve", "--id", ids["r1"])
+    out(cli, "unreserve", "--id", ids["r1"])
     frozen.advance(3000)  # 13:00
-    ids["r2"] = rid(cli, "--tenant", "bob", "--pool", "p", "--memory", "512", "--ttl", "30m")
+    ids["r2"] = reserve_id(cli, "bob", "p", memory=512, ttl="30m")
     frozen.advance(7200)  # 15:00: r2 is past due, and nothing has swept it
-    ids["r3"] = rid(cli, "--tenant", "alice", "--pool", "p", "--cpu", "4", "--gpu", "1")
-    ids["r4"] = rid(cli, "--tenant", "bob", "--pool", "gone", "--cpu", "1")
-    ok(cli, "preempt", "--tenant", "alice", "--target", "bob", "--pool", "gone")
-    ok(cli, "pool", "delete", "--name", "gone")
+    ids["r3"] = reserve_id(cli, "alice", "p", cpu=4, gpu=1)
+    ids["r4"] = reserve_id(cli, "bob", "gone", cpu=1)
+    out(cli, "preempt", "--tenant", "alice", "--target", "bob", "--pool", "gone")
+    out(cli, "pool", "delete", "--name", "gone")
     frozen.advance(3600)  # 16:00
     return ids
 
 
 def report(cli, *args: str) -> dict:
-    return json.loads(ok(cli, "export", *args))
+    return json.loads(out(cli, "export", *args))
 
 
 def test_json_report(cli, history):
@@ -112,11 +103,11 @@ def test_json_report(cli, history):
 def test_empty_report(cli, frozen):
     doc = report(cli)
     assert (doc["pools"], doc["tenants"], doc["reservations"], doc["history"]) == ([], [], [], [])
-    assert ok(cli, "export", "--format", "csv") == CSV_HEADER + "\n"
+    assert out(cli, "export", "--format", "csv") == CSV_HEADER + "\n"
 
 
 def test_csv_report(cli, history):
-    text = ok(cli, "export", "--format", "csv")
+    text = out(cli, "export", "--format", "csv")
     lines = text.splitlines()
     assert lines[0] == CSV_HEADER
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -175,7 +166,7 @@ def test_since(cli, history, utc_minus_3):
         # --since limits the history only.
         assert [p["name"] for p in doc["pools"]] == ["p"]
         assert [r["id"] for r in doc["reservations"]] == [history["r3"]]
-        text = ok(cli, "export", "--format", "csv", "--since", since)
+        text = out(cli, "export", "--format", "csv", "--since", since)
         assert [line.split(",")[0] for line in text.splitlines()[1:]] == [
             history[k] for k in expected
         ], since
@@ -186,13 +177,13 @@ def test_output_is_written_atomically(cli, history, tmp_path: Path):
     out_dir.mkdir()
     target = out_dir / "report.json"
     target.write_text("old contents")
-    stdout = ok(cli, "export", "--output", str(target))
+    stdout = out(cli, "export", "--output", str(target))
     size = target.stat().st_size
     assert stdout == f"Report exported to {target} ({size} bytes)\n"
     assert json.loads(target.read_text())["history"][0]["id"] == history["r1"]
     assert sorted(os.listdir(out_dir)) == ["report.json"]  # no temporary file left
     csv_target = out_dir / "report.csv"
-    stdout = ok(cli, "export", "--format", "csv", "--output", str(csv_target))
+    stdout = out(cli, "export", "--format", "csv", "--output", str(csv_target))
     assert stdout == f"Report exported to {csv_target} ({csv_target.stat().st_size} bytes)\n"
     assert csv_target.read_text().splitlines()[0] == CSV_HEADER
     assert len(csv_target.read_bytes()) == csv_target.stat().st_size
@@ -203,7 +194,7 @@ def test_output_relative_path_is_printed_as_given(
     cli, history, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.chdir(tmp_path)
-    stdout = ok(cli, "export", "--output", "r.json")
+    stdout = out(cli, "export", "--output", "r.json")
     assert stdout == f"Report exported to r.json ({(tmp_path / 'r.json').stat().st_size} bytes)\n"
 
 
@@ -274,7 +265,7 @@ def test_formula_in_a_stored_value_is_neutralised_in_csv(cli, history, db_path: 
         )
         connection.execute("UPDATE pools SET name = '@SUM(1)' WHERE name = 'p'")
     connection.close()
-    rows = list(csv.reader(io.StringIO(ok(cli, "export", "--format", "csv"))))
+    rows = list(csv.reader(io.StringIO(out(cli, "export", "--format", "csv"))))
     assert rows[3][0] == history["r3"]
     assert rows[3][1:3] == ['\'=HYPERLINK("http://x")', "'@SUM(1)"]
     # JSON carries the values as they are.

@@ -1,12 +1,14 @@
-"""README "Using it" and §8: what `export --output PATH` may replace, and how.
+"""README "Using it" and README "Exit codes": what `export --output PATH` may replace, and how.
 
 An existing report keeps its mode and owner, a new one is no more readable than the
 database, a symbolic link is written through, and anything that is not a regular
 file (a device, a FIFO, a directory, a link to an open file such as /dev/stdout) is
 refused with exit 1 before anything is written, leaving nothing behind.
 
-Devices are made under tmp_path with os.mknod (root only), never the system's own:
-the code before these tests replaced /dev/stdout with a regular file."""
+Devices are made under tmp_path with os.mknod, never the system's own: the code
+before these tests replaced /dev/stdout with a regular file. os.mknod and os.chown
+need root: those tests are marked `root` (CI runs as root; elsewhere deselect them
+with -m "not root") rather than skipped."""
 
 from __future__ import annotations
 
@@ -18,13 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import resgate_command
+from harness import resgate_command
 
 from resgate.render import data
 
 pytestmark = pytest.mark.sqlite_only
-
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, chown)")
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_an_existing_report_keeps_its_mode(cli, filled, umask, tmp_path: Path, e
     assert mode(target) == existing
 
 
-@as_root
+@pytest.mark.root
 def test_an_existing_report_keeps_its_owner_and_group(cli, filled, tmp_path: Path):
     target = tmp_path / "report.json"
     target.write_text("old")
@@ -185,7 +185,7 @@ def make_device(path: Path) -> None:
     ("make", "check"),
     [
         (make_fifo, stat.S_ISFIFO),
-        pytest.param(make_device, stat.S_ISCHR, marks=as_root),
+        pytest.param(make_device, stat.S_ISCHR, marks=pytest.mark.root),
     ],
     ids=["fifo", "device"],
 )

@@ -1,4 +1,4 @@
-"""Issue 3, part 2: many processes hammer one SQLite file through the engine API.
+"""Many processes hammer one SQLite file through the engine API.
 
 Six worker processes (tests/workers/engine_worker.py) leave a start barrier
 together and each run 200 random operations — reserve with and without a TTL,
@@ -17,15 +17,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
-
 import verify
 from harness import collect, release, resgate, spawn
 from ledger import read_ledger

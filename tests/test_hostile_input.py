@@ -24,12 +24,12 @@ import resource
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import REPO, Result, resgate_command
+from harness import REPO, resgate_command
+from helpers import Cli, ok
 
 from resgate.cli import params
 from resgate.engine import validation
@@ -39,16 +39,8 @@ from resgate.store.models import Event
 
 pytestmark = pytest.mark.usefixtures("backend")
 
-Cli = Callable[..., Result]
-
 
 # ---------------------------------------------------------------- helpers
-
-
-def ok(cli: Cli, *args: str) -> Result:
-    result = cli(*args)
-    assert result.code == 0, (args, result)
-    return result
 
 
 def snapshot(cli: Cli) -> tuple[str, str, str]:

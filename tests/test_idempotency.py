@@ -1,4 +1,4 @@
-"""Issue 6, item 3 (README "Preemption"): `reserve --request-id KEY`.
+"""README "Preemption": `reserve --request-id KEY`.
 
 The same request under a key gets the same reservation, as it is now, and
 creates nothing; a different one is refused (exit 4); the key lookup comes right
@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Engine, Result
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
-
 from forked import race, resgate_command
 from harness import resgate
+from helpers import Engine, Result, ok
 from sqlalchemy import func, select
 
+from resgate.clock import FixedClock
 from resgate.engine import pools, reservations, tenants
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
@@ -50,12 +47,6 @@ BASE = [
     "--request-id",
     KEY,
 ]
-
-
-def ok(cli: Callable[..., Result], *args: str) -> Result:
-    result = cli(*args)
-    assert result.code == 0, (args, result)
-    return result
 
 
 def counts(cli: Callable[..., Result]) -> tuple[int, int]:
@@ -182,6 +173,20 @@ def test_replay_prints_the_reservation_as_it_is_now(cli: Callable[..., Result]) 
     # Nothing new: the tenant holds nothing now, and a replay does not change that.
     assert counts(cli) == before
     assert json.loads(ok(cli, "list", "--json").stdout) == []
+
+
+@pytest.mark.usefixtures("setup")
+def test_a_replay_later_shows_the_time_left_as_list_does(
+    cli: Callable[..., Result], frozen: FixedClock
+) -> None:
+    first = ok(cli, *BASE).stdout
+    assert "(in 10m0s)" in first
+    frozen.advance(300)
+    replay = ok(cli, *BASE).stdout
+    assert "(in 5m0s)" in replay and "(in 10m0s)" not in replay
+    assert "5m0s" in ok(cli, "list").stdout
+    # Only the "in …" part moves: the reservation and its expiry are the same.
+    assert replay.replace("(in 5m0s)", "(in 10m0s)") == first
 
 
 @pytest.mark.usefixtures("setup")

@@ -1,4 +1,5 @@
-"""README "Exit codes" and §14: `import-state PATH` given something that is not a sane state file.
+"""README "Exit codes" and "Coming from the Go version": `import-state PATH` given
+something that is not a sane state file.
 
 Each case ends quickly, with bounded memory, in one line `Error: ...` and exit 1
 (StateFileError's code, as for every other bad file), and creates no database. The
@@ -15,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import resgate_command
+from harness import resgate_command
 
 from resgate.engine import importer
 

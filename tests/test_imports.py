@@ -15,6 +15,14 @@ pytestmark = pytest.mark.sqlite_only
 HEAVY = ("sqlalchemy", "alembic", "tabulate")
 
 
+@pytest.fixture(autouse=True)
+def outside_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m resgate` and `python -c` put their working directory first on
+    sys.path: run them in tmp_path, not the checkout, so they import the installed
+    resgate (or the one PYTHONPATH names) rather than the source tree."""
+    monkeypatch.chdir(tmp_path)
+
+
 def imported(
     env: dict[str, str],
     *args: str,

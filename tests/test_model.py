@@ -1,4 +1,4 @@
-"""Issue 3, part 3: model-based testing of the engine's rules (docs/schema.md, §6).
+"""Model-based testing of the engine's rules (docs/schema.md, README "Using it").
 
 A Hypothesis RuleBasedStateMachine drives random sequences of pool and tenant
 creation and removal, reserve, unreserve, extend, preempt, resize, clock advance
@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import model as rules
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -33,10 +34,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
-
-import model as rules
 from model import START, Fail, Model
 
 from resgate.clock import FixedClock
@@ -126,7 +123,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
             expected: Any = ("ok", self.model.run(model_call, result))
         except Fail as fail:
             expected = ("error", fail.code, fail.message)
-            if fail.message is None:  # wording not fixed by the spec: the exit code only
+            if fail.message is None:  # the model fixes no wording here: the exit code only
                 got = got[:2]
                 expected = expected[:2]
         assert got == expected, f"engine {got!r}\nmodel  {expected!r}"
@@ -203,7 +200,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
         cap=st.none() | st.integers(0, 6) | st.sampled_from([512, 1024]),
     )
     def set_quota(self, name: str, resource: int, cap: int | None) -> None:
-        """§13 quotas: a cap on one resource (None removes it)."""
+        """README "Quotas": a cap on one resource (None removes it)."""
         key = ("cpu", "memory", "gpu")[resource]
         self.both(
             lambda tx: tenants.update_tenant(tx, name, None, {key: cap}),

@@ -4,13 +4,13 @@ RESGATE_DEBUG=1 too. Masking follows the URL's structure (resgate/passwords.py).
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
+import harness
 import pytest
-from conftest import REPO, resgate_command
-from test_postgres import free_port
+from harness import resgate_command
+from helpers import free_port
 
 from resgate.passwords import hide, hide_in_url, url_passwords
 
@@ -39,7 +39,7 @@ def resgate(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        env=harness.env(**(env or {})),
     )
 
 

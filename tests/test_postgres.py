@@ -1,5 +1,6 @@
-"""PostgreSQL-specific behaviour (README "Where the data lives", §8): connection failures, schema
-upgrades under an advisory lock, the server's clock, and output that matches SQLite's."""
+"""PostgreSQL-specific behaviour (README "Where the data lives", "Exit codes"): connection
+failures, schema upgrades under an advisory lock, the server's clock, and output that
+matches SQLite's."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, resgate_command, run_cli
+from harness import REPO, env, resgate_command
+from helpers import free_port, pg_admin, run_cli
 
 from resgate.engine import pools, reservations, tenants
 from resgate.engine.records import Amounts
@@ -26,14 +28,12 @@ pytestmark = pytest.mark.postgres
 
 def resgate(db: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*resgate_command(), "--db", db, *args], capture_output=True, text=True, timeout=timeout
+        [*resgate_command(), "--db", db, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -94,9 +94,7 @@ def alembic(db: str, *args: str) -> None:
 
 
 def test_older_schema_is_upgraded_only_by_db_upgrade(pg_server: str) -> None:
-    from conftest import _admin
-
-    with _admin(pg_server) as admin:
+    with pg_admin(pg_server) as admin:
         admin.execute("DROP DATABASE IF EXISTS resgate_old WITH (FORCE)")
         admin.execute("CREATE DATABASE resgate_old")
     db = f"{pg_server}/resgate_old"

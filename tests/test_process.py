@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import resgate_command
+from harness import resgate_command
 
 pytestmark = pytest.mark.sqlite_only
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import reserve
 
 from resgate.engine import pools, reservations, tenants
 from resgate.engine.records import Amounts, Limits
@@ -15,15 +15,7 @@ from resgate.engine.reservations import ReserveRequest
 from resgate.errors import InsufficientResources, Refused
 from resgate.store.database import open_database, resolve_target
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "workers"))
-
 pytestmark = pytest.mark.usefixtures("backend")
-
-
-def reserve(engine, tenant, pool, cpu=0, memory=0, gpu=0):
-    return engine.write(
-        reservations.reserve, ReserveRequest(tenant, pool, Amounts(cpu, memory, gpu))
-    )
 
 
 @pytest.fixture
@@ -50,7 +42,7 @@ def test_only_requested_resources_are_checked_in_order(capped):
 
 
 def test_conflict_before_quota_before_capacity(capped):
-    first = reserve(capped, "t", "a", cpu=4)
+    first = reserve(capped, "t", "a", cpu=4).reservation
     with pytest.raises(Refused, match=f"already has active reservation '{first.id}'"):
         reserve(capped, "t", "a", cpu=5)
     with pytest.raises(Refused, match="quota exceeded"):
@@ -61,7 +53,7 @@ def test_conflict_before_quota_before_capacity(capped):
 
 
 def test_lowering_a_cap_below_holdings_only_stops_new_reservations(capped):
-    held = reserve(capped, "t", "a", gpu=6)
+    held = reserve(capped, "t", "a", gpu=6).reservation
     info = capped.write(tenants.update_tenant, "t", caps={"gpu": 2})
     assert info.max == Limits(4, None, 2) and info.held == Amounts(0, 0, 6)
     with pytest.raises(Refused, match="gpu 6 held \\+ 1 requested > 2"):

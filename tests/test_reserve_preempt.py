@@ -4,18 +4,13 @@ reason kept on each victim, and what is never evicted."""
 from __future__ import annotations
 
 import pytest
+from helpers import reserve
 
-from resgate.engine import listing, pools, reservations, tenants
+from resgate.engine import listing, pools, tenants
 from resgate.engine.records import Amounts, Limits
-from resgate.engine.reservations import ReserveRequest
 from resgate.errors import InsufficientResources, Refused
 
 pytestmark = pytest.mark.usefixtures("backend")
-
-
-def reserve(engine, tenant, cpu=0, gpu=0, preempt=False):
-    request = ReserveRequest(tenant, "box", Amounts(cpu, 0, gpu), None, None, preempt)
-    return engine.write(reservations.reserve_and_report, request)
 
 
 def statuses(engine):
@@ -32,17 +27,17 @@ def full_box(engine):
     engine.write(tenants.add_tenant, "peer", 7)
     engine.write(tenants.add_tenant, "boss", 7, Limits(gpu=4))
     held = {
-        name: reserve(engine, name, gpu=n).reservation.id
+        name: reserve(engine, name, "box", gpu=n).reservation.id
         for name, n in (("a", 1), ("b", 1), ("c", 1), ("d", 4))
     }
-    reserve(engine, "peer", gpu=1)
+    reserve(engine, "peer", "box", gpu=1)
     return engine, held
 
 
 def test_takes_only_what_is_needed_and_keeps_the_reason(full_box):
     engine, held = full_box
     before = statuses(engine)
-    result = reserve(engine, "boss", gpu=4, preempt=True)
+    result = reserve(engine, "boss", "box", gpu=4, preempt=True)
     new = result.reservation.id
     assert [(v.reservation.id, v.priority) for v in result.preempted] == [(held["d"], 2)]
     after = statuses(engine)
@@ -56,7 +51,7 @@ def test_not_enough_even_with_every_candidate(full_box):
     engine.write(tenants.update_tenant, "boss", caps={"gpu": None})
     before = statuses(engine)
     with pytest.raises(InsufficientResources) as excinfo:
-        reserve(engine, "boss", gpu=8, cpu=9, preempt=True)  # peer's GPU cannot go
+        reserve(engine, "boss", "box", gpu=8, cpu=9, preempt=True)  # peer's GPU cannot go
     assert str(excinfo.value) == (
         "insufficient resources in 'box' even after preempting every lower-priority "
         "reservation: short cpu=1 mem=0 gpu=1"
@@ -68,11 +63,11 @@ def test_never_evicts_for_a_request_over_quota(full_box):
     engine, _ = full_box
     before = statuses(engine)
     with pytest.raises(Refused, match="quota exceeded for tenant 'boss': gpu 0 held"):
-        reserve(engine, "boss", gpu=5, preempt=True)
+        reserve(engine, "boss", "box", gpu=5, preempt=True)
     assert statuses(engine) == before
 
 
 def test_fits_without_evicting(full_box):
     engine, _ = full_box
-    result = reserve(engine, "boss", cpu=8, preempt=True)
+    result = reserve(engine, "boss", "box", cpu=8, preempt=True)
     assert result.preempted == []

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import resgate_command
+from harness import resgate_command
 
 pytestmark = pytest.mark.sqlite_only
 

@@ -1,8 +1,12 @@
 """Test-side helpers for the multi-process tests: start workers, release the
-barrier, collect results, run the real `resgate` script."""
+barrier, collect results, run the real `resgate` script. Also the one place that
+says how a test runs resgate in a subprocess (`resgate_command`, `env`), for the
+test modules too: the workers cannot import conftest.py."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,13 +19,29 @@ REPO = WORKERS.parent.parent
 
 
 def resgate_command() -> list[str]:
+    """The installed console script when there is one, else `python -P -m resgate`
+    (-P: never the `resgate` of whatever directory the subprocess runs in)."""
     script = Path(sys.executable).parent / "resgate"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "resgate"]
+    return [str(script)] if script.exists() else [sys.executable, "-P", "-m", "resgate"]
+
+
+@functools.cache
+def installed() -> bool:
+    """Whether resgate is installed, editable or as a wheel: only an install maps the
+    package `resgate._migrations` (pyproject.toml's package-dir); a bare checkout
+    on sys.path has no such directory."""
+    try:
+        return importlib.util.find_spec("resgate._migrations") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def env(**extra: str) -> dict[str, str]:
+    """This process's environment for a subprocess; PYTHONPATH names the checkout
+    only when resgate is not installed."""
     result = dict(os.environ)
-    result["PYTHONPATH"] = str(REPO)
+    if not installed():
+        result["PYTHONPATH"] = str(REPO)
     result.update(extra)
     return result
 

@@ -1,4 +1,5 @@
-"""A pure-Python model of resgate's rules (docs/schema.md, §6) for tests/test_model.py.
+"""A pure-Python model of resgate's rules (docs/schema.md, README "Using it") for
+tests/test_model.py.
 
 It imports nothing from resgate — only the standard library — so a bug in the
 engine cannot leak into the model (test_model.py checks that). Commands return
@@ -38,7 +39,7 @@ class MTenant:
     name: str
     priority: int
     deleted: bool = False
-    # Quotas (§13): per resource, None = no cap.
+    # Quotas (README "Quotas"): per resource, None = no cap.
     caps: tuple[int | None, int | None, int | None] = (None, None, None)
 
 
@@ -74,7 +75,7 @@ class Model:
     # ------------------------------------------------ derived state
 
     def effective(self, r: MRes) -> tuple[str, datetime | None]:
-        """§5: due means expired for every purpose, swept or not."""
+        """README "Using it": due means expired for every purpose, swept or not."""
         if r.status == "active" and r.expires_at is not None and r.expires_at <= self.now:
             return "expired", r.expires_at
         return r.status, r.ended_at
@@ -115,7 +116,8 @@ class Model:
     # ------------------------------------------------ commands
 
     def run(self, command: Any, *args: Any) -> Any:
-        """§4: every command is one transaction; a failed command changes nothing."""
+        """README "Many processes at once": every command is one transaction; a failed
+        command changes nothing."""
         saved = copy.deepcopy(self.__dict__)
         try:
             return command(*args)
@@ -124,7 +126,7 @@ class Model:
             raise
 
     def sweep(self) -> list[str]:
-        """§5: every mutating command first marks every due reservation expired,
+        """README "Using it": every mutating command first marks every due reservation expired,
         ended when it expired; `resgate sweep` does only that."""
         due = [r for r in self.reservations if r.status == "active" and not self.is_active(r)]
         for r in due:
@@ -183,7 +185,7 @@ class Model:
         return (name, priority, self.active_count(tenant))
 
     def set_cap(self, name: str, resource: int, cap: int | None) -> tuple:
-        """§13: lowering a cap below what is held is allowed."""
+        """README "Quotas": lowering a cap below what is held is allowed."""
         self.sweep()
         tenant = self.live_tenant(name)
         caps = list(tenant.caps)
@@ -212,7 +214,7 @@ class Model:
     def reserve(
         self, rid: str | None, tenant_name: str, pool_name: str, amounts: tuple, ttl: int | None
     ) -> str:
-        """Check order of §6; `rid` is the id the engine chose (ids are random)."""
+        """Check order of README "Using it"; `rid` is the id the engine chose (ids are random)."""
         self.sweep()
         if amounts == (0, 0, 0):
             raise Fail(2)

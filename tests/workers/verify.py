@@ -126,7 +126,7 @@ class Timeline:
     preempted_by: str | None = None
 
 
-def ledger_problems(
+def ledger_problems(  # noqa: C901 - one replay of the ledger, one check per invariant, in order
     path: str | Path,
     entries: list[dict[str, Any]],
     initial_totals: dict[str, list[int]],
