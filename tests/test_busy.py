@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from harness import resgate
 
-from resgate.engine import reservations, status
+from resgate.engine import check, reservations
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.store.database import open_database, resolve_target
@@ -129,7 +129,7 @@ def test_a_lock_released_in_time_is_waited_for(
         timer.join()
         assert waited >= 0.45
         assert info.created_at >= released[0]
-        report = database.run(status.check, write=False)
+        report = database.run(check.check, write=False)
         assert report.problems == []
     finally:
         timer.cancel()

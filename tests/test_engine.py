@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from resgate.clock import iso
-from resgate.engine import listing, pools, reservations, status, tenants
+from resgate.engine import check, listing, pools, reservations, status, tenants
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
@@ -310,7 +310,7 @@ def test_database_guards_the_invariants(setup):
         _raw(
             setup, f"UPDATE reservations SET status = 'active', ended_at = NULL WHERE id = '{r.id}'"
         )
-    assert setup.read(status.check).problems == []
+    assert setup.read(check.check).problems == []
 
 
 def test_integrity_error_from_orm_is_refused(setup):
@@ -338,9 +338,9 @@ def test_integrity_error_from_orm_is_refused(setup):
 
 def test_db_check_reports_overcommit(setup):
     reserve(setup, "low", "p", cpu=8)
-    assert setup.read(status.check).problems == []
+    assert setup.read(check.check).problems == []
     on_pools = " ON pools" if setup.database.dialect == "postgresql" else ""
     _raw(setup, f"DROP TRIGGER pools_resize_guard{on_pools}")
     _raw(setup, "UPDATE pools SET cpu = 2")
-    problems = setup.read(status.check).problems
+    problems = setup.read(check.check).problems
     assert problems == ["pool 'p': cpu reserved 8 exceeds total 2"]

@@ -37,7 +37,7 @@ from hypothesis.stateful import (
 from model import START, Fail, Model
 
 from resgate.clock import FixedClock
-from resgate.engine import listing, pools, reservations, status, tenants
+from resgate.engine import check, listing, pools, reservations, status, tenants
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
@@ -101,7 +101,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            report = self.database.run(status.check, write=False, clock=self.clock)
+            report = self.database.run(check.check, write=False, clock=self.clock)
             assert report.problems == []
         finally:
             self.database.dispose()

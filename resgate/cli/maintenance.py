@@ -47,7 +47,7 @@ def current(ctx: typer.Context, json: Json = False) -> None:
 @db_app.command("check")
 def check(ctx: typer.Context, json: Json = False) -> None:
     """Recompute every pool's usage from the reservations and run integrity checks."""
-    from resgate.engine.status import check as engine_check
+    from resgate.engine.check import check as engine_check
 
     report = transact(ctx, engine_check, write=False)
     if json:

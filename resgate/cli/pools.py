@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,15 +11,15 @@ from resgate.cli.options import FLAGS, Cpu, DryRun, Force, Gpu, GpuIds, Json, Me
 from resgate.cli.state import emit, out, out_json, style, transact
 from resgate.engine.validation import check_name
 
+if TYPE_CHECKING:
+    from resgate.engine.records import PoolInfo
+
 app = typer.Typer(help="Manage resource pools.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Option("--name", help="Pool name.", show_default=False)]
 
 
-def _created_line(verb: str, pool: object) -> str:
-    from resgate.engine.records import PoolInfo
-
-    assert isinstance(pool, PoolInfo)
+def _created_line(verb: str, pool: PoolInfo) -> str:
     t = pool.total
     return f"Pool '{pool.name}' {verb} — CPU: {t.cpu}  Memory: {t.memory}MB  GPU: {t.gpu}"
 

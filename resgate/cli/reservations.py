@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,12 @@ from resgate.cli.options import (
 )
 from resgate.cli.state import emit, out, out_json, transact
 from resgate.engine.validation import check_name
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from resgate.engine.records import ReservationInfo
+    from resgate.store.database import Tx
 
 
 def reserve(
@@ -178,22 +184,19 @@ def list_(
         check_name("pool", pool)
     from resgate.engine.listing import list_reservations
 
-    def work(tx: object) -> tuple[object, list[object]]:
-        from resgate.store.database import Tx
-
-        assert isinstance(tx, Tx)
+    def work(tx: Tx) -> tuple[datetime, list[ReservationInfo]]:
         rows = list_reservations(tx, include_ended=all_, tenant=tenant, pool=pool, status=status)
-        return tx.now, list(rows)
+        return tx.now, rows
 
     now, rows = transact(ctx, work, write=False)
     if json:
         from resgate.render import data
 
-        out_json([data.reservation(r) for r in rows])  # type: ignore[arg-type]
+        out_json([data.reservation(r) for r in rows])
     elif rows:
         from resgate.render.text import reservations_table
 
-        out(reservations_table(rows, now))  # type: ignore[arg-type]
+        out(reservations_table(rows, now))
     else:
         out("No reservations.")
 

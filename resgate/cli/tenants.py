@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,6 +10,9 @@ from resgate.cli import params
 from resgate.cli.options import FLAGS, DryRun, Force, Json
 from resgate.cli.state import emit, out, out_json, transact
 from resgate.engine.validation import check_name
+
+if TYPE_CHECKING:
+    from resgate.engine.records import TenantInfo
 
 app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 
@@ -51,12 +54,10 @@ def _caps(
     }
 
 
-def _print_tenant(tenant: object, json: bool, line: str) -> None:
+def _print_tenant(tenant: TenantInfo, json: bool, line: str) -> None:
     if json:
-        from resgate.engine.records import TenantInfo
         from resgate.render import data
 
-        assert isinstance(tenant, TenantInfo)
         out_json(data.tenant(tenant))
     else:
         out(line)

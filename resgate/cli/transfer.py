@@ -48,13 +48,13 @@ def export(
     after = params.sequence("--since-seq", since_seq)
 
     def write(stream: IO[str]) -> None:
-        from resgate.engine import audit, pools, status, tenants
+        from resgate.engine import audit, history, listing, pools, tenants
         from resgate.render import data
         from resgate.store.database import Tx
 
         def work(tx: Tx) -> None:
             start = None if cutoff is None else cutoff.at(tx.now)
-            rows = status.history(tx, start, touched_after=after)
+            rows = history.history(tx, start, touched_after=after)
             if format == "csv":
                 data.write_csv_report(stream, rows)
             else:
@@ -63,7 +63,7 @@ def export(
                     tx.now,
                     pools.list_pools(tx),
                     tenants.list_tenants(tx),
-                    status.active_reservations(tx),
+                    listing.list_reservations(tx),
                     rows,
                     audit.head(tx),
                 )

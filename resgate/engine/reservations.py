@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -14,8 +13,8 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from resgate.clock import iso
-from resgate.engine import audit, devices
-from resgate.engine.preemption import Candidate, Shortfall, choose_victims
+from resgate.engine import audit, devices, evictions
+from resgate.engine.preemption import Candidate
 from resgate.engine.queries import (
     ACTIVE,
     PoolRow,
@@ -129,7 +128,9 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
 
 
 def _refuse_a_second(tx: Tx, tenant: TenantRow, pool: PoolRow) -> None:
-    held = tx.connection.execute(_held(), {"tenant_id": tenant.id, "pool_id": pool.id}).scalar()
+    held = tx.connection.execute(
+        _active_in_pool(), {"tenant_id": tenant.id, "pool_id": pool.id}
+    ).scalar()
     if held is not None:
         raise Refused(
             f"tenant '{tenant.name}' already has active reservation '{held}' in pool '{pool.name}'"
@@ -151,7 +152,7 @@ def _make_room(
     forced: list[Candidate] = []
     if requested_ids is not None:
         devices.check_requested(tx, pool.name, pool.id, requested_ids)
-        forced = _device_holders(tx, tenant, pool, requested_ids, request.preempt)
+        forced = evictions.device_holders(tx, tenant, pool, requested_ids, request.preempt)
     if not forced and request.amounts.fits_in(available):
         return []
     if not request.preempt:
@@ -161,7 +162,7 @@ def _make_room(
             f"need cpu={need.cpu} mem={need.memory} gpu={need.gpu}, "
             f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}"
         )
-    return _evict_for(tx, tenant, pool, available, request.amounts, reservation_id, forced)
+    return evictions.evict_for(tx, tenant, pool, available, request.amounts, reservation_id, forced)
 
 
 def _row(
@@ -230,7 +231,7 @@ def _set_expiry_statement() -> Any:
 
 
 @cache
-def _held() -> Any:
+def _active_in_pool() -> Any:
     """The tenant's active reservation in the pool, if any (built once)."""
     return select(Reservation.id).where(
         Reservation.tenant_id == bindparam("tenant_id"),
@@ -256,94 +257,6 @@ def _created_data(info: ReservationInfo, preempt: bool = False) -> dict[str, obj
         # --preempt is part of a keyed request (README "Preemption"); the row does not keep it.
         data["preempt"] = preempt
     return data
-
-
-def _device_holders(
-    tx: Tx, tenant: TenantRow, pool: PoolRow, requested: list[int], preempt: bool
-) -> list[Candidate]:
-    """The reservations holding GPUs asked for by id. Without --preempt any is
-    a refusal (exit 3); with it they must all rank below the requester."""
-    held = devices.holders(tx, pool.id)
-    busy = [device for device in requested if device in held]
-    if not busy:
-        return []
-    if not preempt:
-        raise devices.held_elsewhere(pool.name, busy[0], held[busy[0]])
-    rows = tx.session.execute(
-        select(Reservation, Tenant.priority, Tenant.name)
-        .join(Tenant, Tenant.id == Reservation.tenant_id)
-        .where(Reservation.id.in_({held[device] for device in busy}))
-    ).all()
-    for _row, priority, name in rows:
-        if priority >= tenant.priority:
-            raise InsufficientResources(
-                f"insufficient resources in '{pool.name}': GPU(s) asked for are held by "
-                f"'{name}' (priority {priority}), which '{tenant.name}' (priority "
-                f"{tenant.priority}) does not outrank"
-            )
-    return [
-        Candidate(row.id, priority, row.created_at, Amounts(row.cpu, row.memory, row.gpu))
-        for row, priority, _ in rows
-    ]
-
-
-def _evict_for(
-    tx: Tx,
-    tenant: TenantRow,
-    pool: PoolRow,
-    available: Amounts,
-    need: Amounts,
-    new_id_: str,
-    forced: list[Candidate],
-) -> list[Victim]:
-    """README "Preemption": evict the best set of lower-priority reservations that makes
-    room, in this transaction, or refuse (exit 3) with the shortfall."""
-    rows = tx.session.execute(
-        select(Reservation, Tenant.priority)
-        .join(Tenant, Tenant.id == Reservation.tenant_id)
-        .where(
-            Reservation.pool_id == pool.id,
-            Reservation.status == ACTIVE,
-            Tenant.priority < tenant.priority,
-        )
-        .order_by(*insertion_order(tx))
-    ).all()
-    candidates = [
-        Candidate(row.id, priority, row.created_at, Amounts(row.cpu, row.memory, row.gpu))
-        for row, priority in rows
-    ]
-    chosen = choose_victims(
-        candidates, available, need, Amounts(pool.cpu, pool.memory, pool.gpu), forced
-    )
-    if isinstance(chosen, Shortfall):
-        short = chosen.missing
-        raise InsufficientResources(
-            f"insufficient resources in '{pool.name}' even after preempting every "
-            f"lower-priority reservation: short cpu={short.cpu} mem={short.memory} "
-            f"gpu={short.gpu}"
-        )
-    ids = [victim.id for victim in chosen]
-    priorities = {victim.id: victim.priority for victim in chosen}
-    devices.free(tx, ids)
-    for reservation_id in sorted(ids):
-        lock_reservation(tx, reservation_id)
-    if ids:
-        _mark_preempted(tx, ids, tenant.name, new_id_)
-    victims = [Victim(info, priorities[info.id]) for info in reservation_infos(tx, ids)]
-    _log_preempted(tx, [v.reservation for v in victims], tenant.name, new_id_)
-    return victims
-
-
-def _log_preempted(
-    tx: Tx, victims: list[ReservationInfo], by: str, for_id: str | None = None
-) -> None:
-    changes = []
-    for victim in victims:
-        data: dict[str, object] = {"by": by, "tenant": victim.tenant, "pool": victim.pool}
-        if for_id is not None:
-            data["for"] = for_id
-        changes.append(audit.Change("reservation.preempt", victim.id, data))
-    audit.record(tx, changes)
 
 
 def _asked(tx: Tx, reservation_id: str) -> dict[str, Any]:
@@ -490,18 +403,8 @@ def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -
     if not ids:
         where = f" in pool '{pool.name}'" if pool is not None else ""
         raise NotFound(f"tenant '{victim.name}' has no active reservations to preempt{where}")
-    _mark_preempted(tx, ids, attacker.name)
+    evictions.mark_preempted(tx, ids, attacker.name)
     devices.free(tx, list(ids))
     preempted = reservation_infos(tx, list(ids))
-    _log_preempted(tx, preempted, attacker.name)
+    evictions.log_preempted(tx, preempted, attacker.name)
     return PreemptResult(target=victim.name, preempted=preempted)
-
-
-def _mark_preempted(tx: Tx, ids: Sequence[str], by: str, for_id: str | None = None) -> None:
-    """End `ids` as preempted by tenant `by` (for reservation `for_id`, if one)."""
-    tx.session.execute(
-        update(Reservation)
-        .where(Reservation.id.in_(ids))
-        .values(status="preempted", ended_at=tx.now, preempted_by=by, preempted_for=for_id)
-        .execution_options(synchronize_session=False)
-    )

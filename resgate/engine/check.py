@@ -1,0 +1,71 @@
+"""`resgate db check`: the stored rows against the invariants of docs/schema.md."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, text
+
+from resgate.engine.queries import ACTIVE
+from resgate.engine.records import CheckReport
+from resgate.limits import RESOURCES
+from resgate.store.database import Tx
+from resgate.store.models import Pool, Reservation, Tenant
+
+
+def check(tx: Tx) -> CheckReport:
+    """Recompute every pool's usage from the reservations and compare with its
+    totals; run the integrity checks of the backend. Usage here is by stored
+    status, not queries.usage_sums' effective one: the check is of what the rows
+    say, due rows included."""
+    problems: list[str] = []
+    usage_rows = tx.session.execute(
+        select(
+            Pool.name,
+            Pool.deleted_at,
+            Pool.cpu,
+            Pool.memory,
+            Pool.gpu,
+            func.coalesce(func.sum(Reservation.cpu), 0),
+            func.coalesce(func.sum(Reservation.memory), 0),
+            func.coalesce(func.sum(Reservation.gpu), 0),
+            func.count(Reservation.id),
+        )
+        .select_from(Pool)
+        .outerjoin(Reservation, (Reservation.pool_id == Pool.id) & (Reservation.status == ACTIVE))
+        .group_by(Pool.id)
+        .order_by(Pool.id)
+    ).all()
+    for name, deleted_at, *values in usage_rows:
+        totals, used, count = values[0:3], values[3:6], values[6]
+        for resource, total, reserved in zip(RESOURCES, totals, used, strict=True):
+            if reserved > total:
+                problems.append(
+                    f"pool '{name}': {resource} reserved {reserved} exceeds total {total}"
+                )
+        if deleted_at is not None and count:
+            problems.append(f"deleted pool '{name}' still has {count} active reservation(s)")
+    orphans = tx.session.execute(
+        select(Tenant.name, func.count())
+        .join(Reservation, Reservation.tenant_id == Tenant.id)
+        .where(Tenant.deleted_at.is_not(None), Reservation.status == ACTIVE)
+        .group_by(Tenant.name)
+    ).all()
+    for name, count in orphans:
+        problems.append(f"deleted tenant '{name}' still has {count} active reservation(s)")
+    twins = tx.session.execute(
+        select(Reservation.tenant_id, Reservation.pool_id, func.count())
+        .where(Reservation.status == ACTIVE)
+        .group_by(Reservation.tenant_id, Reservation.pool_id)
+        .having(func.count() > 1)
+    ).all()
+    for tenant_id, pool_id, count in twins:
+        problems.append(f"tenant #{tenant_id} holds {count} active reservations in pool #{pool_id}")
+    integrity = "ok"
+    if not tx.is_postgres:
+        results = [row[0] for row in tx.session.execute(text("PRAGMA integrity_check"))]
+        if results != ["ok"]:
+            integrity = "; ".join(results[:10])
+            problems.append(f"integrity check: {integrity}")
+        fk = tx.session.execute(text("PRAGMA foreign_key_check")).all()
+        if fk:
+            problems.append(f"foreign key check: {len(fk)} row(s) point at nothing")
+    return CheckReport(problems=problems, pools_checked=len(usage_rows), integrity=integrity)

@@ -1,0 +1,121 @@
+"""Making room by preemption (README "Preemption"): who holds the GPUs asked for by
+id, evicting the victims engine/preemption.py chooses, and logging each eviction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+
+from resgate.engine import audit, devices
+from resgate.engine.preemption import Candidate, Shortfall, choose_victims
+from resgate.engine.queries import (
+    ACTIVE,
+    PoolRow,
+    TenantRow,
+    insertion_order,
+    lock_reservation,
+    reservation_infos,
+)
+from resgate.engine.records import Amounts, ReservationInfo, Victim
+from resgate.errors import InsufficientResources
+from resgate.store.database import Tx
+from resgate.store.models import Reservation, Tenant
+
+
+def device_holders(
+    tx: Tx, tenant: TenantRow, pool: PoolRow, requested: list[int], preempt: bool
+) -> list[Candidate]:
+    """The reservations holding GPUs asked for by id. Without --preempt any is
+    a refusal (exit 3); with it they must all rank below the requester."""
+    held = devices.holders(tx, pool.id)
+    busy = [device for device in requested if device in held]
+    if not busy:
+        return []
+    if not preempt:
+        raise devices.held_elsewhere(pool.name, busy[0], held[busy[0]])
+    rows = tx.session.execute(
+        select(Reservation, Tenant.priority, Tenant.name)
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .where(Reservation.id.in_({held[device] for device in busy}))
+    ).all()
+    for _row, priority, name in rows:
+        if priority >= tenant.priority:
+            raise InsufficientResources(
+                f"insufficient resources in '{pool.name}': GPU(s) asked for are held by "
+                f"'{name}' (priority {priority}), which '{tenant.name}' (priority "
+                f"{tenant.priority}) does not outrank"
+            )
+    return [
+        Candidate(row.id, priority, row.created_at, Amounts(row.cpu, row.memory, row.gpu))
+        for row, priority, _ in rows
+    ]
+
+
+def evict_for(
+    tx: Tx,
+    tenant: TenantRow,
+    pool: PoolRow,
+    available: Amounts,
+    need: Amounts,
+    new_id_: str,
+    forced: list[Candidate],
+) -> list[Victim]:
+    """README "Preemption": evict the best set of lower-priority reservations that makes
+    room, in this transaction, or refuse (exit 3) with the shortfall."""
+    rows = tx.session.execute(
+        select(Reservation, Tenant.priority)
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .where(
+            Reservation.pool_id == pool.id,
+            Reservation.status == ACTIVE,
+            Tenant.priority < tenant.priority,
+        )
+        .order_by(*insertion_order(tx))
+    ).all()
+    candidates = [
+        Candidate(row.id, priority, row.created_at, Amounts(row.cpu, row.memory, row.gpu))
+        for row, priority in rows
+    ]
+    chosen = choose_victims(
+        candidates, available, need, Amounts(pool.cpu, pool.memory, pool.gpu), forced
+    )
+    if isinstance(chosen, Shortfall):
+        short = chosen.missing
+        raise InsufficientResources(
+            f"insufficient resources in '{pool.name}' even after preempting every "
+            f"lower-priority reservation: short cpu={short.cpu} mem={short.memory} "
+            f"gpu={short.gpu}"
+        )
+    ids = [victim.id for victim in chosen]
+    priorities = {victim.id: victim.priority for victim in chosen}
+    devices.free(tx, ids)
+    for reservation_id in sorted(ids):
+        lock_reservation(tx, reservation_id)
+    if ids:
+        mark_preempted(tx, ids, tenant.name, new_id_)
+    victims = [Victim(info, priorities[info.id]) for info in reservation_infos(tx, ids)]
+    log_preempted(tx, [v.reservation for v in victims], tenant.name, new_id_)
+    return victims
+
+
+def log_preempted(
+    tx: Tx, victims: list[ReservationInfo], by: str, for_id: str | None = None
+) -> None:
+    changes = []
+    for victim in victims:
+        data: dict[str, object] = {"by": by, "tenant": victim.tenant, "pool": victim.pool}
+        if for_id is not None:
+            data["for"] = for_id
+        changes.append(audit.Change("reservation.preempt", victim.id, data))
+    audit.record(tx, changes)
+
+
+def mark_preempted(tx: Tx, ids: Sequence[str], by: str, for_id: str | None = None) -> None:
+    """End `ids` as preempted by tenant `by` (for reservation `for_id`, if one)."""
+    tx.session.execute(
+        update(Reservation)
+        .where(Reservation.id.in_(ids))
+        .values(status="preempted", ended_at=tx.now, preempted_by=by, preempted_for=for_id)
+        .execution_options(synchronize_session=False)
+    )
