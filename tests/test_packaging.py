@@ -102,6 +102,22 @@ def _copy_source(destination: Path) -> Path:
     return source
 
 
+def test_python_m_resgate_works_from_the_checkout_root(tmp_path: Path):
+    """In the repository's root the source tree shadows an installed resgate, and the
+    source tree has no resgate._migrations: the checkout's migrations/ stand in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESGATE_")}
+    env.pop("PYTHONPATH", None)
+    db = tmp_path / "fresh.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "resgate", "--db", str(db), "pool", "create", "--name", "p",
+         "--cpu", "1"],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.startswith("Pool 'p' created")
+    assert db.exists()
+
+
 @pytest.mark.slow
 def test_wheel_installs_and_works_in_a_clean_venv(tmp_path: Path):
     source = _copy_source(tmp_path)

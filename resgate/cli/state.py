@@ -107,6 +107,4 @@ def out_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
-DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Show what would happen; change nothing.")
 DRY_RUN_LINE = "Dry run: nothing was changed"

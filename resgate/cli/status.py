@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 
 from resgate.cli import params
+from resgate.cli.options import Json
 from resgate.cli.signals import SignalWait
-from resgate.cli.state import JSON_OPTION, out, out_json, style, transact
+from resgate.cli.state import out, out_json, style, transact
 
 
 def _draw(ctx: typer.Context, json: bool) -> None:
@@ -29,7 +30,7 @@ def _draw(ctx: typer.Context, json: bool) -> None:
         out(status_view(report, style(ctx)))
 
 
-def status(ctx: typer.Context, json: bool = JSON_OPTION) -> None:
+def status(ctx: typer.Context, json: Json = False) -> None:
     """Counts, per-pool utilisation bars, tenants by priority."""
     _draw(ctx, json)
 
@@ -40,7 +41,7 @@ def watch(
     count: Annotated[
         str | None, typer.Option("--count", show_default=False, help="Stop after N draws.")
     ] = None,
-    json: bool = JSON_OPTION,
+    json: Json = False,
 ) -> None:
     """The status view, redrawn from the database every --interval seconds."""
     every = params.interval(interval)

@@ -13,7 +13,8 @@ from typing import IO, Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.state import DRY_RUN_OPTION, JSON_OPTION, emit, out, state, transact
+from resgate.cli.options import DryRun, Json
+from resgate.cli.state import emit, out, state, transact
 
 
 def export(
@@ -246,8 +247,8 @@ def import_state(
             help="The Go tool's state file [default: ~/.resgate/state.json].",
         ),
     ] = None,
-    dry_run: bool = DRY_RUN_OPTION,
-    json: bool = JSON_OPTION,
+    dry_run: DryRun = False,
+    json: Json = False,
 ) -> None:
     """Import the earlier Go tool's state file: pools, tenants, reservations, history."""
     from resgate.clock import SystemClock
