@@ -187,7 +187,7 @@ class Event(Base):
     __table_args__ = (
         CheckConstraint("seq >= 1", name="seq_positive"),
         # No index on prev_hash: the primary key on seq already refuses a fork
-        # (see migrations/versions/0006).
+        # (migrations/versions/0006_drop_events_prev_hash_index.py says why).
         Index("ix_events_at", "at"),
     )
 

@@ -3,13 +3,10 @@
 Writers take the audit head (BEGIN IMMEDIATE on SQLite, the audit_head row on
 PostgreSQL) and append seq = max + 1 with prev_hash = the hash of that max, both
 read from the same row: two events naming one predecessor would need the same
-seq, which the primary key refuses. The index added nothing to that, and cost a
-random-key B-tree insert per event (64 hex characters): a sweep logging 100,000
-expiries spent about a third of its INSERT there (benchmarks/, sweep). A trigger
-checking prev_hash against seq - 1 was measured too: any BEFORE INSERT trigger
-made each of those INSERTs keep a statement journal, which after the sweep's
-UPDATE cost more than the index. Anything written around the writers (by hand,
-with sqlite3) is what `resgate audit verify` reports.
+seq, which the primary key refuses. The index added nothing to that and cost an
+insert into a random-key B-tree per event (benchmarks/README.md, sweep).
+Anything written around the writers (by hand, with sqlite3) is what
+`resgate audit verify` reports.
 
 Revision ID: 0006
 Revises: 0005
