@@ -26,8 +26,35 @@ from resgate.engine.validation import check_name
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from resgate.engine.records import ReservationInfo
+    from resgate.engine.records import Amounts, ReservationInfo
+    from resgate.engine.reservations import ReserveRequest
     from resgate.store.database import Tx
+
+
+def checked_request(
+    tenant: str,
+    pool: str,
+    amounts: Amounts,
+    ids: list[int] | None,
+    ttl: int | None,
+    *,
+    request_id: str | None = None,
+    preempt: bool = False,
+) -> ReserveRequest:
+    """What `reserve` and `run` ask for, checked as the engine will check it."""
+    from resgate.engine.reservations import ReserveRequest
+    from resgate.engine.validation import check_reservation_request
+
+    check_reservation_request(amounts, ids, ttl, request_id, FLAGS)
+    return ReserveRequest(
+        tenant=tenant,
+        pool=pool,
+        amounts=amounts,
+        ttl=ttl,
+        request_id=request_id,
+        preempt=preempt,
+        gpu_ids=None if ids is None else tuple(ids),
+    )
 
 
 def reserve(
@@ -55,25 +82,17 @@ def reserve(
     json: Json = False,
 ) -> None:
     """Reserve a slice of a pool for a tenant."""
-    from resgate.engine.validation import check_reservation_request
 
     check_name("tenant", tenant)
     check_name("pool", pool)
     amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
     seconds = params.seconds("--ttl", ttl)
-    check_reservation_request(amounts, ids, seconds, request_id, FLAGS)
-    from resgate.engine.reservations import ReserveRequest, reserve_and_report
+    request = checked_request(
+        tenant, pool, amounts, ids, seconds, request_id=request_id, preempt=preempt
+    )
+    from resgate.engine.reservations import reserve_and_report
     from resgate.render import data
 
-    request = ReserveRequest(
-        tenant=tenant,
-        pool=pool,
-        amounts=amounts,
-        ttl=seconds,
-        request_id=request_id,
-        preempt=preempt,
-        gpu_ids=None if ids is None else tuple(ids),
-    )
     result = transact(ctx, lambda tx: reserve_and_report(tx, request), write=True, dry_run=dry_run)
     info = result.reservation
     if json:

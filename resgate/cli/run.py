@@ -20,12 +20,13 @@ import typer
 
 from resgate.cli import params, process
 from resgate.cli.lease import Job, Lease
-from resgate.cli.options import FLAGS, Cpu, Gpu, GpuIds, Memory
+from resgate.cli.options import Cpu, Gpu, GpuIds, Memory
 from resgate.cli.options import Pool as PoolOpt
 from resgate.cli.options import Tenant as TenantOpt
 from resgate.cli.process import JobSignals
+from resgate.cli.reservations import checked_request
 from resgate.cli.state import error, transact
-from resgate.engine.validation import check_name, check_reservation_request
+from resgate.engine.validation import check_name
 from resgate.interrupts import GUARD
 
 if TYPE_CHECKING:
@@ -234,19 +235,9 @@ def run(
         )
     grace_seconds = params.seconds("--grace", grace)
     assert grace_seconds is not None
-    check_reservation_request(amounts, ids, seconds, None, FLAGS)
+    request = checked_request(tenant, pool, amounts, ids, seconds, preempt=preempt)
     if not command or not command[0]:
         raise InvalidInput("missing COMMAND to run")
-    from resgate.engine.reservations import ReserveRequest
-
-    request = ReserveRequest(
-        tenant=tenant,
-        pool=pool,
-        amounts=amounts,
-        ttl=seconds,
-        preempt=preempt,
-        gpu_ids=None if ids is None else tuple(ids),
-    )
     return _reserve_and_run(ctx, request, seconds, grace_seconds, command)
 
 
