@@ -34,8 +34,15 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "RESGATE_SYNCHRONOUS",
         "RESGATE_DEBUG",
         "RESGATE_ACTOR",
+        "RESGATE_CONFIG",
+        "RESGATE_TENANT",
+        "RESGATE_POOL",
+        "XDG_CONFIG_HOME",  # the user file is then HOME/.config/resgate/config.toml
     ):
         monkeypatch.delenv(name, raising=False)
+    # In-process commands read this instead of /etc/resgate/config.toml (missing
+    # unless a test writes it); a subprocess still reads the machine's.
+    monkeypatch.setattr("resgate.config.SYSTEM_FILE", tmp_path / "etc" / "config.toml")
     return tmp_path
 
 

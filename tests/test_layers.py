@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "resgate"
-ROOT_MODULES = ("resgate.errors", "resgate.clock", "resgate.limits", "resgate.passwords")
+ROOT_MODULES = (
+    "resgate.errors",
+    "resgate.clock",
+    "resgate.limits",
+    "resgate.passwords",
+    "resgate.config",
+)
 
 # module prefix → prefixes it must never import.
 FORBIDDEN = {

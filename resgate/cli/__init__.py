@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from resgate import __version__
-from resgate.cli import maintenance, pools, reservations, status, tenants, transfer
+from resgate.cli import config, maintenance, pools, reservations, status, tenants, transfer
 from resgate.cli import run as run_command
 from resgate.cli.params import color as parse_color
 from resgate.cli.state import State, error
@@ -48,7 +48,10 @@ def _global_options(
             "--db", help="SQLite file or database URL [env: RESGATE_DB].", show_default=False
         ),
     ] = None,
-    color: Annotated[str, typer.Option("--color", help="Colour: auto, always or never.")] = "auto",
+    color: Annotated[
+        str | None,
+        typer.Option("--color", help="Colour: auto, always or never.", show_default=False),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -58,7 +61,7 @@ def _global_options(
 ) -> None:
     settings = ctx.ensure_object(State)
     settings.db = db
-    settings.color = parse_color(color)
+    settings.color = None if color is None else parse_color(color)
 
 
 @app.command("version")
@@ -73,6 +76,7 @@ reservations.register(app)
 run_command.register(app)
 status.register(app)
 transfer.register(app)
+config.register(app)
 app.add_typer(maintenance.db_app, name="db")
 app.add_typer(maintenance.audit_app, name="audit")
 
@@ -122,7 +126,7 @@ def invoke(
     urls = _database_urls(sys.argv[1:] if argv is None else argv)
     with GUARD.installed():
         try:
-            return _invoke(argv, urls, State(clock=clock, freeze=freeze))
+            return _invoke(argv, urls, State(clock=clock, freeze=freeze, urls=urls))
         except Interrupted as exc:
             error(exc.message, urls)
             return exc.exit_code

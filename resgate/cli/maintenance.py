@@ -9,7 +9,7 @@ import typer
 
 from resgate.cli import params
 from resgate.cli.options import Json
-from resgate.cli.state import error, out, out_json, state, transact
+from resgate.cli.state import error, out, out_json, target, transact
 
 db_app = typer.Typer(help="Schema maintenance and consistency checks.", no_args_is_help=True)
 
@@ -17,10 +17,9 @@ db_app = typer.Typer(help="Schema maintenance and consistency checks.", no_args_
 @db_app.command("upgrade")
 def upgrade(ctx: typer.Context, json: Json = False) -> None:
     """Create the schema, or upgrade it to this resgate's revision."""
-    from resgate.store.database import resolve_target
     from resgate.store.database import upgrade as upgrade_database
 
-    old, new = upgrade_database(resolve_target(state(ctx).db))
+    old, new = upgrade_database(target(ctx))
     if json:
         out_json({"from": old, "to": new})
     elif old == new:
@@ -32,10 +31,10 @@ def upgrade(ctx: typer.Context, json: Json = False) -> None:
 @db_app.command("current")
 def current(ctx: typer.Context, json: Json = False) -> None:
     """Show the database's schema revision and this resgate's head."""
-    from resgate.store.database import current_revision, resolve_target
+    from resgate.store.database import current_revision
     from resgate.store.schema import SCHEMA_HEAD
 
-    revision = current_revision(resolve_target(state(ctx).db))
+    revision = current_revision(target(ctx))
     if json:
         out_json({"revision": revision, "head": SCHEMA_HEAD})
     else:

@@ -5,17 +5,20 @@ actually runs."""
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     from resgate.clock import Clock
+    from resgate.config import Setting
     from resgate.render.text import Style
     from resgate.store.database import Tx
+    from resgate.store.target import Target
 
 T = TypeVar("T")
 
@@ -26,11 +29,28 @@ class State:
     resgate.cli.invoke injects."""
 
     db: str | None = None
-    color: str = "auto"
+    color: str | None = None  # None: --color not given
     # The moment every transaction acts at: None is the system clock (SQLite) or
     # the server's (PostgreSQL).
     clock: Clock | None = None
     freeze: bool = False
+    # The database URLs whose passwords every message hides (cli.invoke's list: a
+    # configuration file's URL joins it once read).
+    urls: list[str] = field(default_factory=list)
+    settings: Settings | None = None  # read on first use, by settings()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every effective setting, each with its source (README "Configuration
+    files"): option > environment > user file > system file > default."""
+
+    db: Setting  # value None: the default path
+    tenant: Setting
+    pool: Setting
+    busy_timeout: Setting
+    color: Setting
+    admins: Setting
 
 
 def state(ctx: typer.Context) -> State:
@@ -40,24 +60,105 @@ def state(ctx: typer.Context) -> State:
     return root.obj
 
 
+def settings(ctx: typer.Context) -> Settings:
+    """The effective settings, the configuration files read once, when a command
+    first needs one (never for --help, version or completion). A bad file, or a
+    bad value in one: InvalidInput (exit 2), before any database is opened."""
+    current = state(ctx)
+    if current.settings is None:
+        current.settings = _resolve(current)
+        db = current.settings.db.value
+        if isinstance(db, str) and "://" in db:
+            current.urls.append(db)
+    return current.settings
+
+
+def _resolve(current: State) -> Settings:
+    from resgate.config import Setting, load
+
+    files = load()
+
+    def pick(key: str, option: str | None, variable: str) -> Setting:
+        if option is not None:
+            return Setting(option, "option")
+        if os.environ.get(variable):  # set and empty is unset, as RESGATE_DB always was
+            return Setting(os.environ[variable], "env")
+        return files.get(key) or Setting(None, "default")
+
+    return Settings(
+        db=pick("db", current.db, "RESGATE_DB"),
+        tenant=pick("tenant", None, "RESGATE_TENANT"),
+        pool=pick("pool", None, "RESGATE_POOL"),
+        busy_timeout=_busy_timeout(files.get("busy_timeout")),
+        color=_color(current.color, files.get("color")),
+        admins=files.get("admins") or Setting(None, "default"),
+    )
+
+
+def _busy_timeout(configured: Setting | None) -> Setting:
+    """RESGATE_BUSY_TIMEOUT, else a file's (the same limits, its path in the
+    message), else the default."""
+    from resgate.config import Setting
+    from resgate.store.target import DEFAULT_BUSY_TIMEOUT, busy_timeout, checked_busy_timeout
+
+    if os.environ.get("RESGATE_BUSY_TIMEOUT"):
+        return Setting(busy_timeout(), "env")
+    if configured is None:
+        return Setting(DEFAULT_BUSY_TIMEOUT, "default")
+    value = configured.value
+    assert isinstance(value, int | float)
+    shown = repr(value)
+    checked = checked_busy_timeout(float(value), f"{configured.source}: busy_timeout", shown)
+    return Setting(checked, configured.source)
+
+
+def _color(option: str | None, configured: Setting | None) -> Setting:
+    """--color, else FORCE_COLOR (always) or NO_COLOR (never), else a file's,
+    else auto (colour on a terminal)."""
+    from resgate.config import Setting
+    from resgate.render.text import forced_colour
+
+    if option is not None:
+        return Setting(option, "option")
+    if forced_colour():
+        return Setting("always", "env")
+    if "NO_COLOR" in os.environ:
+        return Setting("never", "env")
+    return configured or Setting("auto", "default")
+
+
+def target(ctx: typer.Context) -> Target:
+    """The database the settings name, with a configuration file's busy timeout."""
+    from resgate.store.target import resolve_target
+
+    chosen = settings(ctx)
+    db, busy_timeout = chosen.db.value, chosen.busy_timeout
+    # RESGATE_BUSY_TIMEOUT and the default the store reads itself.
+    busy = busy_timeout.value if busy_timeout.source not in ("env", "default") else None
+    assert (db is None or isinstance(db, str)) and (busy is None or isinstance(busy, float))
+    return resolve_target(db, busy=busy)
+
+
 def transact(
     ctx: typer.Context, work: Callable[[Tx], T], *, write: bool, dry_run: bool = False
 ) -> T:
-    """Open the database named by --db / RESGATE_DB and run `work` in one
-    transaction; a dry run goes through the same code and rolls back."""
-    from resgate.store.database import open_database, resolve_target
+    """Open the database the settings name (--db, RESGATE_DB, a configuration file)
+    and run `work` in one transaction; a dry run goes through the same code and
+    rolls back."""
+    from resgate.store.database import open_database
 
-    settings = state(ctx)
-    if settings.freeze:
+    current = state(ctx)
+    if current.freeze:
         _freeze_what_lives_on()
+    where = target(ctx)  # a bad configuration file: exit 2, nothing opened
     if write:
         from resgate.engine.audit import actor
 
         actor()  # a bad RESGATE_ACTOR is refused (exit 2) before any file is created
     # A dry run creates no database either: a missing file is an empty one.
-    database = open_database(resolve_target(settings.db), write=write and not dry_run)
+    database = open_database(where, write=write and not dry_run)
     try:
-        return database.run(work, write=write, commit=not dry_run, clock=settings.clock)
+        return database.run(work, write=write, commit=not dry_run, clock=current.clock)
     finally:
         database.dispose()
 
@@ -86,7 +187,9 @@ def emit(json: bool, dry_run: bool, data: dict[str, Any], text: str) -> None:
 def style(ctx: typer.Context) -> Style:
     from resgate.render.text import Style
 
-    return Style.for_stream(state(ctx).color, sys.stdout)
+    color = settings(ctx).color.value
+    assert isinstance(color, str)
+    return Style.for_stream(color, sys.stdout)
 
 
 def error(message: str, urls: Sequence[str] = ()) -> None:

@@ -167,11 +167,11 @@ class Database:
     def _translate(self, exc: DBAPIError) -> Exception:
         message = str(exc.orig).lower()
         if "locked" in message or "busy" in message:
-            return Busy.write_lock_timeout(busy_timeout())
+            return Busy.write_lock_timeout(busy_timeout(self.target.configured_busy_timeout))
         if "readonly" in message or "read-only" in message:
             return DatabaseProblem.read_only(self.target.display)
         if self.dialect == "postgresql" and getattr(exc.orig, "sqlstate", None) == "55P03":
-            return Busy.lock_timeout(busy_timeout())
+            return Busy.lock_timeout(busy_timeout(self.target.configured_busy_timeout))
         if self.dialect == "postgresql" and _is_retryable(exc):
             return Busy.conflicts()
         if "malformed" in message or "not a database" in message:

@@ -56,7 +56,7 @@ def server_engine(target: Target) -> tuple[Engine, str]:
         ) from None
     # lock_timeout = 0 would mean "wait for ever": zero, or less than a
     # millisecond, fails at once, as SQLite's busy timeout does.
-    timeout_ms = max(1, int(busy_timeout() * 1000))
+    timeout_ms = max(1, int(busy_timeout(target.configured_busy_timeout) * 1000))
 
     # A lock that cannot be had in time fails the command with exit 5, as on SQLite.
     @event.listens_for(engine, "begin")

@@ -37,7 +37,7 @@ def sqlite_engine(
     """An engine on the file (or on `uri`, for a read-only open): every connection
     waits up to the busy timeout for a lock and gets the pragmas below."""
     assert target.path is not None
-    timeout = busy_timeout()
+    timeout = busy_timeout(target.configured_busy_timeout)
     sync = synchronous_mode()
     path = target.path
 

@@ -5,7 +5,7 @@ the environment settings every engine reads (README "Where the data lives",
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from resgate.errors import DatabaseProblem, InvalidInput
@@ -25,6 +25,9 @@ class Target:
     url: str
     path: Path | None
     display: str  # safe to print: never holds a password
+    # A configuration file's busy timeout, resolved by the CLI: used when
+    # RESGATE_BUSY_TIMEOUT is unset (the variable wins, README "Configuration files").
+    configured_busy_timeout: float | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -36,8 +39,15 @@ def default_path() -> Path:
     return Path(base) / "resgate" / "resgate.db"
 
 
-def resolve_target(value: str | None) -> Target:
-    """`--db` (or RESGATE_DB): a path means a SQLite file, a URL goes to SQLAlchemy."""
+def resolve_target(value: str | None, *, busy: float | None = None) -> Target:
+    """`--db` (or RESGATE_DB): a path means a SQLite file, a URL goes to SQLAlchemy.
+    `busy`: the busy timeout when RESGATE_BUSY_TIMEOUT is unset (a configuration
+    file's, which the caller has checked)."""
+    target = _resolve(value)
+    return target if busy is None else replace(target, configured_busy_timeout=busy)
+
+
+def _resolve(value: str | None) -> Target:
     if value is None:
         value = os.environ.get("RESGATE_DB") or None
     if value is None:
@@ -86,21 +96,26 @@ def shown_path(path: Path | str, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
-def busy_timeout() -> float:
-    """RESGATE_BUSY_TIMEOUT in seconds: how long a writer waits for a lock."""
+def busy_timeout(configured: float | None = None) -> float:
+    """RESGATE_BUSY_TIMEOUT in seconds: how long a writer waits for a lock; unset,
+    `configured` (a configuration file's), else the default."""
     raw = os.environ.get("RESGATE_BUSY_TIMEOUT")
     if raw is None or raw == "":
-        return DEFAULT_BUSY_TIMEOUT
+        return DEFAULT_BUSY_TIMEOUT if configured is None else configured
     try:
         value = float(raw)
     except ValueError:
         raise InvalidInput(f"RESGATE_BUSY_TIMEOUT must be seconds, got {raw!r}") from None
+    return checked_busy_timeout(value, "RESGATE_BUSY_TIMEOUT", repr(raw))
+
+
+def checked_busy_timeout(value: float, name: str, shown: str) -> float:
+    """A busy timeout within what both databases can hold; `name` and `shown` say
+    where it came from in the message (exit 2)."""
     if not value >= 0 or value == float("inf"):
-        raise InvalidInput(f"RESGATE_BUSY_TIMEOUT must be seconds, got {raw!r}")
+        raise InvalidInput(f"{name} must be seconds, got {shown}")
     if value > MAX_BUSY_TIMEOUT:
-        raise InvalidInput(
-            f"RESGATE_BUSY_TIMEOUT must be at most {MAX_BUSY_TIMEOUT:.3f} seconds, got {raw!r}"
-        )
+        raise InvalidInput(f"{name} must be at most {MAX_BUSY_TIMEOUT:.3f} seconds, got {shown}")
     return value
 
 
