@@ -14,6 +14,7 @@ import getpass
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import sqlite3
@@ -430,7 +431,11 @@ def test_actor_is_the_os_user_unless_resgate_actor(
     def nobody() -> str:
         raise KeyError("getpwuid(): uid not found")
 
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
     audit._os_actor.cache_clear()
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
     monkeypatch.setattr(getpass, "getuser", nobody)
     try:
         ok(cli, "tenant", "add", "--name", "d")

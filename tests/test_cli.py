@@ -384,6 +384,7 @@ def test_list_order_is_creation_ties_in_insertion_order(cli, world):
     assert text.splitlines()[0].split() == [
         "ID",
         "TENANT",
+        "USER",
         "POOL",
         "CPU",
         "MEMORY",

@@ -187,8 +187,15 @@ def test_a_bad_actor_does_not_stop_reading(
 def test_os_user_name_from_logname_gets_the_same_checks(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import pwd
+
     from resgate.engine import audit
 
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    # LOGNAME counts only for a uid without a passwd entry (README "Who is acting").
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
     monkeypatch.setenv("LOGNAME", "x\x1b[2J")
     audit._os_actor.cache_clear()
     try:

@@ -191,6 +191,10 @@ def list_(
             help="Only this status: active, released, expired, preempted (implies --all).",
         ),
     ] = None,
+    mine: Annotated[
+        bool,
+        typer.Option("--mine", help="Only those you made (RESGATE_ACTOR, else your user name)."),
+    ] = False,
     json: Json = False,
 ) -> None:
     """Active reservations (every one with --all), by creation."""
@@ -201,10 +205,23 @@ def list_(
         check_name("tenant", tenant)
     if pool is not None:
         check_name("pool", pool)
+    created_by = None
+    if mine:
+        from resgate.engine.audit import actor
+
+        # The actor the audit log records: a bad RESGATE_ACTOR is exit 2 here too.
+        created_by = actor()
     from resgate.engine.listing import list_reservations
 
     def work(tx: Tx) -> tuple[datetime, list[ReservationInfo]]:
-        rows = list_reservations(tx, include_ended=all_, tenant=tenant, pool=pool, status=status)
+        rows = list_reservations(
+            tx,
+            include_ended=all_,
+            tenant=tenant,
+            pool=pool,
+            status=status,
+            created_by=created_by,
+        )
         return tx.now, rows
 
     now, rows = transact(ctx, work, write=False)

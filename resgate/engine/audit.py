@@ -8,7 +8,6 @@ recompute it: SHA-256 over the canonical JSON of
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any
 from sqlalchemy import LargeBinary, cast, select
 
 from resgate.clock import iso
+from resgate.config import os_user_and_source
 from resgate.engine.records import StoredEvent
 from resgate.engine.validation import check_actor
 from resgate.store.database import Tx
@@ -47,12 +47,9 @@ ACTIONS = (
 
 @cache
 def _os_actor() -> str:
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
-    # getpass reads LOGNAME and USER first: they get the same checks as RESGATE_ACTOR.
-    return check_actor(name, "OS user name (LOGNAME, USER)")
+    """The real user (README "Who is acting"), with the checks RESGATE_ACTOR gets:
+    LOGNAME and USER, used when the uid has no passwd entry, are anyone's to set."""
+    return check_actor(*os_user_and_source())
 
 
 def actor() -> str:
@@ -62,6 +59,16 @@ def actor() -> str:
     databases alike."""
     chosen = os.environ.get("RESGATE_ACTOR")
     return _checked(chosen) if chosen else _os_actor()
+
+
+def os_user_label() -> str | None:
+    """The OS user when RESGATE_ACTOR names someone else (README "Who is acting"):
+    every event's data then says who really ran the command. None otherwise."""
+    chosen = os.environ.get("RESGATE_ACTOR")
+    if not chosen:
+        return None
+    real = _os_actor()
+    return None if _checked(chosen) == real else real
 
 
 @lru_cache(maxsize=8)
@@ -130,6 +137,7 @@ def append(tx: Tx, events: Iterable[tuple[str, str, str]]) -> None:
         return
     seq, prev = head(tx)
     who = actor()
+    real = os_user_label()
     # What every event of this batch shares, encoded once. The body is assembled
     # in sorted key order, byte for byte what _canonical would give.
     shared = f'"actor":{_string(who)},"at":{_string(iso(tx.now))},"data":'
@@ -138,6 +146,8 @@ def append(tx: Tx, events: Iterable[tuple[str, str, str]]) -> None:
     rows = []
     for action, subject, data in chain((first,), pending):
         seq += 1
+        if real is not None:
+            data = _with_os_user(data, real)
         body = (
             f'{{"action":{_string(action)},{shared}{data},"prev_hash":"{prev}",'
             f'"seq":{seq},"subject":{_string(subject)}}}'
@@ -148,6 +158,16 @@ def append(tx: Tx, events: Iterable[tuple[str, str, str]]) -> None:
     # The driver's own execute(many): no per-row parameter processing.
     sql = _INSERT_EVENTS["?" if tx.connection.dialect.paramstyle == "qmark" else "%s"]
     tx.connection.exec_driver_sql(sql, rows[0] if len(rows) == 1 else rows)
+
+
+def _with_os_user(data: str, name: str) -> str:
+    """`data` (canonical JSON of an object) with "os_user" added, still canonical:
+    the hash covers data, so `audit verify` recomputes exactly this."""
+    if data == "{}":
+        return f'{{"os_user":{_string(name)}}}'
+    body = json.loads(data)
+    body["os_user"] = name
+    return _canonical(body)
 
 
 _INSERT_EVENTS = {

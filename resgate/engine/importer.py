@@ -191,6 +191,9 @@ def _insert_reservations(run: _Import, new: list[PlannedReservation]) -> None:
     """One statement for all the new reservations, in creation order. A released one
     without a release time in the file ends at the import time."""
     now, summary = run.tx.now, run.summary
+    # README "Who is acting": whoever imports makes them, as their
+    # reservation.create events (imported: true) record; the file names no one.
+    created_by = audit.actor()
     rows = []
     for r in new:
         ended_at = r.ended_at
@@ -209,6 +212,7 @@ def _insert_reservations(run: _Import, new: list[PlannedReservation]) -> None:
                 "created_at": r.created_at,
                 "expires_at": r.expires_at,
                 "ended_at": ended_at,
+                "created_by": created_by,
             }
         )
         run.changes.extend(_reservation_events(r, ended_at or now))

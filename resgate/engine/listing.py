@@ -29,9 +29,12 @@ def list_reservations(
     tenant: str | None = None,
     pool: str | None = None,
     status: str | None = None,
+    created_by: str | None = None,
 ) -> list[ReservationInfo]:
     """Active reservations (all of them with include_ended), by creation.
-    Tenant and pool filters match by name, deleted rows included."""
+    Tenant and pool filters match by name, deleted rows included; `created_by`
+    keeps only the reservations that actor made (README "Who is acting"), none
+    of those made before it was recorded."""
     query = reservations_query(tx.now, tx.dialect)
     if status is not None:
         check_status(status)
@@ -46,6 +49,8 @@ def list_reservations(
         if not ids:
             raise NotFound(f"pool '{pool}' not found")
         query = query.where(Reservation.pool_id.in_(ids))
+    if created_by is not None:
+        query = query.where(Reservation.created_by == created_by)
     if not include_ended:
         query = query.where(is_active_now(tx.now))
     elif status is not None:

@@ -255,6 +255,7 @@ def reservations_query(now: datetime, dialect: str = "sqlite") -> Any:
             Reservation.preempted_for,
             Reservation.request_id,
             gpu_ids_column(dialect).label("gpu_ids"),
+            Reservation.created_by,
         )
         .select_from(Reservation)
         .join(Tenant, Tenant.id == Reservation.tenant_id)
@@ -267,11 +268,11 @@ _set = object.__setattr__
 
 
 def to_info(row: Any) -> ReservationInfo:
-    """The same object as ReservationInfo(id=…, …, gpu_ids=…), built without the
+    """The same object as ReservationInfo(id=…, …, gpu_ids=…, created_by=…), built without the
     frozen dataclass's __init__ (one object.__setattr__ per field): an export makes
     one per row of the history (benchmarks/, export)."""
     (id_, tenant, pool, cpu, memory, gpu, ttl, status, created_at, expires_at, ended_at,
-     preempted_by, preempted_for, request_id, gpu_ids) = row  # fmt: skip
+     preempted_by, preempted_for, request_id, gpu_ids, created_by) = row  # fmt: skip
     info = _new(ReservationInfo)
     _set(
         info,
@@ -290,6 +291,7 @@ def to_info(row: Any) -> ReservationInfo:
             "preempted_for": preempted_for,
             "request_id": request_id,
             "gpu_ids": tuple(int(device) for device in gpu_ids.split()) if gpu_ids else (),
+            "created_by": created_by,
         },
     )
     return info

@@ -92,7 +92,8 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     check_quota(tx, tenant, request.amounts)
     reservation_id = new_id()
     victims = _make_room(tx, request, tenant, pool, requested_ids, reservation_id)
-    values = _row(tx, request, tenant, pool, reservation_id)
+    # Who is acting, once: the same actor the reservation.create event records.
+    values = _row(tx, request, tenant, pool, reservation_id, audit.actor())
     if not _insert_row(tx, request, values):
         # Only a concurrent twin can get here (the checks above ran under the
         # locks); the database's constraints are the last line of defence.
@@ -121,6 +122,7 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
         preempted_for=None,
         request_id=request.request_id,
         gpu_ids=tuple(held_ids),
+        created_by=values["created_by"],
     )
     data = _created_data(created, request.preempt)
     audit.record(tx, [audit.Change("reservation.create", created.id, data)])
@@ -166,7 +168,12 @@ def _make_room(
 
 
 def _row(
-    tx: Tx, request: ReserveRequest, tenant: TenantRow, pool: PoolRow, reservation_id: str
+    tx: Tx,
+    request: ReserveRequest,
+    tenant: TenantRow,
+    pool: PoolRow,
+    reservation_id: str,
+    created_by: str,
 ) -> dict[str, Any]:
     ttl = request.ttl
     return {
@@ -181,6 +188,7 @@ def _row(
         "created_at": tx.now,
         "expires_at": tx.now + timedelta(seconds=ttl) if ttl else None,
         "request_id": request.request_id,
+        "created_by": created_by,
     }
 
 

@@ -60,6 +60,7 @@ def reservation(info: ReservationInfo) -> dict[str, Any]:
         "preempted_for": info.preempted_for,
         "request_id": info.request_id,
         "gpu_ids": list(info.gpu_ids),
+        "created_by": info.created_by,
     }
 
 

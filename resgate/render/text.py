@@ -233,6 +233,8 @@ def reservations_table(reservations: list[ReservationInfo], now: datetime) -> st
         [
             r.id,
             r.tenant,
+            # Free text (RESGATE_ACTOR, or written with `sqlite3`); "-": made before it was kept.
+            "-" if r.created_by is None else printable(r.created_by),
             r.pool,
             r.amounts.cpu,
             r.amounts.memory,
@@ -242,7 +244,8 @@ def reservations_table(reservations: list[ReservationInfo], now: datetime) -> st
         ]
         for r in reservations
     ]
-    return _table(["ID", "TENANT", "POOL", "CPU", "MEMORY MB", "GPU", "STATUS", "EXPIRES"], rows)
+    header = ["ID", "TENANT", "USER", "POOL", "CPU", "MEMORY MB", "GPU", "STATUS", "EXPIRES"]
+    return _table(header, rows)
 
 
 def reservation_detail(info: ReservationInfo, now: datetime) -> str:

@@ -130,6 +130,8 @@ class Reservation(Base):
     preempted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     preempted_for: Mapped[str | None] = mapped_column(String(16), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The actor who made it (README "Who is acting"); null for rows made before 0007.
+    created_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # PostgreSQL fills it from a sequence (ties in insertion order); SQLite uses
     # its rowid and leaves this null.
     insertion_seq: Mapped[int | None] = mapped_column(
