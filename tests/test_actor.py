@@ -12,6 +12,7 @@ import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,7 @@ def _alembic(db: str, *args: str) -> None:
     assert done.returncode == 0, (args, done.stdout, done.stderr)
 
 
-def test_upgrade_from_0006_keeps_old_rows_without_created_by(
+def test_upgrade_from_0006_gives_old_rows_the_actor_of_their_create_event(
     cli: Cli, world: FixedClock, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RESGATE_ACTOR", "cron@host1")
@@ -260,6 +261,16 @@ def test_upgrade_from_0006_keeps_old_rows_without_created_by(
     result = cli("list")  # a read does not upgrade
     assert result.code == 1 and "revision 0006" in result.stderr, result
     assert "resgate db upgrade" in result.stderr
+    # A row with no reservation.create event, written behind resgate's back.
+    behind = "feedfacefeedface"
+    _sql(
+        db,
+        "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status, "
+        "created_at, ended_at) SELECT :id, t.id, p.id, 1, 0, 0, 'released', "
+        ":at, :at FROM tenants t, pools p WHERE t.name = 'a' AND p.name = 'p'",
+        id=behind,
+        at=world.now() - timedelta(days=2),  # outside status's 24-hour window
+    )
 
     if backend == "sqlite":
         assert js(cli, "sweep") == {"expired": 0, "ids": []}  # any write upgrades a file
@@ -269,87 +280,41 @@ def test_upgrade_from_0006_keeps_old_rows_without_created_by(
     assert js(cli, "db", "current")["revision"] == "0007"
 
     after = views()
-    # Old rows: created_by null, everything else as it was.
-    for shown in (after["list"], after["export"]["reservations"], after["export"]["history"]):
-        assert shown and all(r["created_by"] is None for r in shown)
-
-    def without_created_by(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in r.items() if k != "created_by"} for r in rows]
-
+    creators = {r["id"]: r["created_by"] for r in after["list"]}
+    assert creators == {kept: "cron@host1", ended: "cron@host1", behind: None}
+    # Apart from the row added behind resgate's back, everything reads as before.
+    after["list"] = [r for r in after["list"] if r["id"] != behind]
+    assert after["list"] == before["list"]
     assert after["status"] == before["status"]
-    assert without_created_by(after["list"]) == without_created_by(before["list"])
-    for key in ("reservations", "history"):
-        assert without_created_by(after["export"][key]) == without_created_by(before["export"][key])
-    assert {k: v for k, v in after["export"].items() if k not in ("reservations", "history")} == {
-        k: v for k, v in before["export"].items() if k not in ("reservations", "history")
+    exported = after["export"]
+    exported["history"] = [r for r in exported["history"] if r["id"] != behind]
+    assert {k: v for k, v in exported.items() if k != "generated_at"} == {
+        k: v for k, v in before["export"].items() if k != "generated_at"
     }
-    assert after["csv"] == before["csv"]
-    old_table, new_table = table(before["table"]), table(after["table"])
-    assert [r["USER"] for r in old_table] == ["cron@host1", "cron@host1"]
-    assert [r["USER"] for r in new_table] == ["-", "-"]
-    assert [{k: v for k, v in r.items() if k != "USER"} for r in new_table] == [
-        {k: v for k, v in r.items() if k != "USER"} for r in old_table
-    ]
+    assert [line for line in after["csv"].splitlines() if behind not in line] == before[
+        "csv"
+    ].splitlines()
+    shown = [r for r in table(after["table"]) if not behind.startswith(r["ID"])]
+    assert shown == table(before["table"])
+    # The ended row was filled in around the trigger that guards ended rows, which holds.
+    refused = _sql(db, "UPDATE reservations SET created_by = 'x' WHERE id = :id", id=ended)
+    assert refused is not None and "only an active reservation may change" in refused
     assert [r["id"] for r in js(cli, "list", "--all", "--mine")] == []
-    # New rows get their actor beside the old ones; the chain holds throughout.
     assert verified(cli) == head
-    out(cli, "unreserve", "--id", kept)
-    fresh = js(cli, "reserve", "--tenant", "a", "--pool", "p", "--cpu", "1")
-    assert fresh["created_by"] == OS_USER
-    assert [r["created_by"] for r in js(cli, "list", "--all")] == [None, None, OS_USER]
-    verified(cli)
 
 
-# ---------------------------------------------------------------- import-state
+def _sql(db: str, statement: str, **values: Any) -> str | None:
+    """Run one statement on the database directly; the error's text if it is refused."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
 
-
-STATE = {
-    "pools": {
-        "pool1": {
-            "name": "pool1",
-            "total": {"cpu": 8, "memory": 1024, "gpu": 0},
-            "reserved": {"cpu": 2, "memory": 0, "gpu": 0},
-            "created_at": "2026-01-05T10:00:00Z",
-        }
-    },
-    "tenants": {
-        "tenant1": {"name": "tenant1", "priority": 5, "created_at": "2026-01-05T10:00:01Z"}
-    },
-    "reservations": {
-        "3f9a0c1d2e4b5a69": {
-            "id": "3f9a0c1d2e4b5a69",
-            "tenant_name": "tenant1",
-            "pool_name": "pool1",
-            "resources": {"cpu": 2, "memory": 0, "gpu": 0},
-            "status": "active",
-            "ttl": 0,
-            "created_at": "2026-01-05T10:00:05Z",
-        }
-    },
-    "history": [
-        {
-            "id": "3f9a0c1d2e4b5a69",
-            "tenant_name": "tenant1",
-            "pool_name": "pool1",
-            "resources": {"cpu": 2, "memory": 0, "gpu": 0},
-            "status": "active",
-            "ttl": 0,
-            "created_at": "2026-01-05T10:00:05Z",
-        }
-    ],
-}
-
-
-@pytest.mark.sqlite_only
-def test_imported_reservations_are_the_importers(
-    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    state = tmp_path / "state.json"
-    state.write_text(json.dumps(STATE, indent=2) + "\n", encoding="utf-8")
-    monkeypatch.setenv("RESGATE_ACTOR", "migrator")
-    ok(cli, "import-state", str(state))
-    [row] = js(cli, "list")
-    assert (row["id"], row["created_by"]) == ("3f9a0c1d2e4b5a69", "migrator")
-    create = [e for e in events(cli) if e["action"] == "reservation.create"]
-    assert [(e["actor"], e["data"]["os_user"]) for e in create] == [("migrator", OS_USER)]
-    verified(cli)
+    url = db if "://" in db else f"sqlite:///{db}"
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(statement), values)
+    except DBAPIError as exc:
+        return str(exc.orig)
+    finally:
+        engine.dispose()
+    return None

@@ -100,7 +100,7 @@ class ReservationInfo:
     preempted_for: str | None = None
     request_id: str | None = None
     gpu_ids: tuple[int, ...] = ()  # the GPU devices it holds (or held), README "GPU devices"
-    # The actor who made it (README "Who is acting"); None for rows made before it was kept.
+    # The actor who made it (README "Who is acting"); None when no one is on record.
     created_by: str | None = None
 
 

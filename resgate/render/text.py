@@ -233,7 +233,7 @@ def reservations_table(reservations: list[ReservationInfo], now: datetime) -> st
         [
             r.id,
             r.tenant,
-            # Free text (RESGATE_ACTOR, or written with `sqlite3`); "-": made before it was kept.
+            # Free text (RESGATE_ACTOR, or written with `sqlite3`); "-": no one on record.
             "-" if r.created_by is None else printable(r.created_by),
             r.pool,
             r.amounts.cpu,

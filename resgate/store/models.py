@@ -130,7 +130,8 @@ class Reservation(Base):
     preempted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     preempted_for: Mapped[str | None] = mapped_column(String(16), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    # The actor who made it (README "Who is acting"); null for rows made before 0007.
+    # The actor who made it (README "Who is acting"); null when no one is on record
+    # (migration 0007 filled in older rows from their reservation.create events).
     created_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # PostgreSQL fills it from a sequence (ties in insertion order); SQLite uses
     # its rowid and leaves this null.
