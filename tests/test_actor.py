@@ -1,4 +1,4 @@
-"""README "Who is acting" (SPEC §15.3): the actor is the OS user (the passwd name of
+"""README "Who is acting": the actor is the OS user (the passwd name of
 the effective uid) or RESGATE_ACTOR; when the label differs from the OS user every
 event's data says `os_user`; each new reservation keeps its actor in
 `reservations.created_by`, shown as `created_by` in JSON, USER in `list`, and
@@ -175,7 +175,7 @@ def test_new_reservations_record_their_actor(
     report = json.loads(out(cli, "export"))
     assert {r["id"]: r["created_by"] for r in report["history"]} == listed
     assert [r["created_by"] for r in report["reservations"]] == [OS_USER]
-    # The CSV header is the one of SPEC §7 (created_by joins it with §17's columns).
+    # The CSV header is unchanged (README "Using it"): created_by is not in it.
     csv = out(cli, "export", "--format", "csv")
     assert csv.splitlines()[0] == (
         "id,tenant,pool,cpu,memory,gpu,ttl,status,created_at,expires_at,ended_at,"

@@ -174,27 +174,32 @@ def preempt(
     emit(json, dry_run, data.preempt(result), preempt_summary(result))
 
 
+TenantFilter = Annotated[
+    str | None, typer.Option("--tenant", show_default=False, help="Only this tenant's.")
+]
+PoolFilter = Annotated[
+    str | None, typer.Option("--pool", show_default=False, help="Only in this pool.")
+]
+StatusFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--status",
+        show_default=False,
+        help="Only this status: active, released, expired, preempted (implies --all).",
+    ),
+]
+Mine = Annotated[
+    bool, typer.Option("--mine", help="Only those you made (RESGATE_ACTOR, else your user name).")
+]
+
+
 def list_(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Include ended reservations.")] = False,
-    tenant: Annotated[
-        str | None, typer.Option("--tenant", show_default=False, help="Only this tenant's.")
-    ] = None,
-    pool: Annotated[
-        str | None, typer.Option("--pool", show_default=False, help="Only in this pool.")
-    ] = None,
-    status: Annotated[
-        str | None,
-        typer.Option(
-            "--status",
-            show_default=False,
-            help="Only this status: active, released, expired, preempted (implies --all).",
-        ),
-    ] = None,
-    mine: Annotated[
-        bool,
-        typer.Option("--mine", help="Only those you made (RESGATE_ACTOR, else your user name)."),
-    ] = False,
+    tenant: TenantFilter = None,
+    pool: PoolFilter = None,
+    status: StatusFilter = None,
+    mine: Mine = False,
     json: Json = False,
 ) -> None:
     """Active reservations (every one with --all), by creation."""
