@@ -132,11 +132,9 @@ def target(ctx: typer.Context) -> Target:
     from resgate.store.target import resolve_target
 
     chosen = settings(ctx)
-    db, busy_timeout = chosen.db.value, chosen.busy_timeout
-    # RESGATE_BUSY_TIMEOUT and the default the store reads itself.
-    busy = busy_timeout.value if busy_timeout.source not in ("env", "default") else None
-    assert (db is None or isinstance(db, str)) and (busy is None or isinstance(busy, float))
-    return resolve_target(db, busy=busy)
+    db, busy = chosen.db.value, chosen.busy_timeout.value  # busy: already the effective one
+    assert (db is None or isinstance(db, str)) and isinstance(busy, int | float)
+    return resolve_target(db, busy=float(busy))
 
 
 def transact(
