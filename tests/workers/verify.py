@@ -150,17 +150,36 @@ def ledger_problems(  # noqa: C901 - one replay of the ledger, one check per inv
 
     timelines: dict[str, Timeline] = {}
     totals = {name: list(values) for name, values in initial_totals.items()}
+    # Reservations of a killed worker's in-flight reserve that did commit: other
+    # workers find them in the database and act on them like on any other.
+    adopted: set[str] = set()
 
     def excused(rid: str) -> bool:
         if in_flight is None:
             return False
         row = rows.get(rid)
-        return rid in in_flight.ids or (
-            row is not None and row["tenant"] in in_flight.preempted_tenants
+        return (
+            rid in in_flight.ids
+            or rid in adopted
+            or (row is not None and row["tenant"] in in_flight.preempted_tenants)
         )
 
-    def active_at(rid: str, now: datetime, op: str) -> Timeline | None:
+    def known(rid: str) -> Timeline | None:
         line = timelines.get(rid)
+        row = rows.get(rid)
+        if line is None and in_flight is not None and in_flight.reserves and row is not None:
+            adopted.add(rid)
+            entry = {
+                "tenant": row["tenant"],
+                "pool": row["pool"],
+                "amounts": [row["cpu"], row["memory"], row["gpu"]],
+                "now": row["created_at"],
+            }
+            line = timelines[rid] = Timeline(entry, expires_at=ts(row["expires_at"]))
+        return line
+
+    def active_at(rid: str, now: datetime, op: str) -> Timeline | None:
+        line = known(rid)
         if line is None:
             problems.append(f"{op} of {rid} at {now} acknowledged before its reserve")
             return None
@@ -196,7 +215,7 @@ def ledger_problems(  # noqa: C901 - one replay of the ledger, one check per inv
                     line.preempted_by = entry["attacker"]
         elif op == "sweep":
             for rid in entry["ids"]:
-                line = timelines.get(rid)
+                line = known(rid)
                 if line is None:
                     problems.append(f"sweep at {now} expired {rid}, never acknowledged")
                     continue
@@ -207,7 +226,7 @@ def ledger_problems(  # noqa: C901 - one replay of the ledger, one check per inv
         elif op == "resize":
             totals[entry["pool"]] = entry["total"]
 
-    unacknowledged = set(rows) - set(timelines)
+    unacknowledged = (set(rows) - set(timelines)) | adopted
     if in_flight is None and unacknowledged:
         problems.append(f"{len(unacknowledged)} reservation(s) in the database never acknowledged")
     if in_flight is not None and len(unacknowledged) > in_flight.reserves:
