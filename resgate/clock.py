@@ -32,3 +32,14 @@ def iso(value: datetime) -> str:
     """2026-11-24T13:05:00.123456Z: the one way resgate writes a time as text (the
     audit log, JSON, CSV). isoformat() is several times faster than strftime()."""
     return value.isoformat("T", "microseconds") + "Z"
+
+
+def span(seconds: int) -> str:
+    """A length as the duration words resgate reads: 90s, 5m, 1h30m, 1d, 2d12h.
+    Written without zero parts, so `1d` reads back as one day."""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"

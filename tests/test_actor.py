@@ -21,6 +21,7 @@ from helpers import Cli, js, ok, out, reserve_id
 
 from resgate.clock import FixedClock
 from resgate.engine import audit
+from resgate.store.schema import SCHEMA_HEAD
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -277,7 +278,7 @@ def test_upgrade_from_0006_gives_old_rows_the_actor_of_their_create_event(
         assert Path(f"{db}.bak-0006").is_file()
     else:
         ok(cli, "db", "upgrade")
-    assert js(cli, "db", "current")["revision"] == "0007"
+    assert js(cli, "db", "current")["revision"] == SCHEMA_HEAD
 
     after = views()
     creators = {r["id"]: r["created_by"] for r in after["list"]}

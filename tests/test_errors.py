@@ -371,7 +371,7 @@ def test_not_active(cli, db, ids):
         (["list", "--frob"], "No such option: --frob"),
         (["--frob", "list"], "No such option: --frob"),
         (["pool", "create", "--cpu", "1"], "Missing option '--name'."),
-        (["reserve", "--tenant", "high", "--cpu", "1"], "Missing option '--pool'."),
+        (["reserve", "--tenant", "high", "--cpu", "1"], "no pool given: use --pool (pools: p, q)"),
         (["extend", "--id", "0123456789abcdef"], "Missing option '--ttl'."),
         (["pool", "create", "--name"], "Option '--name' requires an argument."),
         (["list", "extra"], "Got unexpected extra argument(s) (extra)"),

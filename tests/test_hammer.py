@@ -4,10 +4,12 @@ Six worker processes (tests/workers/engine_worker.py) leave a start barrier
 together and each run 200 random operations — reserve with and without a TTL,
 unreserve, extend, preempt, sweep, pool resize — on two small pools shared by
 six tenants, so most operations contend for the one write lock and many race
-for the same reservations. Each worker appends every acknowledged operation to
-its own ledger after the commit returned. Afterwards the database must be
-intact, keep the invariants, and hold exactly what the ledgers acknowledged
-(tests/workers/verify.py), and `resgate db check` must pass.
+for the same reservations. Pool p0 lets a tenant hold three reservations, p1 one;
+two tenants have members (README "Sharing one machine"), one of them without the
+OS user running the workers, whose every action for it is refused. Each worker
+appends every acknowledged operation to its own ledger after the commit returned.
+Afterwards the database must be intact, keep the invariants, and hold exactly
+what the ledgers acknowledged (tests/workers/verify.py), and `resgate db check` must pass.
 
 RESGATE_TEST_SEED fixes the seeds; a failure prints the seeds it used.
 """
@@ -26,23 +28,35 @@ import verify
 from harness import collect, release, resgate, spawn
 from ledger import read_ledger
 
+from resgate.config import os_user
 from resgate.engine import pools, tenants
+from resgate.engine.policies import Policy
 from resgate.engine.records import Amounts
 from resgate.store.database import open_database, resolve_target
 
 WORKERS = 6
 OPS = 200
 POOLS = {"p0": Amounts(8, 4096, 2), "p1": Amounts(4, 2048, 1)}
+PER_TENANT = {"p0": 3, "p1": 1}
 TENANTS = {"t0": 1, "t1": 3, "t2": 5, "t3": 5, "t4": 7, "t5": 9}
+MEMBERS = {"t4": (os_user(), "alice"), "t3": ("bob",)}
 
 
 def make_database(path: Path) -> dict[str, list[int]]:
     database = open_database(resolve_target(str(path)), write=True)
     try:
         for name, totals in POOLS.items():
-            database.run(lambda tx, n=name, a=totals: pools.create_pool(tx, n, a), write=True)
+            policy = Policy(per_tenant=PER_TENANT[name])
+            database.run(
+                lambda tx, n=name, a=totals, p=policy: pools.create_pool(tx, n, a, policy=p),
+                write=True,
+            )
         for name, priority in TENANTS.items():
-            database.run(lambda tx, n=name, p=priority: tenants.add_tenant(tx, n, p), write=True)
+            users = MEMBERS.get(name, ())
+            database.run(
+                lambda tx, n=name, p=priority, u=users: tenants.add_tenant(tx, n, p, users=u),
+                write=True,
+            )
     finally:
         database.dispose()
     return {name: list(totals) for name, totals in POOLS.items()}
@@ -83,6 +97,25 @@ def run_hammer(
     return db, entries, counts, results, elapsed, base
 
 
+def several_at_once(entries: list[dict], pool: str) -> bool:
+    """Whether, by the ledger, one tenant held two reservations of `pool` at once."""
+    held: dict[str, set[str]] = {}
+    tenant_of: dict[str, str] = {}
+    for entry in sorted(entries, key=lambda e: e["now"]):
+        if entry["op"] == "reserve" and entry["pool"] == pool:
+            tenant_of[entry["id"]] = entry["tenant"]
+            mine = held.setdefault(entry["tenant"], set())
+            mine.add(entry["id"])
+            if len(mine) > 1:
+                return True
+        ended = entry.get("ids", []) if entry["op"] in ("preempt", "sweep") else []
+        if entry["op"] == "unreserve":
+            ended = [entry["id"]]
+        for rid in ended:
+            held.get(tenant_of.get(rid, ""), set()).discard(rid)
+    return False
+
+
 @pytest.mark.slow
 def test_hammer_keeps_invariants_and_loses_nothing(tmp_path: Path) -> None:
     db, entries, counts, results, elapsed, seed = run_hammer(tmp_path)
@@ -101,6 +134,10 @@ def test_hammer_keeps_invariants_and_loses_nothing(tmp_path: Path) -> None:
     for op in ("reserve", "unreserve", "extend", "preempt", "sweep", "resize"):
         assert counts[f"{op}:ok"] > 0, f"no {op} succeeded; {context}"
     assert counts["reserve:refused"] + counts["reserve:insufficient"] > 0, context
+    # Tenant t3 names members without the workers' user: nothing of it was ever made,
+    # and some tenant held several reservations in p0 at once.
+    assert not [e for e in entries if e["op"] == "reserve" and e["tenant"] == "t3"], context
+    assert several_at_once(entries, "p0"), context
 
     problems = verify.all_problems(db, entries, {k: list(v) for k, v in POOLS.items()})
     assert problems == [], f"{context}\n" + "\n".join(problems[:30])

@@ -1,5 +1,5 @@
-"""`resgate version` and `resgate list` against bare imports (benchmarks/README.md,
-Figures)."""
+"""`resgate version` and `resgate list` (with and without a configuration file)
+against bare imports (benchmarks/README.md, Figures)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ def measure(cfg: Config, dbs: Databases) -> list[Row]:
     rg = resgate_argv()
     current = cfg.workdir / "startup.db"
     copy_db(dbs.base, current)
+    # A user file that names the database and sets every other key it may.
+    config = cfg.workdir / "config.toml"
+    config.write_text(
+        f'db = "{current}"\ntenant = "t0"\npool = "p0"\nbusy_timeout = 5\ncolor = "never"\n'
+    )
+    configured = {**env, "RESGATE_CONFIG": str(config)}
     samples = interleave(
         {
             "typer": lambda: timed([py, "-c", "import typer"], env),
@@ -24,12 +30,14 @@ def measure(cfg: Config, dbs: Databases) -> list[Row]:
                 [py, "-c", "import typer, sqlalchemy.orm, tabulate, colorama"], env
             ),
             "list": lambda: timed([*rg, "--db", str(current), "list"], env),
+            "configured": lambda: timed([*rg, "list"], configured),
         },
         cfg.repeat,
     )
     m = {k: med(v) for k, v in samples.items()}
     r1 = m["version"] / m["typer"]
     r2 = m["list"] / m["imports"]
+    r3 = m["configured"] / m["imports"]
     return [
         Row(
             "resgate version",
@@ -48,5 +56,14 @@ def measure(cfg: Config, dbs: Databases) -> list[Row]:
             "<= 1.25x",
             r2 <= 1.25,
             {"subject_s": m["list"], "baseline_s": m["imports"], "ratio": r2},
+        ),
+        Row(
+            "resgate list (db from a config file)",
+            ms(m["configured"]),
+            f"import typer, sqlalchemy.orm, tabulate, colorama: {ms(m['imports'])}",
+            f"{r3:.2f}x",
+            "<= 1.25x",
+            r3 <= 1.25,
+            {"subject_s": m["configured"], "baseline_s": m["imports"], "ratio": r3},
         ),
     ]

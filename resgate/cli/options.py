@@ -21,6 +21,9 @@ FLAGS = {
     "max_gpu": "--max-gpu",
     "status": "--status",
     "force": "--force",
+    "tenant": "--tenant",
+    "pool": "--pool",
+    "members": "--members",
 }
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -28,6 +31,14 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen;
 Force = Annotated[bool, typer.Option("--force", help="Release active reservations first.")]
 Tenant = Annotated[str, typer.Option("--tenant", help="Tenant name.", show_default=False)]
 Pool = Annotated[str, typer.Option("--pool", help="Pool name.", show_default=False)]
+OptionalTenant = Annotated[
+    str | None,
+    typer.Option("--tenant", help="Tenant name [default: yours].", show_default=False),
+]
+OptionalPool = Annotated[
+    str | None,
+    typer.Option("--pool", help="Pool name [default: the only one].", show_default=False),
+]
 Cpu = Annotated[str | None, typer.Option("--cpu", help="CPU cores.", show_default=False)]
 Memory = Annotated[str | None, typer.Option("--memory", help="Memory in MB.", show_default=False)]
 Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]

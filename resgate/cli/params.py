@@ -60,6 +60,25 @@ def amount_or_zero(option: str, value: str | None) -> int:
     return amount(option, value) or 0
 
 
+def policy(option: str, value: str) -> int | None:
+    """A pool policy: `--per-tenant N|unlimited`, `--default-ttl D|none`, `--max-ttl D|none`."""
+    if option == "--per-tenant":
+        if value == "unlimited":
+            return None
+        if not DIGITS.fullmatch(value) or not 1 <= whole(value) <= MAX_AMOUNT:
+            raise InvalidInput(
+                f"invalid value for {option}: {shown(value)} "
+                f"(a whole number from 1 to {MAX_AMOUNT}, or unlimited)"
+            )
+        return whole(value)
+    if value == "none":
+        return None
+    length = seconds(option, value)
+    if not length:
+        raise InvalidInput(f"invalid value for {option}: {shown(value)} (a duration, or none)")
+    return length
+
+
 def priority(value: str | None) -> int | None:
     if value is None:
         return None

@@ -8,6 +8,7 @@ import typer
 
 from resgate.cli import params
 from resgate.cli.options import FLAGS, Cpu, DryRun, Force, Gpu, GpuIds, Json, Memory
+from resgate.cli.permissions import require_admin
 from resgate.cli.state import emit, out, out_json, style, transact
 from resgate.engine.validation import check_name
 
@@ -17,6 +18,44 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Manage resource pools.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Option("--name", help="Pool name.", show_default=False)]
+PerTenant = Annotated[
+    str | None,
+    typer.Option(
+        "--per-tenant",
+        help="Most reservations one tenant may hold at once: N or unlimited (default 1).",
+        show_default=False,
+    ),
+]
+DefaultTtl = Annotated[
+    str | None,
+    typer.Option(
+        "--default-ttl",
+        help="TTL of a reserve that gives none: a duration, or none.",
+        show_default=False,
+    ),
+]
+MaxTtl = Annotated[
+    str | None,
+    typer.Option(
+        "--max-ttl", help="Longest reservation allowed: a duration, or none.", show_default=False
+    ),
+]
+
+
+def _policy_changes(
+    per_tenant: str | None, default_ttl: str | None, max_ttl: str | None
+) -> dict[str, int | None]:
+    """The policy options given, parsed and checked (exit 2 before any database)."""
+    from resgate.engine.policies import check_policy_values
+
+    given = {"per_tenant": per_tenant, "default_ttl": default_ttl, "max_ttl": max_ttl}
+    changes = {
+        field: params.policy("--" + field.replace("_", "-"), value)
+        for field, value in given.items()
+        if value is not None
+    }
+    check_policy_values(changes)
+    return changes
 
 
 def _created_line(verb: str, pool: PoolInfo) -> str:
@@ -32,14 +71,22 @@ def create(
     memory: Memory = None,
     gpu: Gpu = None,
     gpu_ids: GpuIds = None,
+    per_tenant: PerTenant = None,
+    default_ttl: DefaultTtl = None,
+    max_ttl: MaxTtl = None,
     json: Json = False,
 ) -> None:
     """Create a pool; at least one of --cpu, --memory, --gpu above 0. Its GPUs
     are devices 0..N-1, or the ids given with --gpu-ids."""
+    from dataclasses import replace
+
+    from resgate.engine.policies import DEFAULT_POLICY
     from resgate.engine.records import Amounts
     from resgate.engine.validation import check_pool_totals
 
     check_name("pool", name)
+    policy = replace(DEFAULT_POLICY, **_policy_changes(per_tenant, default_ttl, max_ttl))
+    require_admin(ctx, "change pools")
     ids = params.gpu_ids(gpu_ids)
     asked = Amounts(
         params.amount_or_zero("--cpu", cpu),
@@ -49,7 +96,7 @@ def create(
     totals, ids = check_pool_totals(asked, ids, FLAGS)
     from resgate.engine.pools import create_pool
 
-    pool = transact(ctx, lambda tx: create_pool(tx, name, totals, ids), write=True)
+    pool = transact(ctx, lambda tx: create_pool(tx, name, totals, ids, policy), write=True)
     if json:
         from resgate.render import data
 
@@ -114,6 +161,7 @@ def resize(
     ids = params.gpu_ids(gpu_ids)
     new_cpu, new_memory = params.amount("--cpu", cpu), params.amount("--memory", memory)
     new_gpu, ids = check_resize(new_cpu, new_memory, params.gpu_count(gpu, ids), ids, FLAGS)
+    require_admin(ctx, "change pools")
     from resgate.render import data
 
     pool = transact(
@@ -125,6 +173,43 @@ def resize(
     emit(
         json, dry_run, data.pool(pool), _created_line("resized", pool).replace("—", style(ctx).dash)
     )
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    pool_name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Pool name.", show_default=False)
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Pool name.", show_default=False)
+    ] = None,
+    per_tenant: PerTenant = None,
+    default_ttl: DefaultTtl = None,
+    max_ttl: MaxTtl = None,
+    dry_run: DryRun = False,
+    json: Json = False,
+) -> None:
+    """Change a pool's policies (totals stay with resize); at least one option.
+
+    Example: resgate pool update gpus --per-tenant 2 --max-ttl 1d"""
+    from resgate.engine.pools import update_pool
+    from resgate.errors import InvalidInput
+    from resgate.render import data
+
+    chosen = pool_name or name
+    if chosen is None or (pool_name and name and pool_name != name):
+        raise InvalidInput("give the pool's name once: resgate pool update NAME [options]")
+    check_name("pool", chosen)
+    changes = _policy_changes(per_tenant, default_ttl, max_ttl)
+    if not changes:
+        raise InvalidInput("nothing to change: give --per-tenant, --default-ttl or --max-ttl")
+    require_admin(ctx, "change pools")
+    pool = transact(ctx, lambda tx: update_pool(tx, chosen, changes), write=True, dry_run=dry_run)
+    from resgate.render.text import policies
+
+    line = f"Pool '{pool.name}' updated — {policies(pool)}"
+    emit(json, dry_run, data.pool(pool), line.replace("—", style(ctx).dash))
 
 
 @app.command("delete")
@@ -140,6 +225,7 @@ def delete(
     from resgate.render import data
 
     check_name("pool", name)
+    require_admin(ctx, "change pools")
     pool = transact(
         ctx, lambda tx: delete_pool(tx, name, force, FLAGS), write=True, dry_run=dry_run
     )

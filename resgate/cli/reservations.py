@@ -16,35 +16,42 @@ from resgate.cli.options import (
     Id,
     Json,
     Memory,
-    Pool,
-    Tenant,
+    OptionalPool,
+    OptionalTenant,
     Ttl,
 )
+from resgate.cli.permissions import caller, default_name
 from resgate.cli.state import emit, out, out_json, transact
 from resgate.engine.validation import check_name
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from resgate.engine.records import Amounts, ReservationInfo
+    from resgate.engine.records import Amounts, Caller, ReservationInfo
     from resgate.engine.reservations import ReserveRequest
     from resgate.store.database import Tx
 
 
 def checked_request(
-    tenant: str,
-    pool: str,
+    tenant: str | None,
+    pool: str | None,
     amounts: Amounts,
     ids: list[int] | None,
     ttl: int | None,
     *,
     request_id: str | None = None,
     preempt: bool = False,
+    caller: Caller | None = None,
+    lease: bool = False,
 ) -> ReserveRequest:
-    """What `reserve` and `run` ask for, checked as the engine will check it."""
+    """What `reserve` and `run` ask for, checked as the engine will check it. A
+    tenant or pool of None is inferred by the engine (README "Sharing one machine")."""
     from resgate.engine.reservations import ReserveRequest
     from resgate.engine.validation import check_reservation_request
 
+    for kind, name in (("tenant", tenant), ("pool", pool)):
+        if name is not None:
+            check_name(kind, name)
     check_reservation_request(amounts, ids, ttl, request_id, FLAGS)
     return ReserveRequest(
         tenant=tenant,
@@ -54,13 +61,15 @@ def checked_request(
         request_id=request_id,
         preempt=preempt,
         gpu_ids=None if ids is None else tuple(ids),
+        caller=caller,
+        lease=lease,
     )
 
 
 def reserve(
     ctx: typer.Context,
-    tenant: Tenant,
-    pool: Pool,
+    tenant: OptionalTenant = None,
+    pool: OptionalPool = None,
     cpu: Cpu = None,
     memory: Memory = None,
     gpu: Gpu = None,
@@ -81,19 +90,25 @@ def reserve(
     dry_run: DryRun = False,
     json: Json = False,
 ) -> None:
-    """Reserve a slice of a pool for a tenant."""
-
-    check_name("tenant", tenant)
-    check_name("pool", pool)
+    """Reserve a slice of a pool for a tenant (yours, and the only pool, when left out)."""
     amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
     seconds = params.seconds("--ttl", ttl)
     request = checked_request(
-        tenant, pool, amounts, ids, seconds, request_id=request_id, preempt=preempt
+        default_name(ctx, tenant, "tenant"),
+        default_name(ctx, pool, "pool"),
+        amounts,
+        ids,
+        seconds,
+        request_id=request_id,
+        preempt=preempt,
+        caller=caller(ctx),
     )
     from resgate.engine.reservations import reserve_and_report
     from resgate.render import data
 
-    result = transact(ctx, lambda tx: reserve_and_report(tx, request), write=True, dry_run=dry_run)
+    result = transact(
+        ctx, lambda tx: reserve_and_report(tx, request, FLAGS), write=True, dry_run=dry_run
+    )
     info = result.reservation
     if json:
         payload = data.reservation(info)
@@ -117,7 +132,8 @@ def unreserve(ctx: typer.Context, id: Id, dry_run: DryRun = False, json: Json = 
     from resgate.render import data
 
     params.reservation_id(id)
-    info = transact(ctx, lambda tx: engine_unreserve(tx, id), write=True, dry_run=dry_run)
+    who = caller(ctx)
+    info = transact(ctx, lambda tx: engine_unreserve(tx, id, who), write=True, dry_run=dry_run)
     emit(json, dry_run, data.reservation(info), f"Reservation '{info.id}' released")
 
 
@@ -137,7 +153,10 @@ def extend(
 
     params.reservation_id(id)
     seconds = params.seconds("--ttl", ttl)
-    info = transact(ctx, lambda tx: engine_extend(tx, id, seconds), write=True, dry_run=dry_run)
+    who = caller(ctx)
+    info = transact(
+        ctx, lambda tx: engine_extend(tx, id, seconds, who), write=True, dry_run=dry_run
+    )
     if info.expires_at is None:
         text = f"Reservation '{info.id}' extended: never expires"
     else:
@@ -168,8 +187,12 @@ def preempt(
     check_name("tenant", target)
     if pool is not None:
         check_name("pool", pool)
+    who = caller(ctx)
     result = transact(
-        ctx, lambda tx: engine_preempt(tx, tenant, target, pool), write=True, dry_run=dry_run
+        ctx,
+        lambda tx: engine_preempt(tx, tenant, target, pool, who),
+        write=True,
+        dry_run=dry_run,
     )
     emit(json, dry_run, data.preempt(result), preempt_summary(result))
 

@@ -8,6 +8,7 @@ import typer
 
 from resgate.cli import params
 from resgate.cli.options import FLAGS, DryRun, Force, Json
+from resgate.cli.permissions import require_admin
 from resgate.cli.state import emit, out, out_json, transact
 from resgate.engine.validation import check_name
 
@@ -42,6 +43,27 @@ MaxGpu = Annotated[
 ]
 
 
+Members = Annotated[
+    str | None,
+    typer.Option(
+        "--members",
+        help="OS users who may act for the tenant, like alice,bob; none clears them.",
+        show_default=False,
+    ),
+]
+
+
+def _members(value: str | None) -> tuple[str, ...] | None:
+    """--members alice,bob (checked as the engine checks them), `none`: ()."""
+    from resgate.engine.validation import check_members
+
+    if value is None:
+        return None
+    if value == "none":
+        return ()
+    return check_members([name.strip() for name in value.split(",")])
+
+
 def _caps(
     max_cpu: str | None, max_memory: str | None, max_gpu: str | None
 ) -> dict[str, int | None]:
@@ -71,9 +93,10 @@ def add(
     max_cpu: MaxCpu = None,
     max_memory: MaxMemory = None,
     max_gpu: MaxGpu = None,
+    members: Members = None,
     json: Json = False,
 ) -> None:
-    """Register a tenant (priority 5 unless given), optionally with quotas."""
+    """Register a tenant (priority 5 unless given), optionally with quotas and members."""
     from resgate.engine.records import Limits
     from resgate.engine.tenants import add_tenant
     from resgate.limits import DEFAULT_PRIORITY
@@ -81,7 +104,9 @@ def add(
     check_name("tenant", name)
     level = params.priority(priority) or DEFAULT_PRIORITY
     limits = Limits(**_caps(max_cpu, max_memory, max_gpu))
-    tenant = transact(ctx, lambda tx: add_tenant(tx, name, level, limits), write=True)
+    users = _members(members) or ()
+    require_admin(ctx, "change tenants")
+    tenant = transact(ctx, lambda tx: add_tenant(tx, name, level, limits, users), write=True)
     _print_tenant(
         tenant, json, f"Tenant '{tenant.name}' registered with priority {tenant.priority}"
     )
@@ -113,17 +138,21 @@ def update(
     max_cpu: MaxCpu = None,
     max_memory: MaxMemory = None,
     max_gpu: MaxGpu = None,
+    members: Members = None,
     json: Json = False,
 ) -> None:
-    """Change a tenant's priority and quotas (`none` removes a cap)."""
+    """Change a tenant's priority, quotas and members (`none` removes a cap, or
+    every member)."""
     from resgate.engine.tenants import update_tenant
     from resgate.engine.validation import check_tenant_change
 
     check_name("tenant", name)
     level = params.priority(priority)
     caps = _caps(max_cpu, max_memory, max_gpu)
-    check_tenant_change(level, caps, FLAGS)
-    tenant = transact(ctx, lambda tx: update_tenant(tx, name, level, caps), write=True)
+    users = _members(members)
+    check_tenant_change(level, caps, FLAGS, has_members=users is not None)
+    require_admin(ctx, "change tenants")
+    tenant = transact(ctx, lambda tx: update_tenant(tx, name, level, caps, users), write=True)
     from resgate.render.text import quota_summary
 
     _print_tenant(
@@ -146,6 +175,7 @@ def remove(
     from resgate.render import data
 
     check_name("tenant", name)
+    require_admin(ctx, "change tenants")
     tenant = transact(
         ctx, lambda tx: remove_tenant(tx, name, force, FLAGS), write=True, dry_run=dry_run
     )

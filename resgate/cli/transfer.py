@@ -14,6 +14,7 @@ import typer
 
 from resgate.cli import params
 from resgate.cli.options import DryRun, Json
+from resgate.cli.permissions import require_admin
 from resgate.cli.state import emit, out, state, transact
 
 
@@ -259,6 +260,7 @@ def import_state(
     contents = importer.read_state(Path(source), source)
     # The file's own errors, before opening anything.
     importer.plan(contents, (state(ctx).clock or SystemClock()).now())
+    require_admin(ctx, "import state")
     summary = transact(ctx, lambda tx: importer.apply(tx, contents), write=True, dry_run=dry_run)
     emit(json, dry_run, data.import_summary(summary, dry_run), text.import_summary(summary, source))
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from sqlalchemy import select, update
 
 from resgate.engine import audit, devices
+from resgate.engine.policies import (
+    DEFAULT_POLICY,
+    Policy,
+    check_policy_order,
+    check_policy_values,
+    policy_of,
+)
 from resgate.engine.queries import (
     ACTIVE,
     by_name,
@@ -25,7 +32,7 @@ from resgate.engine.validation import (
     check_pool_totals,
     check_resize,
 )
-from resgate.errors import Refused
+from resgate.errors import InvalidInput, Refused
 from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, ReservationDevice
@@ -37,23 +44,76 @@ def _info(pool: Pool, reserved: Amounts) -> PoolInfo:
         total=Amounts(pool.cpu, pool.memory, pool.gpu),
         reserved=reserved,
         created_at=pool.created_at,
+        per_tenant=pool.per_tenant,
+        default_ttl=pool.default_ttl,
+        max_ttl=pool.max_ttl,
     )
 
 
-def create_pool(tx: Tx, name: str, totals: Amounts, gpu_ids: list[int] | None = None) -> PoolInfo:
+def create_pool(
+    tx: Tx,
+    name: str,
+    totals: Amounts,
+    gpu_ids: list[int] | None = None,
+    policy: Policy = DEFAULT_POLICY,
+) -> PoolInfo:
     """A new pool; its GPUs are the devices `gpu_ids`, else 0..gpu-1."""
     check_name("pool", name)
     totals, ids = check_pool_totals(totals, gpu_ids)
+    check_policy_values(asdict(policy))
     sweep(tx)
     exists = tx.session.scalar(select(Pool.id).where(Pool.name == name, Pool.deleted_at.is_(None)))
     if exists is not None:
         raise Refused(f"pool '{name}' already exists")
-    pool = Pool(name=name, cpu=totals.cpu, memory=totals.memory, gpu=totals.gpu, created_at=tx.now)
+    pool = Pool(
+        name=name,
+        cpu=totals.cpu,
+        memory=totals.memory,
+        gpu=totals.gpu,
+        created_at=tx.now,
+        **asdict(policy),
+    )
     tx.session.add(pool)
     tx.session.flush()
     devices.add(tx, pool.id, range(totals.gpu) if ids is None else ids)
-    audit.record(tx, [audit.Change("pool.create", name, totals._asdict())])
+    data: dict[str, object] = dict(totals._asdict())
+    # Policies other than the defaults only: the events of pools made before
+    # policies existed keep their shape.
+    data.update({k: v for k, v in asdict(policy).items() if v != getattr(DEFAULT_POLICY, k)})
+    audit.record(tx, [audit.Change("pool.create", name, data)])
     return _info(pool, Amounts())
+
+
+def update_pool(tx: Tx, name: str, changes: dict[str, int | None]) -> PoolInfo:
+    """Change a pool's policies (README "Pool policies"); keys of `changes` are
+    policy fields, None meaning unlimited / none. Totals stay with resize."""
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one policy")
+    check_policy_values(changes)
+    pool = live_pool(tx, name)
+    lock_rows(tx, Pool, [pool.id])
+    sweep(tx)
+    old = policy_of(pool)
+    new = replace(old, **changes)
+    check_policy_order(name, new)
+    for field, value in changes.items():
+        setattr(pool, field, value)
+    tx.session.flush()
+    changed = [field for field in changes if getattr(old, field) != getattr(new, field)]
+    audit.record(
+        tx,
+        [
+            audit.Change(
+                "pool.update",
+                name,
+                {
+                    "old": {f: getattr(old, f) for f in changed},
+                    "new": {f: getattr(new, f) for f in changed},
+                },
+            )
+        ],
+    )
+    return _info(pool, pool_usage(tx, [pool.id]).get(pool.id, Amounts()))
 
 
 def list_pools(tx: Tx) -> list[PoolInfo]:

@@ -59,6 +59,10 @@ class PoolInfo:
     created_at: datetime
     # Each GPU id and the reservation holding it (filled by `pool show`).
     devices: tuple[tuple[int, str | None], ...] = ()
+    # Policies (README "Pool policies"): None is unlimited / no TTL.
+    per_tenant: int | None = 1
+    default_ttl: int | None = None
+    max_ttl: int | None = None
 
     @property
     def available(self) -> Amounts:
@@ -76,6 +80,16 @@ class PoolInfo:
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who runs the command, for the permission checks of README "Sharing one
+    machine": the OS user (never RESGATE_ACTOR), and whether the system file names
+    them an admin."""
+
+    user: str
+    admin: bool = False
+
+
+@dataclass(frozen=True)
 class TenantInfo:
     name: str
     priority: int
@@ -83,6 +97,7 @@ class TenantInfo:
     created_at: datetime
     max: Limits
     held: Amounts
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from resgate.clock import iso
-from resgate.engine import audit, devices, evictions
+from resgate.engine import audit, devices, evictions, members, policies
 from resgate.engine.preemption import Candidate
 from resgate.engine.queries import (
     ACTIVE,
@@ -31,6 +31,7 @@ from resgate.engine.queries import (
 from resgate.engine.quotas import check_quota
 from resgate.engine.records import (
     Amounts,
+    Caller,
     PreemptResult,
     ReservationInfo,
     ReserveResult,
@@ -38,6 +39,8 @@ from resgate.engine.records import (
 )
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import (
+    FIELD_NAMES,
+    Spelling,
     check_reservation_id,
     check_reservation_request,
     check_ttl,
@@ -52,13 +55,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReserveRequest:
-    tenant: str
-    pool: str
+    tenant: str | None  # None: the caller's one tenant (README "Sharing one machine")
+    pool: str | None  # None: the only pool
     amounts: Amounts
     ttl: int | None = None  # seconds; None or 0: no expiry
     request_id: str | None = None
     preempt: bool = False  # evict lower-priority reservations if needed
     gpu_ids: tuple[int, ...] | None = None  # these GPU devices, not the lowest free
+    # A lease of `resgate run`: no pool default TTL, and the pool's maximum bounds
+    # the run's time limit (which run keeps), not the lease.
+    lease: bool = False
+    caller: Caller | None = None  # None: no membership check (not a user's call)
 
 
 def new_id() -> str:
@@ -69,15 +76,23 @@ def reserve(tx: Tx, request: ReserveRequest) -> ReservationInfo:
     return reserve_and_report(tx, request).reservation
 
 
-def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
-    """Checks in the order of README "Using it": arguments → tenant → pool → request-id replay
-    → sweep → conflict → quota → capacity (→ preemption, README "Preemption")."""
+def reserve_and_report(
+    tx: Tx, request: ReserveRequest, spelled: Spelling = FIELD_NAMES
+) -> ReserveResult:
+    """Checks in the order of README "Using it": arguments → default tenant and pool
+    → tenant → pool → membership → request-id replay → sweep → TTL policy →
+    per-tenant limit → quota → capacity (→ preemption, README "Preemption")."""
     amounts, requested_ids, ttl = check_reservation_request(
         request.amounts, request.gpu_ids, request.ttl, request.request_id
     )
+    tenant_name = request.tenant or members.default_tenant(tx, request.caller, spelled)
+    pool_name = request.pool or members.default_pool(tx, spelled)
+    tenant = tenant_row(tx, tenant_name)
+    pool = pool_row(tx, pool_name)
+    members.check_may_act(tx, tenant, request.caller)
+    if not request.lease:
+        ttl = policies.default_ttl(pool, ttl)
     request = replace(request, amounts=amounts, ttl=ttl)
-    tenant = tenant_row(tx, request.tenant)
-    pool = pool_row(tx, request.pool)
     replay = _replay(tx, request, tenant, pool, ttl)
     if replay is not None:
         return replay
@@ -88,7 +103,9 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     if replay is not None:
         return replay
     sweep(tx)
-    _refuse_a_second(tx, tenant, pool)
+    if not request.lease:
+        policies.check_length(pool, tx.now, _ends(tx.now, ttl))
+    policies.check_per_tenant(tx, tenant, pool)
     check_quota(tx, tenant, request.amounts)
     reservation_id = new_id()
     victims = _make_room(tx, request, tenant, pool, requested_ids, reservation_id)
@@ -100,9 +117,8 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
         replay = _replay(tx, request, tenant, pool, ttl)
         if replay is not None:
             return replay
-        raise Refused(
-            f"tenant '{tenant.name}' already has an active reservation in pool '{pool.name}'"
-        )
+        policies.check_per_tenant(tx, tenant, pool)
+        raise Refused(f"pool '{pool.name}' refused the reservation")
     held_ids: list[int] = []
     if request.amounts.gpu or requested_ids is not None:
         held_ids = devices.assign(
@@ -127,16 +143,6 @@ def reserve_and_report(tx: Tx, request: ReserveRequest) -> ReserveResult:
     data = _created_data(created, request.preempt)
     audit.record(tx, [audit.Change("reservation.create", created.id, data)])
     return ReserveResult(created, victims, tx.now)
-
-
-def _refuse_a_second(tx: Tx, tenant: TenantRow, pool: PoolRow) -> None:
-    held = tx.connection.execute(
-        _active_in_pool(), {"tenant_id": tenant.id, "pool_id": pool.id}
-    ).scalar()
-    if held is not None:
-        raise Refused(
-            f"tenant '{tenant.name}' already has active reservation '{held}' in pool '{pool.name}'"
-        )
 
 
 def _make_room(
@@ -186,7 +192,7 @@ def _row(
         "ttl": ttl,
         "status": "active",
         "created_at": tx.now,
-        "expires_at": tx.now + timedelta(seconds=ttl) if ttl else None,
+        "expires_at": _ends(tx.now, ttl),
         "request_id": request.request_id,
         "created_by": created_by,
     }
@@ -235,16 +241,6 @@ def _set_expiry_statement() -> Any:
         update(_reservations)
         .where(_reservations.c.id == bindparam("rid"))
         .values(ttl=bindparam("ttl"), expires_at=bindparam("expires_at"))
-    )
-
-
-@cache
-def _active_in_pool() -> Any:
-    """The tenant's active reservation in the pool, if any (built once)."""
-    return select(Reservation.id).where(
-        Reservation.tenant_id == bindparam("tenant_id"),
-        Reservation.pool_id == bindparam("pool_id"),
-        Reservation.status == ACTIVE,
     )
 
 
@@ -335,9 +331,12 @@ def _find(tx: Tx, reservation_id: str) -> Row[Any]:
     return row
 
 
-def _require_active(tx: Tx, reservation_id: str) -> Row[Any]:
-    """The reservation, locked and swept; refused unless effective-active."""
+def _require_active(tx: Tx, reservation_id: str, caller: Caller | None = None) -> Row[Any]:
+    """The reservation, locked and swept; refused unless the caller may act for
+    its tenant and it is effective-active."""
     reservation = _find(tx, reservation_id)
+    if caller is not None and not caller.admin:
+        members.check_may_act(tx, _tenant_by_id(tx, reservation.tenant_id), caller)
     lock_rows(tx, Pool, [reservation.pool_id])
     lock_rows(tx, Tenant, [reservation.tenant_id])
     lock_reservation(tx, reservation.id)
@@ -353,8 +352,8 @@ def _require_active(tx: Tx, reservation_id: str) -> Row[Any]:
     return reservation
 
 
-def unreserve(tx: Tx, reservation_id: str) -> ReservationInfo:
-    reservation = _require_active(tx, reservation_id)
+def unreserve(tx: Tx, reservation_id: str, caller: Caller | None = None) -> ReservationInfo:
+    reservation = _require_active(tx, reservation_id, caller)
     tx.connection.execute(_release(), {"rid": reservation.id, "now": tx.now})
     if reservation.gpu:
         devices.free(tx, [reservation.id])
@@ -362,9 +361,11 @@ def unreserve(tx: Tx, reservation_id: str) -> ReservationInfo:
     return reservation_info(tx, reservation.id)
 
 
-def extend(tx: Tx, reservation_id: str, ttl: int | None) -> ReservationInfo:
+def extend(
+    tx: Tx, reservation_id: str, ttl: int | None, caller: Caller | None = None
+) -> ReservationInfo:
     """`expires_at = now + ttl`; a ttl of 0 or None removes the expiry."""
-    return _set_expiry(tx, reservation_id, ttl, "reservation.extend")
+    return _set_expiry(tx, reservation_id, ttl, "reservation.extend", bounded=True, caller=caller)
 
 
 def renew(tx: Tx, reservation_id: str, ttl: int) -> ReservationInfo:
@@ -372,11 +373,22 @@ def renew(tx: Tx, reservation_id: str, ttl: int) -> ReservationInfo:
     return _set_expiry(tx, reservation_id, ttl, "reservation.renew")
 
 
-def _set_expiry(tx: Tx, reservation_id: str, ttl: int | None, action: str) -> ReservationInfo:
+def _set_expiry(
+    tx: Tx,
+    reservation_id: str,
+    ttl: int | None,
+    action: str,
+    bounded: bool = False,
+    caller: Caller | None = None,
+) -> ReservationInfo:
+    """bounded: the pool's maximum TTL applies (an extend; never a lease's renewal)."""
     ttl = check_ttl(ttl)
-    reservation = _require_active(tx, reservation_id)
+    reservation = _require_active(tx, reservation_id, caller)
     old = {"ttl": reservation.ttl, "expires_at": _iso(reservation.expires_at)}
-    expires_at = tx.now + timedelta(seconds=ttl) if ttl else None
+    expires_at = _ends(tx.now, ttl)
+    if bounded:
+        pool = tx.connection.execute(_pool_by_id(), {"id": reservation.pool_id}).one()
+        policies.check_length(pool, reservation.created_at, expires_at)
     tx.connection.execute(
         _set_expiry_statement(), {"rid": reservation.id, "ttl": ttl, "expires_at": expires_at}
     )
@@ -385,14 +397,36 @@ def _set_expiry(tx: Tx, reservation_id: str, ttl: int | None, action: str) -> Re
     return reservation_info(tx, reservation.id)
 
 
+def _ends(now: datetime, ttl: int | None) -> datetime | None:
+    return now + timedelta(seconds=ttl) if ttl else None
+
+
+def _tenant_by_id(tx: Tx, tenant_id: int) -> Row[Any]:
+    tenants: Table = Tenant.__table__  # type: ignore[assignment]
+    return tx.connection.execute(select(tenants).where(tenants.c.id == tenant_id)).one()
+
+
+@cache
+def _pool_by_id() -> Any:
+    pools: Table = Pool.__table__  # type: ignore[assignment]
+    return select(pools).where(pools.c.id == bindparam("id"))
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else iso(value)
 
 
-def preempt(tx: Tx, preemptor: str, target: str, pool_name: str | None = None) -> PreemptResult:
+def preempt(
+    tx: Tx,
+    preemptor: str,
+    target: str,
+    pool_name: str | None = None,
+    caller: Caller | None = None,
+) -> PreemptResult:
     attacker = tenant_row(tx, preemptor)
     victim = tenant_row(tx, target)
     pool = pool_row(tx, pool_name) if pool_name is not None else None
+    members.check_may_act(tx, attacker, caller)
     if attacker.priority <= victim.priority:
         raise Refused(
             f"cannot preempt: '{attacker.name}' (priority {attacker.priority}) must outrank "

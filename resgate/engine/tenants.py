@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from resgate.engine import audit
+from resgate.engine import audit, members
 from resgate.engine.pools import release_all
 from resgate.engine.queries import by_name, is_active_now, live_tenant, lock_rows
 from resgate.engine.quotas import held_by, limits_of
@@ -14,6 +14,7 @@ from resgate.engine.validation import (
     FIELD_NAMES,
     Spelling,
     check_limits,
+    check_members,
     check_name,
     check_priority,
     check_tenant_change,
@@ -24,7 +25,11 @@ from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
 
 
-def _info(tenant: Tenant, held: tuple[int, Amounts] = (0, Amounts())) -> TenantInfo:
+def _info(
+    tenant: Tenant,
+    held: tuple[int, Amounts] = (0, Amounts()),
+    users: tuple[str, ...] | list[str] = (),
+) -> TenantInfo:
     return TenantInfo(
         name=tenant.name,
         priority=tenant.priority,
@@ -32,20 +37,28 @@ def _info(tenant: Tenant, held: tuple[int, Amounts] = (0, Amounts())) -> TenantI
         created_at=tenant.created_at,
         max=limits_of(tenant),
         held=held[1],
+        members=tuple(users),
     )
 
 
 def tenant_info(tx: Tx, tenant: Tenant) -> TenantInfo:
-    return _info(tenant, held_by(tx, [tenant.id]).get(tenant.id, (0, Amounts())))
+    held = held_by(tx, [tenant.id]).get(tenant.id, (0, Amounts()))
+    return _info(tenant, held, members.members(tx, tenant.id))
 
 
 def add_tenant(
-    tx: Tx, name: str, priority: int = DEFAULT_PRIORITY, limits: Limits | None = None
+    tx: Tx,
+    name: str,
+    priority: int = DEFAULT_PRIORITY,
+    limits: Limits | None = None,
+    users: tuple[str, ...] = (),
 ) -> TenantInfo:
+    """A new tenant; `users` are its members (none: anyone may act for it)."""
     limits = limits or Limits()
     check_name("tenant", name)
     check_priority(priority)
     check_limits(limits)
+    users = check_members(users)
     sweep(tx)
     exists = tx.session.scalar(
         select(Tenant.id).where(Tenant.name == name, Tenant.deleted_at.is_(None))
@@ -62,10 +75,12 @@ def add_tenant(
     )
     tx.session.add(tenant)
     tx.session.flush()
-    audit.record(
-        tx, [audit.Change("tenant.add", name, {"priority": priority, "max": limits._asdict()})]
-    )
-    return _info(tenant)
+    members.set_members(tx, tenant.id, users)
+    data: dict[str, object] = {"priority": priority, "max": limits._asdict()}
+    if users:  # tenants without members keep the event's earlier shape
+        data["members"] = list(users)
+    audit.record(tx, [audit.Change("tenant.add", name, data)])
+    return _info(tenant, users=users)
 
 
 def list_tenants(tx: Tx) -> list[TenantInfo]:
@@ -75,7 +90,11 @@ def list_tenants(tx: Tx) -> list[TenantInfo]:
         .order_by(Tenant.priority.desc(), by_name(tx, Tenant.name))
     ).all()
     held = held_by(tx)
-    return [_info(tenant, held.get(tenant.id, (0, Amounts()))) for tenant in tenants]
+    users = members.members_by_tenant(tx)
+    return [
+        _info(tenant, held.get(tenant.id, (0, Amounts())), users.get(tenant.id, ()))
+        for tenant in tenants
+    ]
 
 
 def update_tenant(
@@ -83,22 +102,30 @@ def update_tenant(
     name: str,
     priority: int | None = None,
     caps: dict[str, int | None] | None = None,
+    users: tuple[str, ...] | None = None,
 ) -> TenantInfo:
-    """Change priority and caps. `caps` maps a resource to its new cap (None
-    removes it); resources not in it keep theirs. Lowering a cap below what is
-    held is allowed: it only stops new reservations."""
+    """Change priority, caps and members. `caps` maps a resource to its new cap
+    (None removes it); resources not in it keep theirs. Lowering a cap below what
+    is held is allowed: it only stops new reservations. `users` replaces the
+    members (() clears them; None keeps them)."""
     caps = caps or {}
-    check_tenant_change(priority, caps)
+    check_tenant_change(priority, caps, has_members=users is not None)
+    users = None if users is None else check_members(users)
     tenant = live_tenant(tx, name)
     lock_rows(tx, Tenant, [tenant.id])
     sweep(tx)
-    old = {"priority": tenant.priority, "max": limits_of(tenant)._asdict()}
+    old: dict[str, object] = {"priority": tenant.priority, "max": limits_of(tenant)._asdict()}
+    if users is not None:
+        old["members"] = list(members.members(tx, tenant.id))
+        members.set_members(tx, tenant.id, users)
     if priority is not None:
         tenant.priority = priority
     for resource, cap in caps.items():
         setattr(tenant, f"max_{resource}", cap)
     tx.session.flush()
-    new = {"priority": tenant.priority, "max": limits_of(tenant)._asdict()}
+    new: dict[str, object] = {"priority": tenant.priority, "max": limits_of(tenant)._asdict()}
+    if users is not None:
+        new["members"] = list(users)
     audit.record(tx, [audit.Change("tenant.update", name, {"old": old, "new": new})])
     return tenant_info(tx, tenant)
 

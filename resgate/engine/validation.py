@@ -26,6 +26,7 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ID_PATTERN = re.compile(r"[0-9a-f]{16}")
+USER_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 def check_name(kind: str, name: str) -> str:
@@ -35,6 +36,18 @@ def check_name(kind: str, name: str) -> str:
             "or '-', starting with a letter or digit"
         )
     return name
+
+
+def check_members(names: Sequence[str]) -> tuple[str, ...]:
+    """A tenant's members: OS user names, sorted, each once. `none` is the word
+    that clears them on the command line, never a name."""
+    for name in names:
+        if name == "none" or not USER_PATTERN.fullmatch(name):
+            raise InvalidInput(
+                f"invalid member name {name!r}: 1-64 characters, letters, digits, "
+                "'.', '_', '@' or '-' (and not 'none')"
+            )
+    return tuple(sorted(set(names)))
 
 
 def check_actor(value: str, source: str = "RESGATE_ACTOR") -> str:
@@ -191,11 +204,16 @@ def check_resize(
 
 
 def check_tenant_change(
-    priority: int | None, caps: Mapping[str, int | None], spelled: Spelling = FIELD_NAMES
+    priority: int | None,
+    caps: Mapping[str, int | None],
+    spelled: Spelling = FIELD_NAMES,
+    *,
+    has_members: bool = False,
 ) -> None:
-    """A tenant update: a new priority, new caps (None removes one), or both."""
-    if priority is None and not caps:
-        fields = ("priority", *(f"max_{resource}" for resource in RESOURCES))
+    """A tenant update: a new priority, new caps (None removes one), new members,
+    or several of them."""
+    if priority is None and not caps and not has_members:
+        fields = ("priority", *(f"max_{resource}" for resource in RESOURCES), "members")
         raise InvalidInput(f"give at least one of {_called(spelled, *fields)}")
     unknown = set(caps) - set(RESOURCES)
     if unknown:

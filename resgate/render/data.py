@@ -80,6 +80,9 @@ def _pool(info: PoolInfo) -> dict[str, Any]:
         "utilization": info.utilization,
         "health": info.health,
         "created_at": iso(info.created_at),
+        "per_tenant": info.per_tenant,
+        "default_ttl": info.default_ttl,
+        "max_ttl": info.max_ttl,
     }
 
 
@@ -91,6 +94,7 @@ def tenant(info: TenantInfo) -> dict[str, Any]:
         "created_at": iso(info.created_at),
         "max": {res: getattr(info.max, res) for res in RESOURCES},
         "held": info.held._asdict(),
+        "members": list(info.members),
     }
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from resgate.clock import span
 from resgate.engine.records import (
     ImportSummary,
     PoolInfo,
@@ -190,9 +191,22 @@ def pool_detail(pool: PoolInfo, style: Style) -> str:
     head = (
         f"Pool: {pool.name}\n"
         f"Health: {style.health(pool.health)}\n"
-        f"Created: {local(pool.created_at)}\n\n"
+        f"Created: {local(pool.created_at)}\n"
+        f"Policies: {policies(pool)}\n\n"
     )
     return head + _table(["RESOURCE", "TOTAL", "RESERVED", "AVAILABLE"], rows) + device_lines
+
+
+def policies(pool: PoolInfo) -> str:
+    """per tenant 1, default TTL none, max TTL 1d"""
+    per_tenant = "unlimited" if pool.per_tenant is None else str(pool.per_tenant)
+
+    def ttl(value: int | None) -> str:
+        return "none" if value is None else span(value)
+
+    return (
+        f"per tenant {per_tenant}, default TTL {ttl(pool.default_ttl)}, max TTL {ttl(pool.max_ttl)}"
+    )
 
 
 def holding(held: int, cap: int | None) -> str:
@@ -214,11 +228,17 @@ def quota_summary(tenant: TenantInfo) -> str:
 
 
 def tenants_table(tenants: list[TenantInfo]) -> str:
+    """MEMBERS appears once some tenant has members ("-": anyone may act for it)."""
     rows: list[list[object]] = [
         [t.name, t.priority, t.active_reservations, *holdings(t), local(t.created_at)]
         for t in tenants
     ]
-    return _table(["NAME", "PRIORITY", "ACTIVE", "CPU", "MEMORY MB", "GPU", "REGISTERED"], rows)
+    headers = ["NAME", "PRIORITY", "ACTIVE", "CPU", "MEMORY MB", "GPU", "REGISTERED"]
+    if any(t.members for t in tenants):
+        headers.append("MEMBERS")
+        for row, tenant in zip(rows, tenants, strict=True):
+            row.append(",".join(tenant.members) or "-")
+    return _table(headers, rows)
 
 
 def gpu_cell(info: ReservationInfo) -> str:

@@ -30,6 +30,12 @@ def _amount_check(column: str) -> CheckConstraint:
     return CheckConstraint(f"{column} >= 0 AND {column} <= {MAX_AMOUNT}", name=f"{column}_range")
 
 
+def _seconds_check(column: str) -> CheckConstraint:
+    return CheckConstraint(
+        f"{column} IS NULL OR ({column} > 0 AND {column} <= {MAX_AMOUNT})", name=f"{column}_range"
+    )
+
+
 def _partial(condition: str, postgresql: str | None = None) -> dict[str, Any]:
     """A partial index's condition (PostgreSQL's, when it is written differently).
     SQLite's is declared here; PostgreSQL's is added by postgresql_options() when
@@ -62,11 +68,28 @@ class Pool(Base):
     gpu: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Policies (README "Pool policies"): how many active reservations one tenant
+    # may hold (null: unlimited), and the default and maximum TTL in seconds.
+    # The database default (1) applies to rows written without it; a None set
+    # here is stored as null (unlimited).
+    per_tenant: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    default_ttl: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_ttl: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
         _amount_check("cpu"),
         _amount_check("memory"),
         _amount_check("gpu"),
+        CheckConstraint(
+            f"per_tenant IS NULL OR (per_tenant >= 1 AND per_tenant <= {MAX_AMOUNT})",
+            name="per_tenant_range",
+        ),
+        _seconds_check("default_ttl"),
+        _seconds_check("max_ttl"),
+        CheckConstraint(
+            "default_ttl IS NULL OR max_ttl IS NULL OR default_ttl <= max_ttl",
+            name="ttl_policy_order",
+        ),
         CheckConstraint("length(name) BETWEEN 1 AND 64", name="name_length"),
         # Names are reusable once the old row is deleted.
         Index(
@@ -113,6 +136,20 @@ class Tenant(Base):
     )
 
 
+class TenantMember(Base):
+    """Who may act for a tenant (README "Tenants and their members"): OS user names."""
+
+    __tablename__ = "tenant_members"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (
+        CheckConstraint("length(user_name) BETWEEN 1 AND 64", name="user_name_length"),
+        Index("ix_tenant_members_user_name", "user_name"),
+    )
+
+
 class Reservation(Base):
     __tablename__ = "reservations"
 
@@ -133,6 +170,8 @@ class Reservation(Base):
     # The actor who made it (README "Who is acting"); null when no one is on record
     # (migration 0007 filled in older rows from their reservation.create events).
     created_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # `pid@host` of the `resgate run` whose job runs on it; cleared once the job is gone.
+    runner: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # PostgreSQL fills it from a sequence (ties in insertion order); SQLite uses
     # its rowid and leaves this null.
     insertion_seq: Mapped[int | None] = mapped_column(
@@ -148,12 +187,12 @@ class Reservation(Base):
         # An active reservation has not ended; an ended one says when.
         CheckConstraint("(status = 'active') = (ended_at IS NULL)", name="ended_iff_not_active"),
         CheckConstraint("length(id) = 16", name="id_length"),
-        # Invariant 2, and the index every per-pool usage sum runs on.
+        # The index every per-pool usage sum runs on. Invariant 2, the pool's
+        # per-tenant limit, is the trigger reservations_per_tenant_guard (0008).
         Index(
-            "uq_reservations_active_pool_tenant",
+            "ix_reservations_active_pool_tenant",
             "pool_id",
             "tenant_id",
-            unique=True,
             **_partial("status = 'active'"),
         ),
         Index(

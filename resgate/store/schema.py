@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 
 def migrations_dir() -> Path:

@@ -32,8 +32,9 @@ from typing import Any
 from ledger import Ledger, barrier
 from sqlalchemy import event
 
+from resgate.config import os_user
 from resgate.engine import listing, pools, reservations, tenants
-from resgate.engine.records import Amounts
+from resgate.engine.records import Amounts, Caller
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
 from resgate.errors import (
@@ -72,6 +73,8 @@ class Worker:
         self.pools = [p.name for p in self.read(pools.list_pools)]
         self.tenants = [t.name for t in self.read(tenants.list_tenants)]
         self.mine: list[str] = []  # ids this worker created
+        # The OS user, as the CLI passes it: tenants with members refuse the others.
+        self.caller = Caller(os_user())
 
     # ---------------------------------------------------------------- plumbing
 
@@ -133,7 +136,7 @@ class Worker:
             self.rng.randint(1, 3), self.rng.choice([0, 256, 512, 1024]), self.rng.randint(0, 1)
         )
         ttl = self.rng.choice([None, None, 1, 2, 3])
-        request = ReserveRequest(tenant, pool, amounts, ttl)
+        request = ReserveRequest(tenant, pool, amounts, ttl, caller=self.caller)
         done = self.write(
             "reserve", f"{tenant}/{pool}", lambda tx: reservations.reserve(tx, request)
         )
@@ -159,7 +162,7 @@ class Worker:
         if rid is None:
             self.counts["unreserve:nothing"] += 1
             return
-        done = self.write("unreserve", rid, lambda tx: reservations.unreserve(tx, rid))
+        done = self.write("unreserve", rid, lambda tx: reservations.unreserve(tx, rid, self.caller))
         if done is not None:
             self.ack({"op": "unreserve", "now": iso(done[0]), "id": rid})
 
@@ -169,7 +172,7 @@ class Worker:
             self.counts["extend:nothing"] += 1
             return
         ttl = self.rng.choice([0, 1, 2, 4])
-        done = self.write("extend", rid, lambda tx: reservations.extend(tx, rid, ttl))
+        done = self.write("extend", rid, lambda tx: reservations.extend(tx, rid, ttl, self.caller))
         if done is not None:
             now, info = done
             self.ack(
@@ -188,7 +191,7 @@ class Worker:
         done = self.write(
             "preempt",
             f"{attacker}>{target}/{pool}",
-            lambda tx: reservations.preempt(tx, attacker, target, pool),
+            lambda tx: reservations.preempt(tx, attacker, target, pool, self.caller),
         )
         if done is not None:
             now, result = done

@@ -44,7 +44,8 @@ def integrity_problems(path: str | Path) -> list[str]:
 
 def invariant_problems(path: str | Path) -> list[str]:
     """Invariant 1 (sums of active reservations ≤ totals, per pool and resource)
-    and invariant 2 (≤ 1 active reservation per tenant and pool)."""
+    and invariant 2 (≤ the pool's per_tenant active reservations per tenant and
+    pool; the workers never lower a limit)."""
     connection = connect(path)
     problems = []
     rows = connection.execute(
@@ -64,11 +65,13 @@ def invariant_problems(path: str | Path) -> list[str]:
         if row["deleted_at"] is not None and row["n"]:
             problems.append(f"deleted pool {row['name']} has {row['n']} active")
     for row in connection.execute(
-        """SELECT tenant_id, pool_id, COUNT(*) AS n FROM reservations WHERE status = 'active'
-           GROUP BY tenant_id, pool_id HAVING COUNT(*) > 1"""
+        """SELECT r.tenant_id, r.pool_id, COUNT(*) AS n, p.per_tenant FROM reservations r
+           JOIN pools p ON p.id = r.pool_id WHERE r.status = 'active'
+           GROUP BY r.tenant_id, r.pool_id HAVING COUNT(*) > COALESCE(p.per_tenant, COUNT(*))"""
     ):
         problems.append(
-            f"tenant #{row['tenant_id']} has {row['n']} active in pool #{row['pool_id']}"
+            f"tenant #{row['tenant_id']} has {row['n']} active in pool #{row['pool_id']}, "
+            f"which allows {row['per_tenant']}"
         )
     connection.close()
     return problems
