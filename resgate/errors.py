@@ -41,12 +41,33 @@ class DatabaseProblem(ResgateError):
         return cls(f"database is read-only: {display}")
 
     @classmethod
+    def read_only_for_you(cls, where: str, described: str) -> DatabaseProblem:
+        """A write the caller's permissions forbid; `described`: owner, group and mode
+        of what forbids it."""
+        return cls(f"database is read-only for you: {where} ({described})")
+
+    @classmethod
+    def permission_denied(cls, where: str, described: str) -> DatabaseProblem:
+        """A read the caller's permissions forbid: never called a foreign file."""
+        return cls(f"cannot open {where}: permission denied ({described})")
+
+    @classmethod
+    def no_such_group(cls, name: str) -> DatabaseProblem:
+        return cls(f"no such group: {name}")
+
+    @classmethod
     def needs_upgrade(cls, display: str, found: str, head: str) -> DatabaseProblem:
         """An older schema, which only a write command or `resgate db upgrade` changes."""
         return cls(
             f"database {display} is at schema revision {found}, this resgate needs "
             f"{head}: run `resgate db upgrade`"
         )
+
+    @classmethod
+    def ask_an_admin(cls) -> DatabaseProblem:
+        """A missing or older database met by someone who may not create or upgrade
+        it (README "Sharing one machine", Admins)."""
+        return cls("the database needs an upgrade: ask an admin to run resgate db upgrade")
 
     @classmethod
     def unknown_revision(cls, display: str, found: str, head: str) -> DatabaseProblem:

@@ -6,8 +6,10 @@ create nothing; the default location's modes; revisions; read-only databases;
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import shutil
 import sqlite3
 import stat
@@ -372,6 +374,14 @@ def test_read_only_database_serves_reads(cli, unprivileged, subprocess_env):
             directory.chmod(0o555)
         before = snapshot(path)
         env = dict(subprocess_env, HOME=str(base))
+        info = path.stat()
+        owner = pwd.getpwuid(info.st_uid).pw_name
+        group = grp.getgrgid(info.st_gid).gr_name
+        # The caller's permissions are why (README "One database for the whole machine").
+        refused = (
+            f"Error: database is read-only for you: {path} "
+            f"(owner {owner}, group {group}, mode {stat.S_IMODE(info.st_mode):04o})\n"
+        )
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
@@ -399,7 +409,7 @@ def test_read_only_database_serves_reads(cli, unprivileged, subprocess_env):
             done = run(*args)
             assert done.returncode == 1, (args, done)
             assert done.stdout == ""
-            assert done.stderr == f"Error: database is read-only: {path}\n"
+            assert done.stderr == refused
         assert snapshot(path) == before
     finally:
         for p in (base, *base.rglob("*")):

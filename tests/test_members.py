@@ -213,3 +213,35 @@ def test_syntax_errors_come_before_the_admin_rule(cli: Cli, system: Path):
     write(system, 'admins = ["alice"]\n')
     done = cli("pool", "create", "--name", "bad name", "--cpu", "1")
     assert done.code == 2 and "invalid pool name" in done.stderr
+
+
+def test_only_admins_create_or_upgrade_the_database(cli: Cli, system: Path, backend: str):
+    """While admins are set, a write that would create the schema is refused for
+    anyone else (exit 1, nothing made), and db init / db upgrade are admins' (exit 4);
+    reading a database that does not exist yet still shows it empty."""
+    if backend == "postgresql":  # an empty database on the server, as a new team's
+        import psycopg
+
+        url = os.environ["RESGATE_DB"].replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("DROP SCHEMA public CASCADE")
+            connection.execute("CREATE SCHEMA public")
+    write(system, 'admins = ["alice"]\n')
+    done = cli("reserve", "--tenant", "t", "--pool", "p", "--cpu", "1")
+    assert (done.code, done.stdout) == (1, "")
+    assert done.stderr == (
+        "Error: the database needs an upgrade: ask an admin to run resgate db upgrade\n"
+    )
+    assert js(cli, "pool", "list", "--json") == []
+    for args in (("db", "upgrade"), ("db", "init")):
+        done = cli(*args)
+        assert (done.code, done.stdout) == (4, "")
+        assert done.stderr == (
+            f"Error: only admins may upgrade the database (see admins in {system})\n"
+        )
+    if backend == "sqlite":
+        assert not Path(os.environ["RESGATE_DB"]).exists()
+    write(system, f'admins = ["alice", "{ME}"]\n')
+    ok(cli, "db", "init")
+    write(system, 'admins = ["alice"]\n')
+    assert js(cli, "tenant", "list", "--json") == []  # current: reading is open to all

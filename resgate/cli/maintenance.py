@@ -1,4 +1,4 @@
-"""resgate db upgrade | current | check"""
+"""resgate db init | upgrade | current | check, and resgate audit"""
 
 from __future__ import annotations
 
@@ -9,9 +9,77 @@ import typer
 
 from resgate.cli import params
 from resgate.cli.options import Json
-from resgate.cli.state import error, out, out_json, target, transact
+from resgate.cli.permissions import require_admin
+from resgate.cli.state import error, lock_notice, out, out_json, target, transact
 
 db_app = typer.Typer(help="Schema maintenance and consistency checks.", no_args_is_help=True)
+
+
+Shared = Annotated[
+    bool,
+    typer.Option(
+        "--shared", help="Make it usable by every member of a group (a SQLite file only)."
+    ),
+]
+Group = Annotated[
+    str | None,
+    typer.Option(
+        "--group",
+        help="The group, with --shared (default: the directory's, else yours).",
+        show_default=False,
+    ),
+]
+
+
+@db_app.command("init")
+def init(
+    ctx: typer.Context, shared: Shared = False, group: Group = None, json: Json = False
+) -> None:
+    """Create the database the settings name (or upgrade it), optionally shared."""
+    from resgate.errors import InvalidInput
+    from resgate.store.database import SHARED_ON_POSTGRES, initialize
+
+    if group is not None and not shared:
+        raise InvalidInput("--group needs --shared")
+    where = target(ctx)
+    if shared and not where.is_sqlite:
+        raise InvalidInput(SHARED_ON_POSTGRES)
+    require_admin(ctx, "upgrade the database")
+    done = initialize(where, shared=shared, group=group, on_wait=lock_notice())
+    line = None if done.group is None else config_line(done.display)
+    if json:
+        data: dict[str, Any] = {"path": done.display, "revision": done.revision, "from": done.old}
+        data["shared"] = done.group is not None
+        if done.group is not None:
+            data.update(group=done.group, config_line=line)
+        out_json(data)
+        return
+    out(_init_summary(done.display, done.old, done.revision))
+    if line is not None:
+        out(f"Shared with group {done.group}. To make it everyone's default, put this line")
+        out("in /etc/resgate/config.toml:")
+        out(line)
+
+
+def _init_summary(display: str, old: str | None, new: str) -> str:
+    if old == new:
+        return f"Database {display} is at revision {new}"
+    if old is None:
+        return f"Database {display} created at revision {new}"
+    return f"Database {display} upgraded from revision {old} to {new}"
+
+
+def config_line(path: str) -> str:
+    """`db = "PATH"`, PATH written as a TOML basic string."""
+    escaped = []
+    for char in path:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04X}")
+        else:
+            escaped.append(char)
+    return f'db = "{"".join(escaped)}"'
 
 
 @db_app.command("upgrade")
@@ -19,7 +87,9 @@ def upgrade(ctx: typer.Context, json: Json = False) -> None:
     """Create the schema, or upgrade it to this resgate's revision."""
     from resgate.store.database import upgrade as upgrade_database
 
-    old, new = upgrade_database(target(ctx))
+    where = target(ctx)
+    require_admin(ctx, "upgrade the database")
+    old, new = upgrade_database(where, on_wait=lock_notice())
     if json:
         out_json({"from": old, "to": new})
     elif old == new:

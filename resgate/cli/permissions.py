@@ -30,14 +30,22 @@ def caller(ctx: typer.Context) -> Caller:
     return Caller(user=user, admin=named is not None and user in named)
 
 
-def require_admin(ctx: typer.Context, what: str) -> None:
-    """Exit 4 unless the caller may change `what` (pools, tenants, ...): while the
-    system file sets `admins`, only they may."""
-    from resgate.config import SYSTEM_FILE, os_user
-    from resgate.errors import Refused
+def administers(ctx: typer.Context) -> bool:
+    """Whether the caller may change pools and tenants, and create or upgrade the
+    database: anyone while the system file sets no `admins`, else only they."""
+    from resgate.config import os_user
 
     named = admins(ctx)
-    if named is not None and os_user() not in named:
+    return named is None or os_user() in named
+
+
+def require_admin(ctx: typer.Context, what: str) -> None:
+    """Exit 4 unless the caller administers (pools, tenants, ...), before any
+    database is opened."""
+    from resgate.config import SYSTEM_FILE
+    from resgate.errors import Refused
+
+    if not administers(ctx):
         raise Refused(f"only admins may {what} (see admins in {SYSTEM_FILE})")
 
 

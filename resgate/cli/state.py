@@ -134,7 +134,11 @@ def target(ctx: typer.Context) -> Target:
     chosen = settings(ctx)
     db, busy = chosen.db.value, chosen.busy_timeout.value  # busy: already the effective one
     assert (db is None or isinstance(db, str)) and isinstance(busy, int | float)
-    return resolve_target(db, busy=float(busy))
+    from dataclasses import replace
+
+    from resgate.cli.permissions import administers
+
+    return replace(resolve_target(db, busy=float(busy)), may_upgrade=administers(ctx))
 
 
 def transact(
@@ -154,11 +158,28 @@ def transact(
 
         actor()  # a bad RESGATE_ACTOR is refused (exit 2) before any file is created
     # A dry run creates no database either: a missing file is an empty one.
-    database = open_database(where, write=write and not dry_run)
+    database = open_database(where, write=write and not dry_run, on_wait=lock_notice())
     try:
         return database.run(work, write=write, commit=not dry_run, clock=current.clock)
     finally:
         database.dispose()
+
+
+WAITING_LINE = "waiting for the database lock (another resgate command is writing)…"
+
+
+def lock_notice() -> Callable[[], None] | None:
+    """What a writer calls once it has waited a second for the lock: on a terminal,
+    one line on stderr (README "Sharing one machine"); elsewhere nothing, so
+    scripts and logs see only the outcome."""
+    if not sys.stderr.isatty():
+        return None
+
+    def notice() -> None:
+        sys.stderr.write(WAITING_LINE + "\n")
+        sys.stderr.flush()
+
+    return notice
 
 
 def _freeze_what_lives_on() -> None:

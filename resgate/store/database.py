@@ -10,9 +10,11 @@ serialization failures are retried here (README "Running on PostgreSQL").
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -23,20 +25,22 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from resgate.clock import Clock, SystemClock
-from resgate.errors import Busy, DatabaseProblem, Refused
+from resgate.errors import Busy, DatabaseProblem, InvalidInput, Refused
 from resgate.interrupts import GUARD
 from resgate.store import postgres, schema, sqlite
-from resgate.store.inspect import inspect_sqlite_file
+from resgate.store.inspect import group_name, inspect_sqlite_file, read_only_problem
 from resgate.store.sqlite import backup_sqlite
 from resgate.store.target import Target, busy_timeout, resolve_target
 
 __all__ = [
     "Database",
+    "Initialized",
     "Target",
     "Tx",
     "backup_sqlite",
     "current_revision",
     "first_line",
+    "initialize",
     "migration_engine",
     "open_database",
     "resolve_target",
@@ -67,7 +71,13 @@ class Tx:
 
 class Database:
     def __init__(
-        self, target: Target, engine: Engine, *, read_only: bool = False, placeholder: bool = False
+        self,
+        target: Target,
+        engine: Engine,
+        *,
+        read_only: bool = False,
+        placeholder: bool = False,
+        on_wait: Callable[[], None] | None = None,
     ) -> None:
         self.target = target
         self.engine = engine
@@ -76,6 +86,9 @@ class Database:
         # An empty in-memory schema standing in for a database that does not
         # exist yet: read commands show the empty result and create nothing.
         self.placeholder = placeholder
+        # Called once when a writer has waited sqlite.WAIT_NOTICE for the lock
+        # (the CLI's notice on a terminal); the store itself says nothing.
+        self.on_wait = on_wait
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -92,7 +105,7 @@ class Database:
         """Run `work` in one transaction; retry it on PostgreSQL serialization
         failures and deadlocks; map lock timeouts to Busy (exit 5)."""
         if write and self.read_only:
-            raise DatabaseProblem.read_only(self.target.display)
+            raise self._read_only()
         attempts = PG_RETRIES if self.dialect == "postgresql" else 1
         for attempt in range(1, attempts + 1):
             try:
@@ -129,11 +142,20 @@ class Database:
                     # event: any engine event listener makes SQLAlchemy dispatch
                     # events around every statement, a cost the engine API's hot
                     # path can do without (benchmarks/README.md).
-                    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+                    if write:
+                        timeout = busy_timeout(self.target.configured_busy_timeout)
+                        sqlite.begin_immediate(connection, timeout, self.on_wait)
+                    else:
+                        sqlite.begin_read(connection)
                 if write and self.dialect == "postgresql" and not schema_change:
                     # Every PostgreSQL writer takes the audit head first
                     # (README "Running on PostgreSQL"): one lock order, and a linear audit chain.
-                    connection.exec_driver_sql("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+                    # psycopg waits for the server in short polls, so signals are
+                    # acted on while it waits.
+                    with _notice_after(sqlite.WAIT_NOTICE, self.on_wait):
+                        connection.exec_driver_sql(
+                            "SELECT id FROM audit_head WHERE id = 1 FOR UPDATE"
+                        )
                 # The clock is read after the write lock is held: a writer that
                 # waited must not act at the moment it started waiting
                 # (tests/test_hammer.py).
@@ -169,7 +191,7 @@ class Database:
         if "locked" in message or "busy" in message:
             return Busy.write_lock_timeout(busy_timeout(self.target.configured_busy_timeout))
         if "readonly" in message or "read-only" in message:
-            return DatabaseProblem.read_only(self.target.display)
+            return self._read_only()
         if self.dialect == "postgresql" and getattr(exc.orig, "sqlstate", None) == "55P03":
             return Busy.lock_timeout(busy_timeout(self.target.configured_busy_timeout))
         if self.dialect == "postgresql" and _is_retryable(exc):
@@ -177,6 +199,32 @@ class Database:
         if "malformed" in message or "not a database" in message:
             return DatabaseProblem(f"database is corrupt: {self.target.display} ({exc.orig})")
         return DatabaseProblem(f"database error on {self.target.display}: {first_line(exc.orig)}")
+
+    def _read_only(self) -> DatabaseProblem:
+        """A write refused: the caller's permissions named when they are why."""
+        if self.target.path is not None:
+            return read_only_problem(self.target.path, self.target.display)
+        return DatabaseProblem.read_only(self.target.display)
+
+
+def _notice_after(
+    seconds: float, on_wait: Callable[[], None] | None
+) -> AbstractContextManager[None]:
+    """Call `on_wait` (from a timer thread) if the block is still running after `seconds`."""
+    if on_wait is None:
+        return nullcontext()
+    return _timer(seconds, on_wait)
+
+
+@contextmanager
+def _timer(seconds: float, on_wait: Callable[[], None]) -> Iterator[None]:
+    timer = threading.Timer(seconds, on_wait)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def first_line(value: object) -> str:
@@ -189,20 +237,73 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return code in ("40001", "40P01")
 
 
-def open_database(target: Target, *, write: bool) -> Database:
+def open_database(
+    target: Target, *, write: bool, on_wait: Callable[[], None] | None = None
+) -> Database:
+    """Open the database to read or to write; `on_wait` is called once when a
+    write has waited a second for the lock (Database.on_wait)."""
     if target.is_sqlite:
-        return sqlite.open_sqlite(target, write=write)
-    return postgres.open_server(target, write=write)
+        return sqlite.open_sqlite(target, write=write, on_wait=on_wait)
+    database = postgres.open_server(target, write=write)
+    database.on_wait = on_wait
+    return database
 
 
-def upgrade(target: Target) -> tuple[str | None, str]:
+def upgrade(target: Target, on_wait: Callable[[], None] | None = None) -> tuple[str | None, str]:
     """`resgate db upgrade`: returns (old revision, new revision)."""
     if target.is_sqlite:
         assert target.path is not None
         state = inspect_sqlite_file(target.path)
-        sqlite.open_sqlite(target, write=True).dispose()
+        sqlite.open_sqlite(target, write=True, on_wait=on_wait).dispose()
         return state.revision, schema.SCHEMA_HEAD
     return postgres.upgrade_server(target), schema.SCHEMA_HEAD
+
+
+@dataclass(frozen=True)
+class Initialized:
+    """What `resgate db init` did: the database, the revision it had (None: none
+    yet) and has, and the group it is shared with (None: not shared)."""
+
+    display: str
+    old: str | None
+    revision: str
+    group: str | None = None
+
+
+SHARED_ON_POSTGRES = (
+    "--shared and --group apply to a SQLite file; a PostgreSQL database is shared "
+    "through the server's roles and grants"
+)
+
+
+def initialize(
+    target: Target,
+    *,
+    shared: bool = False,
+    group: str | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> Initialized:
+    """`resgate db init`: create the database (or upgrade it, as any write would);
+    `shared`: make it every member of `group`'s (README "One database for the
+    whole machine")."""
+    if not target.is_sqlite:
+        if shared or group is not None:
+            raise InvalidInput(SHARED_ON_POSTGRES)
+        return Initialized(target.display, postgres.upgrade_server(target), schema.SCHEMA_HEAD)
+    assert target.path is not None
+    path = target.path
+    gid = sqlite.find_group(group, path.parent) if shared else None
+    # Looked at before anything changes: a file that is not resgate's is refused
+    # untouched, its directory too.
+    old = inspect_sqlite_file(path).revision if os.path.isdir(path.parent) else None
+    if gid is not None:
+        sqlite.share_directory(path, gid)
+        sqlite.share_files(path, gid)  # a private database made shared can be written
+    sqlite.open_sqlite(target, write=True, on_wait=on_wait).dispose()
+    if gid is not None:
+        sqlite.share_files(path, gid)  # and the -wal and -shm just made, if kept
+    shown = None if gid is None else group_name(gid)
+    return Initialized(target.display, old, schema.SCHEMA_HEAD, shown)
 
 
 def migration_engine(target: Target) -> Engine:

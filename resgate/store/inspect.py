@@ -4,7 +4,9 @@ is left exactly as it was, and the files beside it too."""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import sqlite3
 import stat
 import urllib.parse
@@ -16,6 +18,8 @@ from resgate.store import schema
 from resgate.store.target import default_path, shown_path
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# The files SQLite keeps beside a database in WAL mode.
+SIDE_SUFFIXES = ("-wal", "-shm")
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,97 @@ def inspect_sqlite_file(path: Path) -> FileState:
     """Look at a file without writing to it: no statement or PRAGMA that writes."""
     try:
         return _inspect(path)
+    except PermissionError:  # a directory on the way the caller may not pass
+        raise read_problem(path) or DatabaseProblem.permission_denied(
+            shown_path(path), _described_or_unknown(path)
+        ) from None
     except OSError as exc:  # a name too long, a loop of links, ...
         raise DatabaseProblem.cannot_open(shown_path(path), exc.strerror or str(exc)) from None
+
+
+def side_files(path: Path) -> tuple[Path, ...]:
+    return tuple(Path(f"{path}{suffix}") for suffix in SIDE_SUFFIXES)
+
+
+def described(path: Path) -> str:
+    """Owner, group and mode of `path`, as a permission message shows them."""
+    info = path.stat()
+    return (
+        f"owner {user_name(info.st_uid)}, group {group_name(info.st_gid)}, "
+        f"mode {stat.S_IMODE(info.st_mode):04o}"
+    )
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def unreadable(path: Path) -> Path | None:
+    """What the caller's permissions keep it from reading: a directory on the way
+    it may not pass, or the database, its -wal or its -shm."""
+    for directory in reversed(path.parents):
+        if not os.access(directory, os.X_OK):
+            return directory
+    for candidate in (path, *side_files(path)):
+        if os.path.lexists(candidate) and not os.access(candidate, os.R_OK):
+            return candidate
+    return None
+
+
+def unwritable(path: Path) -> Path | None:
+    """What keeps the caller from writing the database: the file, its directory
+    (where SQLite makes -wal and -shm), or a -wal or -shm already there."""
+    if os.path.lexists(path) and not os.access(path, os.W_OK):
+        return path
+    if os.path.isdir(path.parent) and not os.access(path.parent, os.W_OK | os.X_OK):
+        return path.parent
+    for side in side_files(path):
+        if side.exists() and not os.access(side, os.W_OK):
+            return side
+    return None
+
+
+def read_problem(path: Path) -> DatabaseProblem | None:
+    """`cannot open PATH: permission denied (owner …)` when permissions are why
+    the database cannot be read (never "not a resgate database")."""
+    denied = unreadable(path)
+    if denied is None:
+        return None
+    return DatabaseProblem.permission_denied(shown_path(denied), _described_or_unknown(denied))
+
+
+def read_only_problem(path: Path, display: str) -> DatabaseProblem:
+    """Why a write is refused: the caller's permissions (naming what forbids it,
+    with its owner, group and mode), else a read-only file system."""
+    denied = unwritable(path)
+    if denied is None or _read_only_file_system(denied):
+        return DatabaseProblem.read_only(display)
+    where = display if denied == path else shown_path(denied)
+    return DatabaseProblem.read_only_for_you(where, _described_or_unknown(denied))
+
+
+def _described_or_unknown(path: Path) -> str:
+    try:
+        return described(path)
+    except OSError:
+        return "owner, group and mode unknown"
+
+
+def _read_only_file_system(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def check_revision(revision: str, display: str) -> None:
@@ -56,7 +149,7 @@ def _inspect(path: Path) -> FileState:
         return _missing(path)
     if path.is_dir():
         raise _refuse(path, "is a directory")
-    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    writable = unwritable(path) is None
     header = _read_header(path)
     if header == b"":
         return FileState(new=True, revision=None, writable=writable)
@@ -86,7 +179,7 @@ def _missing(path: Path) -> FileState:
         return FileState(new=True, revision=None, writable=True)
     if not path.parent.is_dir():
         raise DatabaseProblem.cannot_open(str(path), f"directory {path.parent} does not exist")
-    return FileState(new=True, revision=None, writable=os.access(path.parent, os.W_OK))
+    return FileState(new=True, revision=None, writable=unwritable(path) is None)
 
 
 def _read_header(path: Path) -> bytes:
@@ -95,6 +188,10 @@ def _read_header(path: Path) -> bytes:
         # Non-blocking, and checked on the open file itself: a FIFO or a device
         # given as --db is refused, never waited on or written beside.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except PermissionError:
+        raise read_problem(path) or DatabaseProblem.permission_denied(
+            shown_path(path), _described_or_unknown(path)
+        ) from None
     except OSError as exc:
         raise _refuse(path, exc.strerror or str(exc)) from None
     with os.fdopen(fd, "rb") as handle:
@@ -114,7 +211,13 @@ def _catalog(path: Path, header: bytes) -> tuple[set[str], str | None]:
     )
     try:
         return _read_catalog(path, immutable=quiet)
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as exc:
+        denied = read_problem(path)
+        if denied is not None:
+            raise denied from None
+        if Path(f"{path}-wal").exists():
+            # Read as immutable, the file would hide what the -wal holds.
+            raise DatabaseProblem.cannot_open(shown_path(path), str(exc)) from None
         # A read-only directory can keep SQLite from creating the WAL index.
         try:
             return _read_catalog(path, immutable=True)

@@ -98,6 +98,9 @@ def open_server(target: Target, *, write: bool) -> Database:
     if not write:
         engine.dispose()
         return placeholder(target)
+    if not target.may_upgrade:
+        engine.dispose()
+        raise DatabaseProblem.ask_an_admin()
     upgrade_schema(database)  # a new, empty database: create the schema
     return database
 

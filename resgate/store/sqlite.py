@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +20,15 @@ from sqlalchemy.pool import QueuePool
 
 from resgate.errors import DatabaseProblem
 from resgate.store import schema
-from resgate.store.inspect import check_revision, inspect_sqlite_file, ro_uri
+from resgate.store.inspect import (
+    check_revision,
+    described,
+    group_name,
+    inspect_sqlite_file,
+    read_only_problem,
+    ro_uri,
+    side_files,
+)
 from resgate.store.target import Target, busy_timeout, default_path, synchronous_mode
 
 if TYPE_CHECKING:
@@ -29,6 +40,32 @@ if TYPE_CHECKING:
 # bound, not an allocation: pages are taken as they are used. Readers keep the
 # default, so an export's memory stays flat.
 WRITER_CACHE_KIB = 65_536
+
+# A writer waits for the write lock in tries this long (seconds): SQLite's busy
+# handler sleeps in C, where no signal handler runs, so SIGINT and SIGTERM are
+# acted on between tries, within one try (README "Exit codes").
+LOCK_TRY = 0.1
+# After this long waiting for the lock, a writer calls its `on_wait` once.
+WAIT_NOTICE = 1.0
+
+# Modes of what resgate creates next to a database: private, unless the
+# directory is shared (group-writable and setgid), README "One database for
+# the whole machine".
+PRIVATE_MODE = 0o600
+SHARED_MODE = 0o660
+
+
+class TimedConnection(sqlite3.Connection):
+    """A connection that knows its busy timeout, in milliseconds: a writer takes
+    the lock in short tries, a reader waits the whole busy timeout."""
+
+    full_ms = 0
+    busy_ms = 0
+
+    def set_busy(self, ms: int) -> None:
+        if ms != self.busy_ms:
+            self.execute(f"PRAGMA busy_timeout = {ms}")
+            self.busy_ms = ms
 
 
 def sqlite_engine(
@@ -42,14 +79,16 @@ def sqlite_engine(
     path = target.path
 
     def connect() -> sqlite3.Connection:
-        if uri is not None:
-            connection = sqlite3.connect(
-                uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-        else:
-            connection = sqlite3.connect(
-                path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
+        connection = sqlite3.connect(
+            path if uri is None else uri,
+            uri=uri is not None,
+            timeout=timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=TimedConnection,
+        )
+        # What sqlite3.connect gave SQLite as its busy timeout.
+        connection.full_ms = connection.busy_ms = int(timeout * 1000)
         # SQLite leaves foreign keys off unless asked, per connection (docs/schema.md).
         connection.execute("PRAGMA foreign_keys = ON")
         if not read_only:
@@ -85,15 +124,78 @@ def install_begin(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def begin_immediate(
+    connection: Connection, timeout: float, on_wait: Callable[[], None] | None = None
+) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock up to `timeout` seconds in
+    tries of LOCK_TRY: between tries a signal's handler runs (the interrupt guard
+    raises there). `on_wait` is called once the wait has lasted WAIT_NOTICE."""
+    raw = connection.connection.dbapi_connection
+    if not isinstance(raw, TimedConnection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        raw.set_busy(max(0, int(min(LOCK_TRY, deadline - time.monotonic()) * 1000)))
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if not is_locked(exc) or time.monotonic() >= deadline:
+                raise
+        if on_wait is not None and time.monotonic() - started >= WAIT_NOTICE:
+            on_wait()
+            on_wait = None
+
+
+def begin_read(connection: Connection) -> None:
+    """BEGIN for a reader, which waits the whole busy timeout (in C) when it must."""
+    raw = connection.connection.dbapi_connection
+    if isinstance(raw, TimedConnection):
+        raw.set_busy(raw.full_ms)
+    connection.exec_driver_sql("BEGIN")
+
+
+def is_locked(exc: OperationalError) -> bool:
+    message = str(exc.orig).lower()
+    return "locked" in message or "busy" in message
+
+
+def shared_directory(directory: Path) -> bool:
+    """Group-writable and setgid: every file made in it is its group's."""
+    mode = directory.stat().st_mode
+    return bool(mode & stat.S_ISGID) and bool(mode & stat.S_IWGRP)
+
+
+def file_mode(directory: Path) -> int:
+    """The mode of a file resgate makes in `directory`: 0660 in a shared one, else 0600."""
+    return SHARED_MODE if shared_directory(directory) else PRIVATE_MODE
+
+
 def create_file(path: Path) -> None:
-    """A new database file is private to its owner (0600; -wal/-shm follow)."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-    os.close(fd)
+    """A new database file: 0600, or 0660 with the directory's group in a shared
+    directory, whatever the umask (SQLite gives -wal and -shm the same mode)."""
+    mode = file_mode(path.parent)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+    except FileExistsError:  # another process made it first: theirs stands
+        return
+    try:
+        if mode == SHARED_MODE:
+            with contextlib.suppress(OSError):  # setgid has given it the group already
+                os.fchown(fd, -1, path.parent.stat().st_gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
-def open_sqlite(target: Target, *, write: bool) -> Database:
+def open_sqlite(
+    target: Target, *, write: bool, on_wait: Callable[[], None] | None = None
+) -> Database:
     """Open a file to read (a placeholder if it is new, read-only if it cannot be
-    written) or to write (created or upgraded first if need be)."""
+    written) or to write (created or upgraded first if need be). `on_wait`: called
+    once when a write has waited WAIT_NOTICE for the lock."""
     from resgate.store.database import Database  # late: database.py imports this module
 
     assert target.path is not None
@@ -111,30 +213,38 @@ def open_sqlite(target: Target, *, write: bool) -> Database:
         if state.revision != schema.SCHEMA_HEAD:
             raise DatabaseProblem.needs_upgrade(str(path), str(state.revision), schema.SCHEMA_HEAD)
         if state.writable:
-            return Database(target, sqlite_engine(target))
+            return Database(target, sqlite_engine(target), on_wait=on_wait)
         return Database(target, _read_only_engine(target), read_only=True)
 
     if not state.writable:
-        raise DatabaseProblem.read_only(str(path))
+        raise read_only_problem(path, str(path))
+    if (state.new or state.revision != schema.SCHEMA_HEAD) and not target.may_upgrade:
+        raise DatabaseProblem.ask_an_admin()
     if state.new and not path.exists():
         create_file(path)
-    database = Database(target, sqlite_engine(target, writer=True))
+    database = Database(target, sqlite_engine(target, writer=True), on_wait=on_wait)
     if state.new or state.revision != schema.SCHEMA_HEAD:
         database.run(lambda tx: create_or_upgrade(tx, path), write=True, schema_change=True)
     return database
 
 
 def _read_only_engine(target: Target) -> Engine:
+    """mode=ro, which sees every committed write; immutable=1 (no WAL index
+    needed) only when there is no -wal, whose commits it would not see."""
     assert target.path is not None
+    reason = ""
     for immutable in (False, True):
+        if immutable and Path(f"{target.path}-wal").exists():
+            break
         engine = sqlite_engine(target, uri=ro_uri(target.path, immutable), read_only=True)
         try:
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1 FROM alembic_version")).all()
             return engine
-        except OperationalError:
+        except OperationalError as exc:
+            reason = f" ({exc.orig})"
             engine.dispose()
-    raise DatabaseProblem(f"cannot read database {target.display}")
+    raise DatabaseProblem(f"cannot read database {target.display}{reason}")
 
 
 def create_or_upgrade(tx: Tx, path: Path) -> None:
@@ -152,7 +262,8 @@ def create_or_upgrade(tx: Tx, path: Path) -> None:
 def backup_sqlite(source: Path, destination: Path) -> None:
     """A consistent copy through SQLite's backup API, never more readable than
     the database at any moment: written under a temporary name created 0600,
-    given the database's mode and group, then renamed into place.
+    given the database's mode and group (within what a file made in that
+    directory may have, file_mode), then renamed into place.
 
     The caller holds the write lock on another connection, so nothing changes
     underneath; the copy reads through a connection of its own, since SQLite
@@ -177,11 +288,123 @@ def backup_sqlite(source: Path, destination: Path) -> None:
             reader.close()
         with contextlib.suppress(OSError):
             os.chown(temporary, -1, database.st_gid)
-        os.chmod(temporary, database.st_mode & 0o660)
+        os.chmod(temporary, database.st_mode & file_mode(destination.parent))
         os.replace(temporary, destination)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------- one database, shared
+
+SHARED_DIRECTORY_MODE = 0o2770
+
+
+def find_group(name: str | None, directory: Path) -> int:
+    """The group id for `resgate db init --shared`: `name` (a group name or
+    number); None: the directory's group if it exists, else the caller's."""
+    import grp
+
+    if name is None:
+        return os.stat(directory).st_gid if os.path.isdir(directory) else os.getgid()
+    with contextlib.suppress(KeyError):
+        return grp.getgrnam(name).gr_gid
+    if name.isdigit():
+        with contextlib.suppress(KeyError, OverflowError):
+            return grp.getgrgid(int(name)).gr_gid
+    raise DatabaseProblem.no_such_group(name)
+
+
+def share_directory(path: Path, gid: int) -> None:
+    """Give the database's directory group `gid` and mode 2770 (setgid: what is
+    made in it is the group's). A missing one is created; an existing one is
+    changed only when it holds nothing but this database's files; one that holds
+    others is left as it is if it is shared with the group already, else refused."""
+    directory = path.parent
+    if _made_directory(path):
+        give(directory, gid, SHARED_DIRECTORY_MODE)
+        return
+    info = directory.stat()
+    if info.st_gid == gid and stat.S_IMODE(info.st_mode) == SHARED_DIRECTORY_MODE:
+        return
+    others = _other_files(directory, path.name)
+    if not others:
+        give(directory, gid, SHARED_DIRECTORY_MODE)
+    elif not (info.st_gid == gid and _group_rwx_setgid(info.st_mode)):
+        shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        raise DatabaseProblem(
+            f"cannot share directory {directory}: it holds files other than the "
+            f"database's ({shown}); give the database a directory of its own"
+        )
+
+
+def _made_directory(path: Path) -> bool:
+    """Create the database's directory, private until it is the group's; False
+    if it was there already."""
+    directory = path.parent
+    if os.path.isdir(directory):
+        return False
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        reason = f"directory {directory.parent} does not exist"
+        raise DatabaseProblem.cannot_open(str(path), reason) from None
+    except OSError as exc:
+        reason = f"cannot create directory {directory}: {(exc.strerror or str(exc)).lower()}"
+        raise DatabaseProblem.cannot_open(str(path), reason) from None
+    return True
+
+
+def share_files(path: Path, gid: int) -> None:
+    """The database and its -wal and -shm, those that exist: mode 0660, group `gid`."""
+    for file in (path, *side_files(path)):
+        if file.exists():
+            give(file, gid, SHARED_MODE)
+
+
+def give(where: Path, gid: int, mode: int) -> None:
+    """Group `gid` and `mode` for `where`, changing only what differs; a change
+    the caller may not make: exit 1 naming it."""
+    info = where.stat()
+    try:
+        if info.st_gid != gid:
+            os.chown(where, -1, gid)
+        if stat.S_IMODE(info.st_mode) != mode or info.st_gid != gid:
+            os.chmod(where, mode)  # after chown, which may clear setgid
+        done = where.stat()
+        if done.st_gid != gid or stat.S_IMODE(done.st_mode) != mode:
+            # chmod drops setgid, silently, for a group the caller is not in.
+            raise PermissionError(1, "not permitted")
+    except OSError as exc:
+        raise DatabaseProblem(
+            f"cannot give {where} group {group_name(gid)} and mode {mode:04o}: "
+            f"{(exc.strerror or str(exc)).lower()} ({described(where)})"
+        ) from None
+
+
+def _group_rwx_setgid(mode: int) -> bool:
+    return bool(mode & stat.S_ISGID) and mode & stat.S_IRWXG == stat.S_IRWXG
+
+
+def _other_files(directory: Path, name: str) -> list[str]:
+    """What `directory` holds besides the database `name`, its -wal, -shm and
+    -journal, and its upgrade backups (finished or being written)."""
+    try:
+        entries = sorted(entry.name for entry in directory.iterdir())
+    except OSError as exc:
+        raise DatabaseProblem(
+            f"cannot share directory {directory}: {(exc.strerror or str(exc)).lower()}"
+        ) from None
+    ours = {name, f"{name}-wal", f"{name}-shm", f"{name}-journal"}
+    return [
+        entry
+        for entry in entries
+        if entry not in ours
+        and not entry.startswith(f"{name}.bak-")
+        and not (entry.startswith(f".{name}.bak-") and entry.endswith(".tmp"))
+    ]
 
 
 def placeholder(target: Target) -> Database:

@@ -28,6 +28,9 @@ class Target:
     # A configuration file's busy timeout, resolved by the CLI: used when
     # RESGATE_BUSY_TIMEOUT is unset (the variable wins, README "Configuration files").
     configured_busy_timeout: float | None = None
+    # Whether a write may create or upgrade the schema on its own: the CLI says no
+    # for someone who is not an admin while admins are set (README "Admins").
+    may_upgrade: bool = True
 
     @property
     def is_sqlite(self) -> bool:
