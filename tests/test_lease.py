@@ -1,20 +1,22 @@
-"""The lease `resgate run` renews and the job it stops (resgate/cli/lease.py), driven
-by a fake renewal and a fake monotonic clock: no database, and for `Lease` no processes
-(README "Running a job on reserved GPUs")."""
+"""The lease `resgate run` renews and looks at, and its time limit (resgate/cli/lease.py),
+driven by a fake renewal and a fake monotonic clock: no database, no processes; and the
+signals it passes on (README "Running a job on reserved GPUs"). The job itself, under
+its supervisor, is tested with real processes in tests/test_supervisor.py."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 from resgate.cli import process
-from resgate.cli.lease import Job, Lease
+from resgate.cli.lease import Lease, TimeLimit
 from resgate.errors import Busy, DatabaseProblem, NotFound, Refused
 
 
@@ -57,7 +59,7 @@ class Renewals:
 ACTIVE = Info("r1", "active")
 
 
-def lease(clock: Clock, renewals: Renewals, ttl: int = 30, **kwargs: float) -> Lease:
+def lease(clock: Clock, renewals: Renewals, ttl: int = 30, **kwargs: Any) -> Lease:
     return Lease("r1", ttl, clock.now, renewals, monotonic=clock, **kwargs)
 
 
@@ -184,166 +186,88 @@ def test_a_lasting_error_loses_the_lease_without_retries(error):
     assert len(renewals.calls) == 1 and held.next_renewal == 110.0
 
 
-# ---------------------------------------------------------------- Job, with stand-ins
+# ---------------------------------------------------------------- looks between renewals
 
 
-class Group:
-    """Stands in for the process calls: the leader's exit, the rest of its group."""
+class Looks:
+    """The look at the reservation (a read): the next of `outcomes` each time."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *outcomes: Info | Exception) -> None:
         self.clock = clock
-        self.leader_exited = False
-        self.others = False
-        self.code = 0
-        self.sent: list[tuple[int, int]] = []
-        self.pauses: list[float] = []
-        self.reaped: list[int] = []
+        self.outcomes = list(outcomes)
+        self.calls: list[float] = []
 
-    def job(self, pid: int = 4242, grace: float = 5.0) -> Job:
-        return Job(
-            pid,
-            grace,
-            self.pauses.append,
-            monotonic=self.clock,
-            exited=lambda p: self.leader_exited,
-            members=self.members,
-            killpg=lambda group, signum: self.sent.append((group, signum)),
-            reap=self.reap,
-        )
-
-    def members(self, group: int, leader: int) -> bool:
-        assert group == leader == 4242
-        return self.others
-
-    def reap(self, pid: int) -> int:
-        self.reaped.append(pid)
-        return self.code
+    def __call__(self, reservation_id: str) -> Info:
+        assert reservation_id == "r1"
+        self.calls.append(self.clock.now)
+        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
 
-def test_a_job_whose_leader_exits_alone_is_over_without_a_signal():
-    group = Group(Clock(0.0))
-    job = group.job()
-    assert job.running and not job.poll(0.0)
-    group.leader_exited, group.code = True, 7
-    assert job.poll(0.5)
-    assert job.leader_done and not job.running and job.stopping is None
-    assert job.reap() == 7
-    assert (group.sent, group.reaped) == ([], [4242])  # exited on its own: no SIGKILL
+def test_the_reservation_is_looked_at_every_1_5_s_between_renewals():
+    clock = Clock(0.0)
+    renewals, looks = Renewals(clock, ACTIVE), Looks(clock, ACTIVE)
+    held = lease(clock, renewals, ttl=30, check=looks)
+    while clock.now < 12.0:
+        clock.now = round(clock.now + 0.1, 1)
+        assert held.step(clock.now) is None
+    # SPEC §15.8: at least every 2 s. The renewal at 10 s looks too, and moves the next look.
+    assert looks.calls == [1.5, 3.0, 4.5, 6.0, 7.5, 9.0, 11.5]
+    assert [when for _, _, when in renewals.calls] == [10.0]
+    assert held.next_event == 13.0
 
 
-def test_processes_left_behind_get_sigterm_then_sigkill_after_the_grace():
-    group = Group(Clock(0.0))
-    job = group.job(grace=5.0)
-    group.leader_exited = group.others = True
-    assert not job.poll(10.0)
-    assert group.sent == [(4242, signal.SIGTERM)] and job.kill_at == 15.0
-    assert not job.poll(14.9)
-    assert group.sent == [(4242, signal.SIGTERM)]
-    assert job.poll(15.0)
-    assert group.sent == [(4242, signal.SIGTERM), (4242, signal.SIGKILL)]
-    assert group.pauses == [0.1]  # a moment for SIGKILL to land before the release
-    assert job.stopping is None  # COMMAND's own exit status stands
+@pytest.mark.parametrize(
+    ("info", "reason"),
+    [
+        (Info("r1", "preempted", "boss"), "reservation r1 was preempted by 'boss'"),
+        (Info("r1", "released"), "reservation r1 was released by someone else"),
+        (Info("r1", "expired"), "reservation r1 expired (its lease ran out)"),
+        (NotFound("reservation 'r1' not found"), "cannot check reservation r1: reservation 'r1'"),
+    ],
+)
+def test_a_look_that_finds_the_reservation_gone_loses_the_lease(info, reason):
+    clock = Clock(0.0)
+    held = lease(clock, Renewals(clock, ACTIVE), check=Looks(clock, info))
+    clock.now = 1.5
+    lost = held.step(clock.now)
+    assert lost is not None and lost.startswith(reason) and lost.endswith("; stopping the job")
 
 
-def test_processes_left_behind_that_obey_sigterm_end_the_job():
-    group = Group(Clock(0.0))
-    job = group.job()
-    group.leader_exited = group.others = True
-    assert not job.poll(1.0)
-    group.others = False
-    assert job.poll(1.2)
-    assert group.sent == [(4242, signal.SIGTERM)]
+@pytest.mark.parametrize("problem", [Busy("database is locked"), DatabaseProblem("gone")])
+def test_a_look_that_fails_for_a_passing_reason_leaves_it_to_the_renewals(problem):
+    clock = Clock(0.0)
+    held = lease(clock, Renewals(clock, ACTIVE), check=Looks(clock, problem))
+    clock.now = 1.5
+    assert held.step(clock.now) is None
+    assert held.next_check == 3.0 and held.end == 30.0
 
 
-def test_a_stopped_job_gets_sigterm_then_sigkill_and_renews_no_more():
-    clock = Clock(50.0)
-    group = Group(clock)
-    job = group.job(grace=3.0)
-    job.stop("reservation r1 was preempted by 'boss'; stopping the job")
-    assert group.sent == [(4242, signal.SIGTERM)]
-    assert job.stopping == "reservation r1 was preempted by 'boss'; stopping the job"
-    assert not job.running and job.kill_at == 53.0
-    assert not job.poll(52.0)
-    assert not job.poll(53.0)  # SIGKILL sent, the leader is not gone yet
-    assert group.sent[-1] == (4242, signal.SIGKILL) and job.kill_at is None
-    group.leader_exited = True
-    assert job.poll(53.05)
-    assert job.reap() == 0 and len(group.sent) == 2
+def test_renewals_stop_at_the_time_limit():
+    clock = Clock(0.0)
+    renewals = Renewals(clock, ACTIVE)
+    held = lease(clock, renewals, ttl=9, until=10.0)
+    for when in (3.0, 6.0, 9.0, 9.9):
+        clock.now = when
+        assert held.renew() is None
+    # SPEC §17.5: never past the end (rounded up to a whole second, at least 1 s).
+    assert [ttl for _, ttl, _ in renewals.calls] == [7, 4, 1, 1]
+    assert held.end == 9.9 + 1
 
 
-def test_waits_until_the_next_renewal_at_most_a_second():
-    clock = Clock(100.0)
-    group = Group(clock)
-    job = group.job()
-    held = lease(clock, Renewals(clock, ACTIVE), ttl=3)  # renewal at 101
-    clock.now = 100.7
-    assert job.next_wait(held) == pytest.approx(0.3)
-    held.next_renewal = 200.0
-    assert job.next_wait(held) == 1.0  # SIGCHLD cuts it short anyway
-    held.next_renewal = 99.0
-    assert job.next_wait(held) <= 0  # overdue: no sleep
-    group.leader_exited = group.others = True
-    assert not job.poll(clock.now)
-    held.next_renewal = 200.0
-    assert job.next_wait(held) == pytest.approx(0.1)  # leftovers send no SIGCHLD: poll them
-
-
-def test_waits_for_the_sigkill_not_the_renewal_once_stopped():
-    clock = Clock(100.0)
-    group = Group(clock)
-    job = group.job(grace=30.0)
-    held = lease(clock, Renewals(clock, ACTIVE), ttl=3)
-    held.next_renewal = 100.2
-    job.stop("lost", 0.4)  # a grace of its own
-    assert job.next_wait(held) == pytest.approx(0.4)  # not 0.2: no more renewals
-    job.kill_at = None
-    assert job.next_wait(held) == pytest.approx(0.1)  # SIGKILL sent: look again soon
-
-
-def test_reaping_a_job_that_did_not_exit_kills_its_group_first():
-    group = Group(Clock(0.0))
-    group.code = -signal.SIGKILL
-    job = group.job()
-    assert job.reap() == -signal.SIGKILL
-    assert group.sent == [(4242, signal.SIGKILL)] and group.reaped == [4242]
-
-
-# ---------------------------------------------------------------- Job, real processes
-
-
-def supervise(job: Job, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not job.poll(time.monotonic()):
-        assert time.monotonic() < deadline, "the job never ended"
-        time.sleep(0.02)
-
-
-def test_a_real_job_stopped_ends_by_sigterm():
-    child = process.start(["sleep", "30"], {"PATH": "/usr/bin:/bin"}, None)
-    job = Job(child.pid, 5.0, time.sleep)
-    try:
-        job.stop("lost")
-        supervise(job)
-    finally:
-        child.returncode = job.reap()
-    assert child.returncode == -signal.SIGTERM
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_a_real_jobs_leftover_is_stopped_and_its_exit_status_kept(tmp_path: Path):
-    pidfile = tmp_path / "leftover"
-    script = f"sleep 30 & echo $! > {pidfile}; exit 3"
-    child = process.start(["sh", "-c", script], {"PATH": "/usr/bin:/bin"}, None)
-    job = Job(child.pid, 5.0, time.sleep)
-    try:
-        supervise(job)
-    finally:
-        child.returncode = job.reap()
-    assert child.returncode == 3
-    leftover = int(pidfile.read_text())
-    assert not process.group_members(child.pid, child.pid)
-    state = Path(f"/proc/{leftover}/stat")
-    assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+def test_the_planned_stop_line_names_the_end_in_local_time():
+    clock = Clock(1000.0)
+    limit = TimeLimit(1000.0 + 90, 30.0, monotonic=clock)
+    assert limit.stop_at == 1060.0 and not limit.due(1059.9) and limit.due(1060.0)
+    before = datetime.now().astimezone() + timedelta(seconds=90)
+    line = limit.line("r1")
+    after = datetime.now().astimezone() + timedelta(seconds=90)
+    assert line in {
+        f"resgate: reservation r1 ends at {at:%H:%M} (time limit); stopping the job"
+        for at in (before, after)
+    }
 
 
 # ---------------------------------------------------------------- signals and the terminal
@@ -378,23 +302,14 @@ def test_job_signals_keep_what_came_before_the_start_and_forward_it():
         signals._forward(signal.SIGCHLD)  # only wakes the wait
         signals._forward(signal.SIGTERM)
         assert signals.pending == [signal.SIGTERM]
-        signals.started(child.pid)
-        assert signals.pending == [] and signals.group == child.pid
+        signals.started(lambda signum: os.killpg(child.pid, signum))
+        assert signals.pending == []
         assert child.wait(timeout=10) == -signal.SIGTERM
+        signals.stopped()
+        signals._forward(signal.SIGINT)  # COMMAND is over: kept, never sent
+        assert signals.pending == [signal.SIGINT]
     finally:
         signals.uninstall()
         if child.poll() is None:
             child.kill()
             child.wait()
-
-
-def test_exited_does_not_reap():
-    child = subprocess.Popen(["true"])
-    deadline = time.monotonic() + 10
-    while not process.exited(child.pid):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert process.exited(child.pid)  # still there to be asked about: a zombie
-    assert process.reap(child.pid) == 0
-    assert process.reap(child.pid) == 1  # gone: its status is lost
-    child.returncode = 0

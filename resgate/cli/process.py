@@ -1,6 +1,7 @@
 """The process plumbing of `resgate run` (README "Running a job on reserved GPUs"):
-COMMAND in its own process group, the signals passed on to that group, the
-terminal's foreground group, and noticing that COMMAND has exited.
+its supervisor started (resgate/cli/supervisor.py, which starts COMMAND in its own
+process group and owns it), the signals passed on to that group, the terminal's
+foreground group.
 
 No Typer and no engine here: this is about processes, not reservations."""
 
@@ -10,8 +11,10 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
+from resgate.cli import supervisor
 from resgate.cli.signals import SignalWait
 
 # README "Running a job on reserved GPUs": these reach the whole group.
@@ -20,27 +23,32 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 class JobSignals(SignalWait):
     """The forwarded signals and SIGCHLD (only to wake `wait`): before COMMAND
-    starts they are kept in `pending`, after that they go to its process group."""
+    starts they are kept in `pending`, after that they go to `forward` (which
+    hands them to COMMAND's process group, through its supervisor)."""
 
     def __init__(self) -> None:
         super().__init__((*FORWARDED, signal.SIGCHLD), self._forward)
-        self.group: int | None = None  # COMMAND's process group, once started
+        self.forward: Callable[[int], None] | None = None  # once COMMAND is started
         self.pending: list[int] = []  # received before it started
 
     def _forward(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return
-        if self.group is None:
+        if self.forward is None:
             self.pending.append(signum)
         else:
-            killpg(self.group, signum)
+            self.forward(signum)
 
-    def started(self, group: int) -> None:
-        """COMMAND runs in `group`: what came before goes to it now, and the rest as it comes."""
-        self.group = group
+    def started(self, forward: Callable[[int], None]) -> None:
+        """COMMAND runs: what came before goes to it now, and the rest as it comes."""
+        self.forward = forward
         for signum in self.pending:
-            killpg(group, signum)
+            forward(signum)
         self.pending.clear()
+
+    def stopped(self) -> None:
+        """COMMAND is over: nothing to pass signals on to any more."""
+        self.forward = None
 
 
 def killpg(group: int, signum: int) -> None:
@@ -75,59 +83,51 @@ def take_terminal_back(fd: int | None) -> None:
             os.tcsetpgrp(fd, os.getpgrp())
 
 
-def group_members(group: int, leader: int) -> bool:
-    """Whether processes other than the (exited, unreaped) leader remain in `group`.
-    Reads /proc (Linux); elsewhere answers False."""
+@dataclass
+class Spawned:
+    """A supervisor started: the process, the write end of its control pipe and the
+    (non-blocking) read end of its status pipe."""
+
+    process: subprocess.Popen[bytes]
+    control: int
+    status: int
+
+
+def spawn_supervisor(
+    command: list[str],
+    env: dict[str, str],
+    terminal: int | None,
+    *,
+    reservation: str,
+    ttl: float,
+    grace: float,
+    deadline: float,
+) -> Spawned:
+    """The supervisor of resgate/cli/supervisor.py, in a process group of its own,
+    with `env` (COMMAND's environment). Only it holds the pipes' other ends, so
+    when this process dies, however, its control pipe reads end of file."""
+    control_read, control_write = os.pipe()
+    status_read, status_write = os.pipe()
+    argv = supervisor.command_line(
+        command,
+        control=control_read,
+        status=status_write,
+        reservation=reservation,
+        ttl=ttl,
+        grace=grace,
+        deadline=deadline,
+        terminal=terminal is not None,
+    )
     try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return False
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == leader:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # After the command name: state, ppid, pgrp, ...
-        if len(fields) > 2 and int(fields[2]) == group and fields[0] != b"Z":
-            return True
-    return False
-
-
-def start(command: list[str], env: dict[str, str], fd: int | None) -> subprocess.Popen[bytes]:
-    """COMMAND as the leader of a new process group; the foreground group of the
-    terminal `fd` when there is one. Raises OSError if it cannot be executed."""
-    if fd is None:
-        return subprocess.Popen(command, env=env, process_group=0)
-
-    def foreground() -> None:
-        # In the child, before exec: its own group, the terminal's foreground group
-        # (done here rather than in the parent, so COMMAND never runs in the background).
-        os.setpgid(0, 0)
-        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        with contextlib.suppress(OSError):
-            os.tcsetpgrp(fd, os.getpid())
-        signal.signal(signal.SIGTTOU, old)
-
-    return subprocess.Popen(command, env=env, preexec_fn=foreground)
-
-
-def exited(pid: int) -> bool:
-    """Whether the child has exited, without reaping it: while it is an unreaped
-    zombie its process-group id cannot be reused, so signalling the group is safe."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def reap(pid: int) -> int:
-    """Wait for the child and return its status as Popen.returncode has it
-    (-n: killed by signal n). 1 when it was reaped elsewhere and its status is lost."""
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        return 1
-    return os.waitstatus_to_exitcode(status)
+        child = subprocess.Popen(
+            argv, env=env, pass_fds=(control_read, status_write), process_group=0
+        )
+    except BaseException:
+        for fd in (control_write, status_read):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (control_read, status_write):
+            os.close(fd)
+    os.set_blocking(status_read, False)
+    return Spawned(child, control_write, status_read)

@@ -2,38 +2,48 @@
 (README "Running a job on reserved GPUs").
 
 The reservation is a lease: it is renewed every third of its TTL while COMMAND
-runs, so if this process dies (even by SIGKILL) the lease runs out within one TTL
-and the resources come back on their own. COMMAND runs in its own process group;
-SIGINT, SIGTERM and SIGHUP are forwarded to the whole group. No transaction is held
-open while COMMAND runs: every renewal opens the database, runs one transaction and
-closes it again. The processes are handled in resgate/cli/process.py, the lease and
-the job's stopping in resgate/cli/lease.py."""
+runs, and looked at (a read, no write lock) at least every 2 s in between, so a
+preemption, a release by someone else or a lost lease stops the job within 2 s.
+COMMAND is started by a small supervising process (resgate/cli/supervisor.py) that
+owns it, its process group and the descendants that left the group, and that stops
+them all when this process dies or stops renewing: the job never outlives its lease
+(SPEC §15.8). SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND's group through
+it. With a time limit (--time-limit, or the pool's maximum TTL), the job gets
+SIGTERM --grace before the end and SIGKILL at it, and resgate exits 124 (SPEC
+§15.7). No transaction is held open while COMMAND runs: every renewal and every
+look opens the database, runs one transaction and closes it again. The processes
+are handled in resgate/cli/process.py, the lease, the time limit and the job as
+seen from here in resgate/cli/lease.py."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from resgate.cli import params, process
-from resgate.cli.lease import Job, Lease
-from resgate.cli.options import Cpu, Gpu, GpuIds, Memory
-from resgate.cli.options import Pool as PoolOpt
-from resgate.cli.options import Tenant as TenantOpt
+from resgate.cli.lease import IDLE_POLL, Job, Lease, TimeLimit
+from resgate.cli.options import FLAGS, Cpu, Gpu, GpuIds, Memory
+from resgate.cli.options import OptionalPool as PoolOpt
+from resgate.cli.options import OptionalTenant as TenantOpt
+from resgate.cli.permissions import caller, default_name
 from resgate.cli.process import JobSignals
 from resgate.cli.reservations import checked_request
 from resgate.cli.state import error, transact
-from resgate.engine.validation import check_name
 from resgate.interrupts import GUARD
 
 if TYPE_CHECKING:
-    from resgate.engine.records import ReservationInfo
+    from resgate.engine.records import ReservationInfo, ReserveResult
     from resgate.engine.reservations import ReserveRequest
 
-EX_TEMPFAIL = 75  # sysexits.h: try again later
+VICTIM_MARGIN = 5.0  # seconds past a victim's grace that its job may take to go
+VICTIM_POLL = 0.25
+EX_TEMPFAIL = 75  # sysexits.h: try again later (preempted, released, lease lost)
+TIME_LIMIT_EXIT = 124  # a planned end reached, as timeout(1) says it
 DEFAULT_TTL = "2m"
 DEFAULT_GRACE = "30s"
 
@@ -55,6 +65,27 @@ PreemptOpt = Annotated[
 GraceOpt = Annotated[
     str, typer.Option("--grace", help="After SIGTERM, wait this long before SIGKILL.")
 ]
+TimeLimitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--time-limit",
+        help="Stop COMMAND this long after the reservation (SIGTERM --grace before, exit 124).",
+        show_default=False,
+    ),
+]
+
+Outcome = tuple[int, bool]  # run's exit status; whether the reservation is to be released
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One run: its reservation, lease, grace and time limit (monotonic clock)."""
+
+    info: ReservationInfo
+    ttl: int
+    grace: int
+    reserved_at: float  # no later than the lease's start
+    limit: TimeLimit | None
 
 
 # ---------------------------------------------------------------- the database
@@ -77,27 +108,71 @@ def _renew(ctx: typer.Context, reservation_id: str, ttl: int) -> ReservationInfo
         return transact(ctx, work, write=True)
     except Refused:
         # It stopped being active between our look and the renewal: look again.
-        return transact(ctx, lambda tx: reservation_info(tx, reservation_id), write=False)
+        return _check(ctx, reservation_id)
 
 
-def _release(ctx: typer.Context, reservation_id: str, attempts: int = 3) -> None:
-    from resgate.engine.reservations import unreserve
-    from resgate.errors import Busy, DatabaseProblem, Refused
+def _check(ctx: typer.Context, reservation_id: str) -> ReservationInfo:
+    """Look at the reservation in a read transaction: no write lock (SPEC §15.8)."""
+    from resgate.engine.queries import reservation_info
+
+    return transact(ctx, lambda tx: reservation_info(tx, reservation_id), write=False)
+
+
+def _finish(ctx: typer.Context, reservation_id: str, release: bool, attempts: int = 3) -> None:
+    """The job is gone: clear the reservation's runner, and release it if asked."""
+    from resgate.engine.reservations import end_run
+    from resgate.errors import Busy, DatabaseProblem
 
     for attempt in range(attempts):
         try:
-            transact(ctx, lambda tx: unreserve(tx, reservation_id), write=True)
+            transact(ctx, lambda tx: end_run(tx, reservation_id, release), write=True)
             return
-        except Refused:
-            return  # not active any more (preempted, expired, released): nothing to give back
         except (Busy, DatabaseProblem) as exc:
             if attempt == attempts - 1:
+                what = "release" if release else "clear the runner of"
                 error(
-                    f"could not release reservation {reservation_id}: {exc.message} "
+                    f"could not {what} reservation {reservation_id}: {exc.message} "
                     "(its lease runs out on its own)"
                 )
                 return
             time.sleep(0.5)
+
+
+def runner_of_this_process(grace: int) -> str:
+    """`pid@host+grace`: who runs the job, and how long it gives it after SIGTERM."""
+    import socket
+
+    return f"{os.getpid()}@{socket.gethostname()}+{grace}"
+
+
+def _victims_gone(
+    ctx: typer.Context, victims: list[str], signals: JobSignals, started: float
+) -> None:
+    """An immediate preemption: wait until the victims' jobs are gone (their runner
+    cleared) or their grace plus 5 s has passed (README "Running a job on reserved
+    GPUs"), printing one line; a signal ends the wait."""
+    from resgate.engine.reservations import runners
+
+    left = transact(ctx, lambda tx: runners(tx, victims), write=False)
+    if not left:
+        return
+    graces = [_grace_of(runner) for runner in left.values()]
+    deadline = started + max(graces) + VICTIM_MARGIN
+    rid, runner = next(iter(left.items()))
+    pid, _, host = runner.rpartition("+")[0].partition("@")
+    sys.stderr.write(
+        f"resgate: waiting for the job of preempted reservation {rid} (pid {pid} on {host}) "
+        "to stop…\n"
+    )
+    sys.stderr.flush()
+    while left and time.monotonic() < deadline and not signals.pending:
+        signals.wait(min(VICTIM_POLL, max(0.0, deadline - time.monotonic())))
+        left = transact(ctx, lambda tx: runners(tx, victims), write=False)
+
+
+def _grace_of(runner: str) -> float:
+    _, _, grace = runner.rpartition("+")
+    return float(grace) if grace.isdigit() else float(params.seconds("--grace", DEFAULT_GRACE) or 0)
 
 
 # ---------------------------------------------------------------- the command
@@ -124,65 +199,151 @@ def _not_started(name: str, exc: OSError) -> int:
     return 126
 
 
-def _supervise(job: Job, lease: Lease, signals: JobSignals) -> None:
-    """Until the job is over: renew the lease when it is due, stop the job once it is lost."""
-    while True:
-        now = time.monotonic()
-        if job.poll(now):
-            return
-        if job.running and lease.due(now):
-            reason = lease.renew()
-            if reason is not None:
-                error(reason)
-                job.stop(reason)
-            continue
-        signals.wait(job.next_wait(lease))
+def _keep(job: Job, lease: Lease, plan: Plan, now: float) -> None:
+    """While COMMAND runs: stop it at its time limit; renew the lease or look at the
+    reservation when due, and stop the job once the lease is lost."""
+    limit = plan.limit
+    if limit is not None and limit.due(now):
+        line = limit.line(lease.reservation_id)
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        job.stop(line, limit.end - now, TIME_LIMIT_EXIT)
+        return
+    if now < lease.next_event:
+        return
+    end = lease.end
+    reason = lease.step(now)
+    if reason is not None:
+        error(reason)
+        job.stop(reason, plan.grace, EX_TEMPFAIL)
+    elif lease.end != end:
+        job.renewed(lease.end)  # the supervisor's deadline
 
 
-def _run_job(
-    ctx: typer.Context,
-    info: ReservationInfo,
-    ttl: int,
-    grace: int,
-    command: list[str],
-    signals: JobSignals,
-    reserved_at: float,
-) -> int:
-    """Start COMMAND on the reservation and supervise it; its exit status for ours."""
+def _next_wait(job: Job, lease: Lease, plan: Plan) -> float:
+    """How long to sleep: until a renewal, a look or the time limit is due, a
+    second at most; the supervisor's status pipe and signals cut it short."""
+    if not job.running:
+        return IDLE_POLL
+    due = [lease.next_event] if plan.limit is None else [lease.next_event, plan.limit.stop_at]
+    return min(min(due) - time.monotonic(), IDLE_POLL)
+
+
+def _supervise(job: Job, lease: Lease, plan: Plan, signals: JobSignals) -> None:
+    """Until the job is over (its supervisor says so)."""
+    while not job.poll():
+        if job.running:
+            _keep(job, lease, plan, time.monotonic())
+        signals.wait(_next_wait(job, lease, plan), job.status)
+
+
+def _outcome(job: Job, command: str) -> Outcome:
+    """What the supervisor's report means for `run`'s exit status and the release."""
+    if job.failed is not None:
+        return _not_started(command, OSError(job.failed, os.strerror(job.failed))), True
+    if job.result is None:
+        error(f"the job's supervisor (pid {job.supervisor.pid}) died; the job was killed")
+        return 1, True
+    code, how = job.result
+    if job.stop_code is not None:  # we stopped it: a lost lease (75) or the time limit (124)
+        return job.stop_code, job.stop_code != EX_TEMPFAIL
+    if how == "lapsed":
+        # Stopped at the supervisor's own deadline (it said so on stderr). A renewal
+        # may have come through late: give back what may still be ours.
+        return EX_TEMPFAIL, True
+    return code, True
+
+
+def _start(plan: Plan, command: list[str], terminal: int | None, deadline: float) -> Job:
+    """COMMAND, started by its supervisor."""
+    spawned = process.spawn_supervisor(
+        command,
+        _environment(plan.info),
+        terminal,
+        reservation=plan.info.id,
+        ttl=plan.ttl,
+        grace=plan.grace,
+        deadline=deadline,
+    )
+    return Job(spawned)
+
+
+def _run_job(ctx: typer.Context, plan: Plan, command: list[str], signals: JobSignals) -> Outcome:
+    """Start COMMAND on the reservation and see it through: its exit status for
+    ours, and whether the reservation is still to be released."""
+    info = plan.info
     if signals.pending:
         # Interrupted between the reservation and the start: do not start at all;
         # the caller gives the reservation back.
         error(f"interrupted before {command[0]} started; releasing reservation {info.id}")
-        return 128 + signals.pending[0]
+        return 128 + signals.pending[0], True
+    lease = Lease(
+        info.id,
+        plan.ttl,
+        plan.reserved_at,
+        lambda id_, ttl_: _renew(ctx, id_, ttl_),
+        check=lambda id_: _check(ctx, id_),
+        until=None if plan.limit is None else plan.limit.end,
+    )
     terminal = process.terminal()
     try:
-        child = process.start(command, _environment(info), terminal)
+        job = _start(plan, command, terminal, lease.end)
     except OSError as exc:
-        process.take_terminal_back(terminal)  # the child may have had it before exec failed
-        return _not_started(command[0], exc)
-    signals.started(child.pid)
-    lease = Lease(info.id, ttl, reserved_at, lambda id_, ttl_: _renew(ctx, id_, ttl_))
-    job = Job(child.pid, grace, signals.wait)
+        error(f"cannot start the job's supervisor ({sys.executable}): {exc.strerror or exc}")
+        return 126, True
+    signals.started(job.signal)
     try:
-        _supervise(job, lease, signals)
+        _supervise(job, lease, plan, signals)
     finally:
-        process.take_terminal_back(terminal)
-        signals.group = None  # before the reap, which frees the group id for reuse
-        code = child.returncode = job.reap()
-    if job.stopping is not None:
-        return EX_TEMPFAIL
-    return 128 - code if code < 0 else code
+        signals.stopped()
+        job.close()
+        process.take_terminal_back(terminal)  # COMMAND may have had it, even if exec failed
+    return _outcome(job, command[0])
+
+
+def time_limit(option: int | None, pool_max: int | None) -> int | None:
+    """`run`'s time limit in seconds (SPEC §15.7), or None: --time-limit, or the
+    pool's maximum reservation length when there is one and it is shorter."""
+    return min((limit for limit in (option, pool_max) if limit), default=None)
+
+
+def _pool_max_ttl(tx: Any, pool: str) -> int | None:
+    """The pool's maximum reservation length (README "Pool policies"), which bounds
+    `run`'s time limit; read in the reservation's transaction."""
+    from resgate.engine.queries import pool_row
+
+    max_ttl: int | None = pool_row(tx, pool).max_ttl
+    return max_ttl
 
 
 def _reserve_and_run(
-    ctx: typer.Context, request: ReserveRequest, ttl: int, grace: int, command: list[str]
+    ctx: typer.Context,
+    request: ReserveRequest,
+    settings: tuple[int, int, int | None],
+    command: list[str],
 ) -> int:
+    """Reserve, run COMMAND, release: `settings` are the lease, the grace and
+    --time-limit, in seconds."""
     from resgate.engine.reservations import reserve_and_report
 
+    def work(tx: Any) -> tuple[ReserveResult, int | None]:
+        result = reserve_and_report(tx, request, FLAGS)
+        return result, _pool_max_ttl(tx, result.reservation.pool)
+
+    ttl, grace, option = settings
+    request = replace(request, runner=runner_of_this_process(grace))
     reserved_at = time.monotonic()  # no later than the lease's start
-    result = transact(ctx, lambda tx: reserve_and_report(tx, request), write=True)
+    result, pool_max = transact(ctx, work, write=True)
+    limit = time_limit(option, pool_max)
+    plan = Plan(
+        result.reservation,
+        ttl,
+        grace,
+        reserved_at,
+        None if limit is None else TimeLimit(reserved_at + limit, grace),
+    )
     signals = JobSignals()
-    code = 1
+    code, release = 1, True
     try:
         signals.install()
         # Signals that came once the reservation had committed, before they were ours.
@@ -192,22 +353,33 @@ def _reserve_and_run(
 
             sys.stderr.write(victims_summary(result.preempted) + "\n")
             sys.stderr.flush()
-        code = _run_job(ctx, result.reservation, ttl, grace, command, signals, reserved_at)
+            victims = [v.reservation.id for v in result.preempted]
+            _victims_gone(ctx, victims, signals, reserved_at)
+        code, release = _run_job(ctx, plan, command, signals)
     finally:
         try:
-            if code != EX_TEMPFAIL:
-                # Whatever happened in here; a lost lease has nothing left to give back.
-                _release(ctx, result.reservation.id)
+            # Whatever happened in here; a lost lease has nothing left to give back.
+            _finish(ctx, result.reservation.id, release)
         finally:
             signals.uninstall()
     return code
 
 
+def _positive(option: str, value: str | None, why: str) -> int | None:
+    """A duration that may be absent but not 0."""
+    from resgate.errors import InvalidInput
+
+    seconds = params.seconds(option, value)
+    if seconds == 0:
+        raise InvalidInput(f"invalid duration for {option}: {params.shown(value or '')} ({why})")
+    return seconds
+
+
 def run(
     ctx: typer.Context,
-    tenant: TenantOpt,
-    pool: PoolOpt,
     command: Command,
+    tenant: TenantOpt = None,
+    pool: PoolOpt = None,
     cpu: Cpu = None,
     memory: Memory = None,
     gpu: Gpu = None,
@@ -215,30 +387,40 @@ def run(
     ttl: TtlOpt = DEFAULT_TTL,
     preempt: PreemptOpt = False,
     grace: GraceOpt = DEFAULT_GRACE,
+    limit: TimeLimitOpt = None,
 ) -> int:
     """Reserve, run COMMAND on the reservation, release it when COMMAND ends.
 
     COMMAND sees RESGATE_RESERVATION_ID, RESGATE_TENANT, RESGATE_POOL and
     CUDA_VISIBLE_DEVICES. The lease (--ttl) is renewed while it runs; if the
-    reservation is preempted or lost, COMMAND's process group gets SIGTERM, then
-    SIGKILL after --grace, and resgate exits 75."""
+    reservation is preempted or lost, COMMAND and what it started get SIGTERM,
+    then SIGKILL after --grace, and resgate exits 75; should resgate itself die,
+    they get SIGTERM at once and SIGKILL after --grace or half the TTL, whichever
+    is shorter. At the time limit: SIGTERM --grace before it, SIGKILL at it, exit 124."""
     from resgate.errors import InvalidInput
 
-    check_name("tenant", tenant)
-    check_name("pool", pool)
     amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
-    seconds = params.seconds("--ttl", ttl)
-    if not seconds:
-        raise InvalidInput(
-            "invalid duration for --ttl: '0' (resgate run needs a lease: the reservation must "
-            "expire if this process dies)"
-        )
+    seconds = _positive(
+        "--ttl",
+        ttl,
+        "resgate run needs a lease: the reservation must expire if this process dies",
+    )
     grace_seconds = params.seconds("--grace", grace)
-    assert grace_seconds is not None
-    request = checked_request(tenant, pool, amounts, ids, seconds, preempt=preempt)
+    limit_seconds = _positive("--time-limit", limit, "a time limit above 0")
+    assert seconds is not None and grace_seconds is not None
+    request = checked_request(
+        default_name(ctx, tenant, "tenant"),
+        default_name(ctx, pool, "pool"),
+        amounts,
+        ids,
+        seconds,
+        preempt=preempt,
+        caller=caller(ctx),
+        lease=True,
+    )
     if not command or not command[0]:
         raise InvalidInput("missing COMMAND to run")
-    return _reserve_and_run(ctx, request, seconds, grace_seconds, command)
+    return _reserve_and_run(ctx, request, (seconds, grace_seconds, limit_seconds), command)
 
 
 def register(app: typer.Typer) -> None:

@@ -53,12 +53,13 @@ class SignalWait:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self._on_signal(signum)
 
-    def wait(self, seconds: float) -> None:
-        """Sleep up to `seconds`, less if a signal arrives."""
+    def wait(self, seconds: float, *readable: int) -> None:
+        """Sleep up to `seconds`, less if a signal arrives or one of the file
+        descriptors `readable` has something to read."""
         assert self._pipe is not None
         read = self._pipe[0]
         with contextlib.suppress(InterruptedError):
-            select.select([read], [], [], max(0.0, seconds))
+            select.select([read, *readable], [], [], max(0.0, seconds))
         with contextlib.suppress(BlockingIOError):
             while os.read(read, 512):
                 pass

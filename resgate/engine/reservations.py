@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -66,6 +67,8 @@ class ReserveRequest:
     # the run's time limit (which run keeps), not the lease.
     lease: bool = False
     caller: Caller | None = None  # None: no membership check (not a user's call)
+    # `pid@host+grace` of the `resgate run` whose job will run on it (docs/schema.md).
+    runner: str | None = None
 
 
 def new_id() -> str:
@@ -195,6 +198,7 @@ def _row(
         "expires_at": _ends(tx.now, ttl),
         "request_id": request.request_id,
         "created_by": created_by,
+        "runner": request.runner,
     }
 
 
@@ -359,6 +363,30 @@ def unreserve(tx: Tx, reservation_id: str, caller: Caller | None = None) -> Rese
         devices.free(tx, [reservation.id])
     audit.record(tx, [audit.Change("reservation.release", reservation.id, {})])
     return reservation_info(tx, reservation.id)
+
+
+def end_run(tx: Tx, reservation_id: str, release: bool) -> None:
+    """`resgate run`'s job is gone: give the reservation back if asked and it is
+    still active, and clear its runner either way (an ended row may have only
+    that changed, docs/schema.md)."""
+    if release:
+        with suppress(Refused):  # not active any more (preempted, expired, released)
+            unreserve(tx, reservation_id)
+    tx.connection.execute(
+        update(_reservations)
+        .where(_reservations.c.id == reservation_id, _reservations.c.runner.is_not(None))
+        .values(runner=None)
+    )
+
+
+def runners(tx: Tx, reservation_ids: list[str]) -> dict[str, str]:
+    """The runner of each reservation that still has one."""
+    rows = tx.connection.execute(
+        select(_reservations.c.id, _reservations.c.runner).where(
+            _reservations.c.id.in_(reservation_ids), _reservations.c.runner.is_not(None)
+        )
+    )
+    return {rid: runner for rid, runner in rows}
 
 
 def extend(
