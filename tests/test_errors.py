@@ -16,8 +16,9 @@ pytestmark = pytest.mark.sqlite_only
 
 MAX = 2_147_483_647
 AMOUNT_HINT = f"(a whole number from 0 to {MAX})"
+MEMORY_HINT = f"(MB, or a size like 512M, 8G, 1.5T; at most {MAX} MB)"
 NAME_HINT = "1-64 characters, letters, digits, '.', '_' or '-', starting with a letter or digit"
-TTL_HINT = f"(seconds, or like 90s, 5m, 1h30m, 1d; at most {MAX}s)"
+TTL_HINT = f"(seconds, or like 90s, 5m, 1h30min, 2days, 1w; at most {MAX}s)"
 
 BAD_AMOUNTS = [
     "-1",
@@ -151,7 +152,8 @@ def test_bad_amounts(cli, db, command: list[str], value: str):
             db,
             [*command, option, value],
             2,
-            f"invalid value for {option}: {value!r} {AMOUNT_HINT}",
+            f"invalid value for {option}: {value!r} "
+            + (MEMORY_HINT if option == "--memory" else AMOUNT_HINT),
         )
 
 

@@ -27,17 +27,19 @@ FLAGS = {
 }
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", "-n", help="Show what would happen; change nothing.")
+]
 Force = Annotated[bool, typer.Option("--force", help="Release active reservations first.")]
-Tenant = Annotated[str, typer.Option("--tenant", help="Tenant name.", show_default=False)]
-Pool = Annotated[str, typer.Option("--pool", help="Pool name.", show_default=False)]
+Tenant = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.", show_default=False)]
+Pool = Annotated[str, typer.Option("--pool", "-p", help="Pool name.", show_default=False)]
 OptionalTenant = Annotated[
     str | None,
-    typer.Option("--tenant", help="Tenant name [default: yours].", show_default=False),
+    typer.Option("--tenant", "-t", help="Tenant name [default: yours].", show_default=False),
 ]
 OptionalPool = Annotated[
     str | None,
-    typer.Option("--pool", help="Pool name [default: the only one].", show_default=False),
+    typer.Option("--pool", "-p", help="Pool name [default: the only one].", show_default=False),
 ]
 Cpu = Annotated[str | None, typer.Option("--cpu", help="CPU cores.", show_default=False)]
 Memory = Annotated[str | None, typer.Option("--memory", help="Memory in MB.", show_default=False)]

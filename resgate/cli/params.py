@@ -17,8 +17,17 @@ from resgate.limits import MAX_AMOUNT, MAX_DEVICES, PRIORITY_RANGE
 if TYPE_CHECKING:
     from resgate.engine.records import Amounts
 
-# ASCII digits only: \d and int() would also take `٣` or `３`.
-DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+# ASCII digits only: \d and int() would also take `٣` or `３`. Units in descending
+# order, each at most once: 1w2d, 1h30min, 2days, 90sec.
+DURATION = re.compile(
+    r"(?:([0-9]+)(?:weeks|week|w))?(?:([0-9]+)(?:days|day|d))?(?:([0-9]+)(?:hours|hour|h))?"
+    r"(?:([0-9]+)(?:min|m))?(?:([0-9]+)(?:sec|s))?"
+)
+DURATION_UNITS = (604800, 86400, 3600, 60, 1)
+# A memory size: MB as a whole number, or a number with a binary unit (1G = 1024 MB).
+SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m|mb|mib|g|gb|gib|t|tb|tib)", re.IGNORECASE)
+SIZE_FACTORS = {"m": 1, "g": 1024, "t": 1024 * 1024}
+MEMORY_OPTIONS = ("--memory", "--max-memory")
 DIGITS = re.compile(r"[0-9]+")
 # What float() reads, in ASCII and without `_`, spaces, inf or nan.
 DECIMAL = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
@@ -42,11 +51,34 @@ def shown(value: str, limit: int = 80) -> str:
 def amount(option: str, value: str | None) -> int | None:
     if value is None:
         return None
+    if option in MEMORY_OPTIONS:
+        return megabytes(option, value)
     if not DIGITS.fullmatch(value) or whole(value) > MAX_AMOUNT:
         raise InvalidInput(
             f"invalid value for {option}: {shown(value)} (a whole number from 0 to {MAX_AMOUNT})"
         )
     return whole(value)
+
+
+def megabytes(option: str, value: str) -> int:
+    """`--memory`: MB (`512`), or a size with a binary unit (`512M`, `8G`, `1.5G`,
+    `2T`, also MB/GB/TB/MiB/GiB/TiB, any case) that comes to a whole number of MB."""
+    from fractions import Fraction
+
+    total: int | None = None
+    if DIGITS.fullmatch(value):
+        total = whole(value)
+    else:
+        match = SIZE.fullmatch(value)
+        if match and len(match.group(1)) <= 12:
+            exact = Fraction(match.group(1)) * SIZE_FACTORS[match.group(2)[0].lower()]
+            total = int(exact) if exact.denominator == 1 else None
+    if total is None or total > MAX_AMOUNT:
+        raise InvalidInput(
+            f"invalid value for {option}: {shown(value)} (MB, or a size like 512M, 8G, 1.5T; "
+            f"at most {MAX_AMOUNT} MB)"
+        )
+    return total
 
 
 def cap(option: str, value: str) -> int | None:
@@ -95,7 +127,7 @@ def reservation_id(value: str) -> str:
 
 
 def seconds(option: str, value: str | None) -> int | None:
-    """Seconds (`300`) or a duration (`90s`, `5m`, `1h30m`, `1d`)."""
+    """Seconds (`300`) or a duration (`90s`, `5m`, `1h30min`, `2days`, `1w`)."""
     if value is None:
         return None
     total: int | None = None
@@ -104,12 +136,12 @@ def seconds(option: str, value: str | None) -> int | None:
     else:
         match = DURATION.fullmatch(value)
         if match and value:
-            days, hours, minutes, secs = (whole(part or "0") for part in match.groups())
-            total = days * 86400 + hours * 3600 + minutes * 60 + secs
+            parts = (whole(part or "0") for part in match.groups())
+            total = sum(count * unit for count, unit in zip(parts, DURATION_UNITS, strict=True))
     if total is None or total > MAX_AMOUNT:
         raise InvalidInput(
-            f"invalid duration for {option}: {shown(value)} (seconds, or like 90s, 5m, 1h30m, "
-            f"1d; at most {MAX_AMOUNT}s)"
+            f"invalid duration for {option}: {shown(value)} (seconds, or like 90s, 5m, "
+            f"1h30min, 2days, 1w; at most {MAX_AMOUNT}s)"
         )
     return total
 

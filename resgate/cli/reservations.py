@@ -167,13 +167,13 @@ def extend(
 def preempt(
     ctx: typer.Context,
     tenant: Annotated[
-        str, typer.Option("--tenant", help="The preempting tenant.", show_default=False)
+        str, typer.Option("--tenant", "-t", help="The preempting tenant.", show_default=False)
     ],
     target: Annotated[
         str, typer.Option("--target", help="The tenant to evict.", show_default=False)
     ],
     pool: Annotated[
-        str | None, typer.Option("--pool", help="Only in this pool.", show_default=False)
+        str | None, typer.Option("--pool", "-p", help="Only in this pool.", show_default=False)
     ] = None,
     dry_run: DryRun = False,
     json: Json = False,
@@ -198,10 +198,10 @@ def preempt(
 
 
 TenantFilter = Annotated[
-    str | None, typer.Option("--tenant", show_default=False, help="Only this tenant's.")
+    str | None, typer.Option("--tenant", "-t", show_default=False, help="Only this tenant's.")
 ]
 PoolFilter = Annotated[
-    str | None, typer.Option("--pool", show_default=False, help="Only in this pool.")
+    str | None, typer.Option("--pool", "-p", show_default=False, help="Only in this pool.")
 ]
 StatusFilter = Annotated[
     str | None,
