@@ -83,6 +83,23 @@ def test_completion_imports_no_database_code(subprocess_env, isolated_env: Path)
     assert not (isolated_env / "resgate.db").exists()
 
 
+def test_completing_a_pool_name_imports_no_database_code(subprocess_env, isolated_env: Path):
+    # The names come from the database itself, read with the standard sqlite3 module.
+    imported(subprocess_env, "pool", "create", "--name", "gpu-box", "--cpu", "4")
+    modules, stdout = imported(
+        subprocess_env,
+        extra_env={
+            "_RESGATE_COMPLETE": "complete_bash",
+            "COMP_WORDS": "resgate reserve --pool g",
+            "COMP_CWORD": "3",
+        },
+        full=True,
+    )
+    assert stdout.split() == ["gpu-box"]
+    assert "sqlite3" in modules
+    assert not {m for m in modules if m.split(".")[0] in ("sqlalchemy", "alembic", "tabulate")}
+
+
 def test_commands_on_a_current_database_import_no_alembic(subprocess_env):
     # Creating the database needs Alembic (proves the check sees it)...
     modules, _ = imported(subprocess_env, "pool", "create", "--name", "p", "--cpu", "4")

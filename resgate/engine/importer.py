@@ -18,7 +18,7 @@ version") and in the docstrings of these modules.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +50,11 @@ __all__ = ["DEFAULT_PATH", "MAX_STATE_BYTES", "apply", "plan", "read_state"]
 # The size bound of read_state, looked up at each call so that it can be lowered
 # (tests/test_import_hostile.py does).
 MAX_STATE_BYTES = statefile.MAX_STATE_BYTES
+# With someone to tell how far the import is (apply's on_progress), reservations and
+# events are written this many at a time, and told after each batch.
+PROGRESS_BATCH = 5000
+
+OnProgress = Callable[[int, int | None], None]
 
 
 def read_state(path: Path, display: str) -> StateFile:
@@ -74,11 +79,13 @@ class _Import:
 
 _Planned = TypeVar("_Planned", PlannedPool, PlannedTenant)
 _Row = TypeVar("_Row", Pool, Tenant)
+_Item = TypeVar("_Item")
 
 
-def apply(tx: Tx, state: StateFile) -> ImportSummary:
+def apply(tx: Tx, state: StateFile, on_progress: OnProgress | None = None) -> ImportSummary:
     """Step 3: import `state` in the caller's transaction (README "Coming from the Go
-    version")."""
+    version"). `on_progress(done, total)` is told, as the rows are written, how many
+    of the new reservations and audit events are."""
     sweep(tx)  # as every write does: due rows are expired before anything is compared
     the_plan = plan(state, tx.now)
     summary = ImportSummary(statuses={"active": 0, "expired": 0, "released": 0})
@@ -97,10 +104,37 @@ def apply(tx: Tx, state: StateFile) -> ImportSummary:
     run.tenant_ids.update((t.name, tenant.id) for t, tenant in new_tenants)
     _add_pool_devices(tx, [pool for _, pool in new_pools])
     _release_ended(run, to_release)
-    _insert_reservations(run, new)
+    rows = _reservation_rows(run, new)
+    events = [*run.changes, *run.ends]
+    written = _Written(on_progress, len(rows) + len(events))
+    for batch in written.batches(rows):
+        tx.session.execute(insert(Reservation), batch)
     _assign_devices(run, [r for r in new if r.status == "active" and r.amounts.gpu > 0])
-    audit.record(tx, [*run.changes, *run.ends])
+    for chunk in written.batches(events):
+        audit.record(tx, chunk)
     return summary
+
+
+@dataclass
+class _Written:
+    """How many of `total` rows are written, for `on_progress`: with no one to tell,
+    everything goes in one batch (one statement)."""
+
+    on_progress: OnProgress | None
+    total: int
+    done: int = 0
+
+    def batches(self, items: Sequence[_Item]) -> Iterable[Sequence[_Item]]:
+        if self.on_progress is None:
+            if items:
+                yield items
+            return
+        self.on_progress(self.done, self.total)
+        for start in range(0, len(items), PROGRESS_BATCH):
+            batch = items[start : start + PROGRESS_BATCH]
+            yield batch
+            self.done += len(batch)
+            self.on_progress(self.done, self.total)
 
 
 # ---------------------------------------------------------------- writing
@@ -187,9 +221,9 @@ def _release_ended(run: _Import, to_release: list[Ended]) -> None:
     run.summary.released = len(to_release)
 
 
-def _insert_reservations(run: _Import, new: list[PlannedReservation]) -> None:
-    """One statement for all the new reservations, in creation order. A released one
-    without a release time in the file ends at the import time."""
+def _reservation_rows(run: _Import, new: list[PlannedReservation]) -> list[dict[str, Any]]:
+    """The rows of the new reservations, in creation order, and their events. A
+    released one without a release time in the file ends at the import time."""
     now, summary = run.tx.now, run.summary
     # README "Who is acting": whoever imports makes them, as their
     # reservation.create events (imported: true) record; the file names no one.
@@ -216,9 +250,8 @@ def _insert_reservations(run: _Import, new: list[PlannedReservation]) -> None:
             }
         )
         run.changes.extend(_reservation_events(r, ended_at or now))
-    if rows:
-        run.tx.session.execute(insert(Reservation), rows)
     summary.created_reservations = len(rows)
+    return rows
 
 
 def _reservation_events(r: PlannedReservation, ended_at: datetime) -> list[audit.Change]:

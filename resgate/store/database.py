@@ -249,12 +249,17 @@ def open_database(
     return database
 
 
-def upgrade(target: Target, on_wait: Callable[[], None] | None = None) -> tuple[str | None, str]:
-    """`resgate db upgrade`: returns (old revision, new revision)."""
+def upgrade(
+    target: Target,
+    on_wait: Callable[[], None] | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> tuple[str | None, str]:
+    """`resgate db upgrade`: returns (old revision, new revision). `on_progress`: told
+    how far the backup of a SQLite file is (resgate/store/sqlite.py, backup_sqlite)."""
     if target.is_sqlite:
         assert target.path is not None
         state = inspect_sqlite_file(target.path)
-        sqlite.open_sqlite(target, write=True, on_wait=on_wait).dispose()
+        sqlite.open_sqlite(target, write=True, on_wait=on_wait, on_progress=on_progress).dispose()
         return state.revision, schema.SCHEMA_HEAD
     return postgres.upgrade_server(target), schema.SCHEMA_HEAD
 

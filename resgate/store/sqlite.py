@@ -52,6 +52,8 @@ WAIT_NOTICE = 1.0
 # directory is shared (group-writable and setgid), README "One database for
 # the whole machine".
 PRIVATE_MODE = 0o600
+# Pages an upgrade's backup copies between two reports to its `on_progress`.
+BACKUP_STEP = 1024
 SHARED_MODE = 0o660
 
 
@@ -191,11 +193,16 @@ def create_file(path: Path) -> None:
 
 
 def open_sqlite(
-    target: Target, *, write: bool, on_wait: Callable[[], None] | None = None
+    target: Target,
+    *,
+    write: bool,
+    on_wait: Callable[[], None] | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> Database:
     """Open a file to read (a placeholder if it is new, read-only if it cannot be
     written) or to write (created or upgraded first if need be). `on_wait`: called
-    once when a write has waited WAIT_NOTICE for the lock."""
+    once when a write has waited WAIT_NOTICE for the lock; `on_progress(done, total)`:
+    told how many pages of an upgrade's backup are copied."""
     from resgate.store.database import Database  # late: database.py imports this module
 
     assert target.path is not None
@@ -224,7 +231,9 @@ def open_sqlite(
         create_file(path)
     database = Database(target, sqlite_engine(target, writer=True), on_wait=on_wait)
     if state.new or state.revision != schema.SCHEMA_HEAD:
-        database.run(lambda tx: create_or_upgrade(tx, path), write=True, schema_change=True)
+        database.run(
+            lambda tx: create_or_upgrade(tx, path, on_progress), write=True, schema_change=True
+        )
     return database
 
 
@@ -247,7 +256,9 @@ def _read_only_engine(target: Target) -> Engine:
     raise DatabaseProblem(f"cannot read database {target.display}{reason}")
 
 
-def create_or_upgrade(tx: Tx, path: Path) -> None:
+def create_or_upgrade(
+    tx: Tx, path: Path, on_progress: Callable[[int, int | None], None] | None = None
+) -> None:
     # Under the write lock now: re-read, since another process may have done it.
     connection = tx.connection
     revision = schema.read_revision(connection)
@@ -255,11 +266,15 @@ def create_or_upgrade(tx: Tx, path: Path) -> None:
         return
     if revision is not None:
         check_revision(revision, str(path))
-        backup_sqlite(path, path.with_name(f"{path.name}.bak-{revision}"))
+        backup_sqlite(path, path.with_name(f"{path.name}.bak-{revision}"), on_progress)
     schema.upgrade_to_head(connection)
 
 
-def backup_sqlite(source: Path, destination: Path) -> None:
+def backup_sqlite(
+    source: Path,
+    destination: Path,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> None:
     """A consistent copy through SQLite's backup API, never more readable than
     the database at any moment: written under a temporary name created 0600,
     given the database's mode and group (within what a file made in that
@@ -267,7 +282,9 @@ def backup_sqlite(source: Path, destination: Path) -> None:
 
     The caller holds the write lock on another connection, so nothing changes
     underneath; the copy reads through a connection of its own, since SQLite
-    refuses to back up from a connection that holds a write transaction."""
+    refuses to back up from a connection that holds a write transaction. With
+    `on_progress`, the copy goes BACKUP_STEP pages at a time, each step reported as
+    (pages copied, pages in all)."""
     import tempfile
 
     database = source.stat()
@@ -281,7 +298,14 @@ def backup_sqlite(source: Path, destination: Path) -> None:
         try:
             copy = sqlite3.connect(temporary)
             try:
-                reader.backup(copy)
+                if on_progress is None:
+                    reader.backup(copy)
+                else:
+                    reader.backup(
+                        copy,
+                        pages=BACKUP_STEP,
+                        progress=lambda _, left, total: on_progress(total - left, total),
+                    )
             finally:
                 copy.close()
         finally:
