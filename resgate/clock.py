@@ -34,11 +34,26 @@ def iso(value: datetime) -> str:
     return value.isoformat("T", "microseconds") + "Z"
 
 
-def span(seconds: int) -> str:
-    """A length as the duration words resgate reads: 90s, 5m, 1h30m, 1d, 2d12h.
-    Written without zero parts, so `1d` reads back as one day."""
+def span(seconds: int, *, countdown: bool = False) -> str:
+    """The one way resgate writes a duration (README "Sizes, durations and times").
+
+    A length (a TTL, a policy, how far an end moved): whole weeks or days as `1w`,
+    `2d`, else hours, minutes and seconds without zero parts (`90s` is `1m30s`,
+    `2h`, `1h30m`, `26h`), so it reads back as the same length.
+    A countdown (`list`'s EXPIRES, "in …"): `45s`, `4m59s`, `5m0s`, `25h1m`, never
+    days (a time left is not meant as whole days), no seconds past the hour."""
+    seconds = max(0, seconds)
+    if countdown:
+        if seconds < 60:
+            return f"{seconds}s"
+        if seconds < 3600:
+            return f"{seconds // 60}m{seconds % 60}s"
+        return f"{seconds // 3600}h{seconds % 3600 // 60}m"
+    for unit, size in (("w", 604800), ("d", 86400)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
         count, seconds = divmod(seconds, size)
         if count:
             parts.append(f"{count}{unit}")

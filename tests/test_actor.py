@@ -59,9 +59,9 @@ def verified(cli: Cli) -> dict[str, Any]:
 
 
 def table(text: str) -> list[dict[str, str]]:
-    """`list`'s table as dicts by column (every cell here is one word: no GPU ids)."""
+    """`list`'s table as dicts by column (every cell here is one word)."""
     lines = text.splitlines()
-    header = lines[0].replace("MEMORY MB", "MEMORY_MB").split()
+    header = lines[0].split()
     return [dict(zip(header, line.split(), strict=True)) for line in lines[2:]]
 
 
@@ -159,8 +159,9 @@ def test_new_reservations_record_their_actor(
         "USER",
         "POOL",
         "CPU",
-        "MEMORY_MB",
+        "MEMORY",
         "GPU",
+        "DEVICES",
         "STATUS",
         "EXPIRES",
     ]

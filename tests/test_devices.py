@@ -155,7 +155,7 @@ def test_cli_shows_ids(cli):
     assert shown["devices"][2] == {"id": 4, "reservation": made["id"]}
     assert shown["devices"][0] == {"id": 0, "reservation": None}
     listed = cli("list").stdout
-    assert "2 [4,5]" in listed
+    assert "  2  4-5  " in listed  # GPU, then DEVICES as ranges
     csv_text = cli("export", "--format", "csv").stdout.splitlines()
     assert csv_text[0].endswith(",gpu_ids") and csv_text[1].endswith(",4 5")
     assert cli("tenant", "add", "--name", "u").code == 0

@@ -257,3 +257,18 @@ def event(event: StoredEvent) -> dict[str, Any]:
         "prev_hash": _displayable(event.prev_hash),
         "hash": _displayable(event.hash),
     }
+
+
+def free(
+    info: PoolInfo, until: datetime | None = None, promised: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """`resgate free --json`: one pool's free amounts and GPU ids. `until` (when it
+    stops being free) and `promised` (to the queue's head,
+    not built yet either) are null and zeros until those exist."""
+    return {
+        "pool": info.name,
+        "free": info.available._asdict(),
+        "gpu_ids": [device for device, rid in info.devices if rid is None],
+        "until": iso(until),
+        "promised": promised or dict.fromkeys(RESOURCES, 0),
+    }
