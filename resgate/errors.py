@@ -3,13 +3,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What the command line may add to a message to say what to do next (README
+    "Being told what to do"; resgate/cli/hints.py words it): `missing` a pool or
+    tenant (with a close live name, if any), one that `exists` already, or a
+    requester that `outranks` holders of what is missing."""
+
+    what: str  # missing | exists | outranks
+    kind: str = ""  # pool | tenant
+    name: str = ""  # the name given, or the requesting tenant
+    close: str | None = None
+
 
 class ResgateError(Exception):
     exit_code = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, hint: Hint | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.hint = hint
 
 
 class InvalidInput(ResgateError):

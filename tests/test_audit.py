@@ -583,6 +583,7 @@ def test_tampering_is_detected_at_the_first_bad_seq(
     assert result == {
         "ok": False,
         "events": seq - 1,
+        "head_seq": seq - 1,
         # the last good event's hash, as it is stored now
         "head": rows(f"SELECT hash FROM events WHERE seq = {seq - 1}")[0][0]
         if seq > 1
@@ -685,7 +686,8 @@ def test_pinned_head_catches_a_cut_tail(
     assert (code, grown["ok"], grown["events"]) == (0, True, 10)
     assert json.loads(ok(cli, "export").stdout)["audit_head"] == {"seq": 10, "hash": grown["head"]}
     text = ok(cli, "audit", "verify", "--expect", pin)
-    assert text.stdout == f"ok: 10 events, head {grown['head']}\n"
+    assert text.stdout == f"ok: 10 events, head 10:{grown['head']}\n"  # ready to paste
+    assert grown["head_seq"] == 10
 
     # Cut after the pin (events 9, 10 gone): the pin still holds (nothing it covers
     # changed), but the pin taken at 10 does not.
@@ -704,6 +706,7 @@ def test_pinned_head_catches_a_cut_tail(
         {
             "ok": False,
             "events": 5,
+            "head_seq": 5,
             "head": history[4]["hash"],
             "first_bad_seq": 6,
             "reason": "missing",
@@ -719,7 +722,14 @@ def test_pinned_head_catches_a_cut_tail(
     ok(cli, "tenant", "add", "--name", "g")
     assert verdict(cli)[0] == 0
     code, result = verdict(cli, "--expect", pin)
-    assert (code, result["first_bad_seq"], result["reason"]) == (1, 8, "altered")
+    assert (code, result["first_bad_seq"], result["reason"]) == (1, 8, "head mismatch")
+    text = cli("audit", "verify", "--expect", pin)
+    found = next(e["hash"] for e in log(cli) if e["seq"] == 8)
+    assert (text.code, text.stdout) == (1, "")
+    assert text.stderr == (
+        f"Error: the saved head 8:{pinned['head'][:4]}… does not match: seq 8 has hash "
+        f"{found[:4]}… (the log was altered, or the saved head is wrong)\n"
+    )
 
 
 def test_expect_is_checked(cli: Callable[..., Result], history: list[dict[str, Any]]) -> None:
@@ -728,7 +738,7 @@ def test_expect_is_checked(cli: Callable[..., Result], history: list[dict[str, A
         assert result.code == 2 and result.stdout == "", (bad, result)
     # A head that never was (right seq, wrong hash).
     code, result = verdict(cli, "--expect", f"5:{'a' * 64}")
-    assert (code, result["first_bad_seq"], result["reason"]) == (1, 5, "altered")
+    assert (code, result["first_bad_seq"], result["reason"]) == (1, 5, "head mismatch")
     # A pin beyond the log's end: cut short.
     code, result = verdict(cli, "--expect", f"9:{'a' * 64}")
     assert (code, result["first_bad_seq"], result["reason"]) == (1, 9, "missing")
@@ -739,7 +749,14 @@ def test_an_empty_log_verifies(cli: Callable[..., Result]) -> None:
     code, result = verdict(cli)
     assert (code, result) == (
         0,
-        {"ok": True, "events": 0, "head": GENESIS, "first_bad_seq": None, "reason": None},
+        {
+            "ok": True,
+            "events": 0,
+            "head_seq": 0,
+            "head": GENESIS,
+            "first_bad_seq": None,
+            "reason": None,
+        },
     )
     assert json.loads(ok(cli, "export").stdout)["audit_head"] == {"seq": 0, "hash": GENESIS}
 

@@ -96,7 +96,7 @@ def test_pool_list_by_name_with_usage_cells(cli, frozen):
     assert [h.strip() for h in header if h.strip()] == [
         "NAME",
         "CPU (USED/TOTAL)",
-        "MEMORY MB (USED/TOTAL)",
+        "MEMORY (USED/TOTAL)",
         "GPU (USED/TOTAL)",
         "STATUS",
         "CREATED",
@@ -104,7 +104,7 @@ def test_pool_list_by_name_with_usage_cells(cli, frozen):
     lines = text.splitlines()[2:]
     assert [line.split()[0] for line in lines] == ["Alpha", "beta", "zeta"]  # byte order
     assert "12 / 32 (38%)" in lines[1]
-    assert "61 / 100 (61%)" in lines[1]
+    assert "61M / 100M (61%)" in lines[1]
     assert "0 / 0 (0%)" in lines[1]
     assert "warning" in lines[1] and "healthy" in lines[0]
     assert "\033[" not in text  # not a terminal: no colour
@@ -121,9 +121,9 @@ def test_pool_show(cli, world):
     _head, table, devices = text.split("\n\n")
     rows = {row[0]: row for row in table_rows(table)}
     assert rows["CPU"] == ["CPU", "10", "3", "(30.00%)", "7"]
-    assert rows["MEMORY"] == ["MEMORY", "MB", "1000", "250", "(25.00%)", "750"]
+    assert rows["MEMORY"] == ["MEMORY", "1000M", "250M", "(25.00%)", "750M"]
     assert rows["GPU"] == ["GPU", "4", "0", "(0.00%)", "4"]
-    assert devices == "GPU devices: 0 (free), 1 (free), 2 (free), 3 (free)\n"
+    assert devices == "GPU devices: 0-3 free\n"
     pool = js(cli, "pool", "show", "--name", "p")
     assert pool["devices"] == [{"id": i, "reservation": None} for i in range(4)]
     assert pool["available"] == {"cpu": 7, "memory": 750, "gpu": 4}
@@ -178,7 +178,9 @@ def test_pool_delete_and_force(cli, world):
     )
     frozen_now = "2026-11-24T12:00:00.000000Z"
     world.advance(5)
-    assert out(cli, "pool", "delete", "--name", "p", "--force") == "Pool 'p' deleted\n"
+    assert out(cli, "pool", "delete", "--name", "p", "--force") == (
+        f"Pool 'p' deleted; released 1 reservation(s):\n  {rid}  tenant=low  cpu=1 mem=0 gpu=0\n"
+    )
     [row] = js(cli, "list", "--all")
     assert row["id"] == rid and row["status"] == "released"
     assert row["ended_at"] == "2026-11-24T12:00:05.000000Z" != frozen_now
@@ -237,7 +239,9 @@ def test_tenant_update_and_remove(cli, world):
         "Error: tenant 'mid' has 1 active reservation(s); release them first or use --force\n"
     )
     world.advance(3)
-    assert out(cli, "tenant", "remove", "--name", "mid", "--force") == "Tenant 'mid' removed\n"
+    assert out(cli, "tenant", "remove", "--name", "mid", "--force") == (
+        f"Tenant 'mid' removed; released 1 reservation(s):\n  {rid}  pool=p  cpu=1 mem=0 gpu=0\n"
+    )
     [row] = js(cli, "list", "--all")
     assert (row["id"], row["status"], row["ended_at"]) == (
         rid,
@@ -323,9 +327,11 @@ def test_extend(cli, world):
     r = js(cli, "extend", "--id", rid, "--ttl", "10m")
     assert (r["ttl"], r["expires_at"]) == (600, "2026-11-24T12:10:30.000000Z")
     printed = out(cli, "extend", "--id", rid, "--ttl", "2h")
-    assert printed.startswith(f"Reservation '{rid}' extended: expires ")
-    assert out(cli, "extend", "--id", rid, "--ttl", "0") == (
-        f"Reservation '{rid}' extended: never expires\n"
+    # The end moved from 12:10:30 to 14:00:30 (UTC), said in local time.
+    assert printed.startswith(f"Reservation '{rid}' now expires ")
+    assert printed.endswith(" (in 2h0m; 1h50m later than before)\n")
+    assert out(cli, "extend", "--id", rid, "--ttl", "0").startswith(
+        f"Reservation '{rid}' now never expires (before: "
     )
     [row] = js(cli, "list")
     assert (row["ttl"], row["expires_at"]) == (None, None)
@@ -388,8 +394,8 @@ def test_list_order_is_creation_ties_in_insertion_order(cli, world):
         "POOL",
         "CPU",
         "MEMORY",
-        "MB",
         "GPU",
+        "DEVICES",
         "STATUS",
         "EXPIRES",
     ]
@@ -461,7 +467,8 @@ def test_list_filters(cli, world):
     for args in (("--tenant", "ghost"), ("--pool", "ghost"), ("--all", "--tenant", "ghost")):
         result = cli("list", *args)
         assert (result.code, result.stdout) == (1, "")
-        assert result.stderr == f"Error: {args[-2][2:]} 'ghost' not found\n"
+        kind = args[-2][2:]
+        assert result.stderr == f"Error: {kind} 'ghost' not found (see: resgate {kind} list)\n"
 
 
 # ---------------------------------------------------------------- status
@@ -499,11 +506,11 @@ def test_status_bars(cli, world):
     reserve_id(cli, "low", cpu=5, memory=1000, gpu=1)
     text = out(cli, "status")
     bars = re.findall(
-        r"^    (CPU|MEMORY MB|GPU)\s+([█░]+)\s+([\d.]+)%\s+(\d+) / (\d+)$", text, re.M
+        r"^    (CPU|MEMORY|GPU)\s+([█░]+)\s+([\d.]+)%\s+(\d+M?) / (\d+M?)$", text, re.M
     )
     assert bars == [
         ("CPU", "█" * 10 + "░" * 10, "50.00", "5", "10"),
-        ("MEMORY MB", "█" * 20, "100.00", "1000", "1000"),
+        ("MEMORY", "█" * 20, "100.00", "1000M", "1000M"),
         ("GPU", "█" * 5 + "░" * 15, "25.00", "1", "4"),
     ]
     assert "  p  [exhausted]" in text

@@ -257,7 +257,7 @@ def test_dry_run_creates_no_database(tmp_path: Path, cli: Callable[..., Result])
         "--db", str(missing), "reserve", "--tenant", "t", "--pool", "p", "--cpu", "1", "--dry-run"
     )
     assert (result.code, result.stdout) == (1, "")
-    assert result.stderr == "Error: tenant 't' not found\n"
+    assert result.stderr == "Error: tenant 't' not found (see: resgate tenant list)\n"
     assert not missing.exists()
     assert list(tmp_path.glob("nothing-here.db*")) == []
     real = cli("--db", str(missing), "reserve", "--tenant", "t", "--pool", "p", "--cpu", "1")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import out, reserve_id
+from helpers import ok, out, reserve_id
 
 from resgate.render import data
 
@@ -230,11 +230,24 @@ def test_output_when_the_database_is_unusable_leaves_nothing(cli, tmp_path: Path
 
 def test_unsupported_format(cli, history, tmp_path: Path):
     target = tmp_path / "r.xml"
-    for fmt in ("xml", "CSV", ""):
+    for fmt in ("xml", "cvs", ""):
         result = cli("export", "--format", fmt, "--output", str(target))
         assert (result.code, result.stdout) == (2, "")
-        assert result.stderr == f"Error: unsupported export format: {fmt}\n"
+        assert result.stderr == f"Error: unsupported export format: {fmt!r} (choose json or csv)\n"
     assert not target.exists()
+
+
+def test_the_format_in_any_case_or_from_the_output_name(cli, history, tmp_path: Path):
+    ok(cli, "export", "--format", "CSV", "--output", str(tmp_path / "a"))
+    assert (tmp_path / "a").read_text().startswith("id,tenant,pool,")
+    ok(cli, "export", "--output", str(tmp_path / "b.CSV"))
+    assert (tmp_path / "b.CSV").read_text().startswith("id,tenant,pool,")
+    ok(cli, "export", "--output", str(tmp_path / "c.json"))
+    assert json.loads((tmp_path / "c.json").read_text())["pools"]
+    ok(cli, "export", "--output", str(tmp_path / "d.txt"))  # no telling suffix: json
+    assert json.loads((tmp_path / "d.txt").read_text())["pools"]
+    ok(cli, "export", "--format", "json", "--output", str(tmp_path / "e.csv"))  # --format wins
+    assert json.loads((tmp_path / "e.csv").read_text())["pools"]
 
 
 @pytest.mark.parametrize(

@@ -200,8 +200,8 @@ def test_the_key_is_checked_right_after_tenant_and_pool(cli: Callable[..., Resul
     assert json.loads(ok(cli, *BASE, "--json").stdout)["id"] == first["id"]
     # Unknown tenant or pool come first.
     for change, message in (
-        (["--tenant", "nobody"], "tenant 'nobody' not found"),
-        (["--pool", "nowhere"], "pool 'nowhere' not found"),
+        (["--tenant", "nobody"], "tenant 'nobody' not found (see: resgate tenant list)"),
+        (["--pool", "nowhere"], "pool 'nowhere' not found (see: resgate pool list)"),
     ):
         result = cli(*BASE, *change)
         assert (result.code, result.stderr) == (1, f"Error: {message}\n")

@@ -184,9 +184,10 @@ def test_a_number_of_5000_digits_is_refused_with_its_path(cli, tmp_path: Path, s
 
 
 def test_a_number_of_5000_digits_where_nothing_reads_it_is_ignored(cli, tmp_path: Path):
-    """Unknown keys are ignored (README, "Coming from the Go version"), however long."""
+    """Unknown keys inside an entry are ignored (README, "Coming from the Go
+    version"), however long their values."""
     number = "1" * 5000
-    path = write(tmp_path, f'{{"version": {number}, "pools": {{"p": {{"total": {{"cpu": 4}}}}}}}}')
+    path = write(tmp_path, f'{{"pools": {{"p": {{"version": {number}, "total": {{"cpu": 4}}}}}}}}')
     result = cli("import-state", str(path), "--json")
     assert result.code == 0, result
     assert json.loads(result.stdout)["created"]["pools"] == 1
@@ -198,3 +199,20 @@ def test_a_long_number_within_the_digit_bound_is_out_of_range(cli, tmp_path: Pat
     result = cli("import-state", str(path))
     assert result.code == 1 and result.stderr.startswith("Error: pools.p.total.cpu: ")
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("active", "the active map is 'reservations'"),
+        ("pool", "did you mean 'pools'?"),
+        ("Tenants", "did you mean 'tenants'?"),
+        ("version", "known: pools, tenants, reservations, history"),
+    ],
+)
+def test_an_unknown_top_level_key_is_refused(cli, tmp_path: Path, key: str, hint: str):
+    path = write(tmp_path, json.dumps({"pools": {}, key: {}}))
+    result = cli("import-state", str(path))
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == f"Error: {path}: unknown key '{key}' ({hint})\n"
+    assert cli("pool", "list", "--json").stdout == "[]\n"

@@ -125,10 +125,10 @@ def test_membership_refusals(cli: Cli):
 def test_check_order_tenant_then_pool_then_membership(cli: Cli):
     ok(cli, "pool", "create", "--name", "gpu", "--cpu", "8")
     ok(cli, "tenant", "add", "--name", "vision", "--members", "bob")
-    refused(cli, 1, "tenant 'nobody' not found", "reserve", "--tenant", "nobody", "--pool",
-            "nowhere", "--cpu", "1")  # fmt: skip
-    refused(cli, 1, "pool 'nowhere' not found", "reserve", "--tenant", "vision", "--pool",
-            "nowhere", "--cpu", "1")  # fmt: skip
+    refused(cli, 1, "tenant 'nobody' not found (see: resgate tenant list)",
+            "reserve", "--tenant", "nobody", "--pool", "nowhere", "--cpu", "1")  # fmt: skip
+    refused(cli, 1, "pool 'nowhere' not found (see: resgate pool list)",
+            "reserve", "--tenant", "vision", "--pool", "nowhere", "--cpu", "1")  # fmt: skip
     refused(cli, 4, f"user '{ME}' is not a member of tenant 'vision'", "reserve", "--tenant",
             "vision", "--pool", "gpu", "--cpu", "100")  # fmt: skip
 

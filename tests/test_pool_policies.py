@@ -306,8 +306,17 @@ def test_pool_policies_on_the_command_line(cli: Cli):
             "the default TTL (2d) is above the maximum TTL (1d)",
         ),
         (["pool", "update", "g", "--default-ttl", "2d"], 4, "above its maximum (1d)"),
-        (["pool", "update", "nope", "--per-tenant", "2"], 1, "pool 'nope' not found"),
-        (["pool", "update", "--per-tenant", "2"], 2, "give the pool's name once"),
+        (
+            ["pool", "update", "nope", "--per-tenant", "2"],
+            1,
+            "pool 'nope' not found (see: resgate pool list)",
+        ),
+        (
+            ["pool", "update", "--per-tenant", "2"],
+            2,
+            "missing pool name: give it as NAME or --name",
+        ),
+        (["pool", "update", "g", "--name", "g", "--per-tenant", "2"], 2, "give the pool name once"),
         (
             ["reserve", "--tenant", "t", "--pool", "g", "--cpu", "1", "--ttl", "2d"],
             4,

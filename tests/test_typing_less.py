@@ -1,7 +1,9 @@
-"""README "Sizes and durations": memory as a size with a binary unit, and the
+"""README "Sizes, durations and times": memory as a size with a binary unit, and the
 duration words, on every option that takes them."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 import pytest
 from helpers import Cli, js, ok
@@ -100,3 +102,58 @@ def test_sizes_and_durations_on_the_command_line(cli: Cli):
               "--json")  # fmt: skip
     assert (made["memory"], made["ttl"]) == (1536, 5400)
     assert js(cli, "tenant", "list", "--json")[0]["max"]["memory"] == 16384
+
+
+# ---------------------------------------------------------------- WHEN
+
+
+@pytest.fixture
+def berlin(monkeypatch: pytest.MonkeyPatch):
+    """Local time is Europe/Berlin (CET/CEST) for the test."""
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+NOW = datetime(2026, 11, 24, 12, 0, 0)  # UTC; 13:00 in Berlin
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("now", NOW),
+        ("+2h", NOW + timedelta(hours=2)),
+        ("2h", NOW - timedelta(hours=2)),
+        ("-1h30min", NOW - timedelta(minutes=90)),
+        ("24h", NOW - timedelta(days=1)),
+        ("16:00", datetime(2026, 11, 24, 15, 0)),  # today, local
+        ("tomorrow 09:30", datetime(2026, 11, 25, 8, 30)),
+        ("2026-11-30T08:00:00Z", datetime(2026, 11, 30, 8, 0)),
+        ("2026-11-30T08:00:00+05:00", datetime(2026, 11, 30, 3, 0)),
+        ("2026-11-30T08:00", datetime(2026, 11, 30, 7, 0)),  # local
+        ("2026-11-30", datetime(2026, 11, 29, 23, 0)),  # local midnight
+        ("2026-10-25T02:30", datetime(2026, 10, 25, 0, 30)),  # twice that night: the first
+    ],
+)
+def test_when_grammar(berlin, text: str, expected: datetime):
+    when = params.when("--until", text)
+    assert when is not None and when.at(NOW) == expected
+
+
+def test_a_local_time_the_clocks_skip_is_refused(berlin):
+    with pytest.raises(InvalidInput, match="that local time does not exist"):
+        params.when("--until", "2026-03-29T02:30")
+    when = params.when("--until", "02:30")  # fine on most days ...
+    assert when is not None
+    with pytest.raises(InvalidInput, match="that local time does not exist"):
+        when.at(datetime(2026, 3, 29, 0, 0))  # ... not on the night the clocks go forward
+
+
+@pytest.mark.parametrize("text", ["tomorrow", "24:00", "9:00", "noon", "+", "++2h", "1 h ago"])
+def test_bad_when(text: str):
+    with pytest.raises(InvalidInput, match=r"invalid (value|duration) for --until"):
+        params.when("--until", text)

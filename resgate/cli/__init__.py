@@ -13,7 +13,12 @@ import typer
 
 from resgate import __version__
 from resgate.cli import config, maintenance, pools, reservations, status, tenants, transfer
+from resgate.cli import free as free_command
 from resgate.cli import run as run_command
+from resgate.cli.arguments import hoist_global_options
+from resgate.cli.completion import register as register_completion
+from resgate.cli.help import GroupedCommands, finish_help
+from resgate.cli.hints import described
 from resgate.cli.params import color as parse_color
 from resgate.cli.state import State, error
 from resgate.errors import ResgateError
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     from resgate.clock import Clock
 
 app = typer.Typer(
+    cls=GroupedCommands,
     name="resgate",
     help="Priority-aware resource reservations for shared machines.",
     rich_markup_mode=None,
@@ -75,10 +81,12 @@ app.add_typer(tenants.app, name="tenant")
 reservations.register(app)
 run_command.register(app)
 status.register(app)
+free_command.register(app)
 transfer.register(app)
 config.register(app)
 app.add_typer(maintenance.db_app, name="db")
 app.add_typer(maintenance.audit_app, name="audit")
+register_completion(app)
 
 
 def _traceback(exc: BaseException, urls: list[str]) -> None:
@@ -141,15 +149,22 @@ def _invoke(argv: list[str] | None, urls: list[str], state: State) -> int:
         sys.stdout.write(f"resgate {__version__}\n")
         return 0
     command = typer.main.get_command(app)
+    assert isinstance(command, typer.core.TyperGroup)
+    finish_help(command)
     debug = os.environ.get("RESGATE_DEBUG") == "1"
     try:
-        result = command.main(args=argv, prog_name="resgate", standalone_mode=False, obj=state)
+        args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+        if not args and not os.environ.get("_RESGATE_COMPLETE"):
+            # `resgate` alone: the help, and that is not an error.
+            sys.stdout.write(command.get_help(typer.Context(command, info_name="resgate")) + "\n")
+            return 0
+        result = command.main(args=args, prog_name="resgate", standalone_mode=False, obj=state)
         sys.stdout.flush()
         return result if isinstance(result, int) else 0
     except ResgateError as exc:
         if debug:
             _traceback(exc, urls)
-        error(exc.message, urls)
+        error(described(exc), urls)
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         error("interrupted; nothing was changed", urls)
@@ -165,20 +180,24 @@ def _invoke(argv: list[str] | None, urls: list[str], state: State) -> int:
             return 0
         raise
     except Exception as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            # `resgate` or `resgate pool` alone: the help, as a usage error (2),
-            # without an `Error:` prefix on its first line.
-            sys.stderr.write(exc.format_message().rstrip("\n") + "\n")  # type: ignore[attr-defined]
-            return 2
-        if _is_usageerror(exc):
-            error(exc.format_message(), urls)  # type: ignore[attr-defined]
-            return int(exc.exit_code)  # type: ignore[attr-defined]
-        # A bug: still one line, unless debugging.
-        if debug:
-            _traceback(exc, urls)
-            return 1
-        error(f"unexpected {type(exc).__name__}: {exc} (RESGATE_DEBUG=1 shows a traceback)", urls)
+        return _other(exc, urls, debug)
+
+
+def _other(exc: Exception, urls: list[str], debug: bool) -> int:
+    """A usage error from Click, or a bug: one line either way (unless debugging)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # `resgate pool` alone: the help, as a usage error (2),
+        # without an `Error:` prefix on its first line.
+        sys.stderr.write(exc.format_message().rstrip("\n") + "\n")  # type: ignore[attr-defined]
+        return 2
+    if _is_usageerror(exc):
+        error(exc.format_message(), urls)  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    if debug:
+        _traceback(exc, urls)
         return 1
+    error(f"unexpected {type(exc).__name__}: {exc} (RESGATE_DEBUG=1 shows a traceback)", urls)
+    return 1
 
 
 def main() -> None:

@@ -8,11 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from resgate.cli import params
-from resgate.cli.options import Json
+from resgate.cli.help import GroupedCommands
+from resgate.cli.options import Json, Wide
 from resgate.cli.permissions import require_admin
 from resgate.cli.state import error, lock_notice, out, out_json, target, transact
 
-db_app = typer.Typer(help="Schema maintenance and consistency checks.", no_args_is_help=True)
+db_app = typer.Typer(
+    cls=GroupedCommands, help="Schema maintenance and consistency checks.", no_args_is_help=True
+)
 
 
 Shared = Annotated[
@@ -85,11 +88,13 @@ def config_line(path: str) -> str:
 @db_app.command("upgrade")
 def upgrade(ctx: typer.Context, json: Json = False) -> None:
     """Create the schema, or upgrade it to this resgate's revision."""
+    from resgate.cli import progress
     from resgate.store.database import upgrade as upgrade_database
 
     where = target(ctx)
     require_admin(ctx, "upgrade the database")
-    old, new = upgrade_database(where, on_wait=lock_notice())
+    with progress.shown("db upgrade: backup", "pages", json=json) as on_progress:
+        old, new = upgrade_database(where, on_wait=lock_notice(), on_progress=on_progress)
     if json:
         out_json({"from": old, "to": new})
     elif old == new:
@@ -138,7 +143,9 @@ def check(ctx: typer.Context, json: Json = False) -> None:
         raise typer.Exit(1)
 
 
-audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+audit_app = typer.Typer(
+    cls=GroupedCommands, help="The tamper-evident audit log.", no_args_is_help=True
+)
 
 
 @audit_app.command("log")
@@ -157,6 +164,7 @@ def audit_log(
         typer.Option("--action", show_default=False, help="Only this action (pool.create, …)."),
     ] = None,
     json: Json = False,
+    wide: Wide = False,
 ) -> None:
     """Show the audit log, oldest first."""
     from resgate.engine import audit
@@ -182,9 +190,10 @@ def audit_log(
 
         out(dumps_for(events, encoding))
     elif events:
+        from resgate.cli.state import style
         from resgate.render.text import events_table
 
-        out(events_table(events, encoding))
+        out(events_table(events, encoding, style(ctx).widened(wide)))
     else:
         out("No events.")
 
@@ -212,13 +221,24 @@ def audit_verify(
             {
                 "ok": verdict.ok,
                 "events": verdict.events,
+                "head_seq": verdict.events,
                 "head": verdict.head,
                 "first_bad_seq": verdict.first_bad_seq,
                 "reason": verdict.reason,
             }
         )
     elif verdict.ok:
-        out(f"ok: {verdict.events} events, head {verdict.head}")
+        # Ready to paste into a later `--expect` (README "The audit log").
+        out(f"ok: {verdict.events} events, head {verdict.events}:{verdict.head}")
     if not verdict.ok:
-        error(f"seq {verdict.first_bad_seq}: {verdict.reason}")
+        error(_verify_problem(verdict, pinned))
         raise typer.Exit(1)
+
+
+def _verify_problem(verdict: Any, pinned: tuple[int, str] | None) -> str:
+    if verdict.reason == "head mismatch" and pinned is not None:
+        return (
+            f"the saved head {pinned[0]}:{pinned[1][:4]}… does not match: seq {pinned[0]} has "
+            f"hash {verdict.found[:4]}… (the log was altered, or the saved head is wrong)"
+        )
+    return f"seq {verdict.first_bad_seq}: {verdict.reason}"

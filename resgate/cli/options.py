@@ -24,8 +24,14 @@ FLAGS = {
     "tenant": "--tenant",
     "pool": "--pool",
     "members": "--members",
+    "until": "--until",
+    "by": "--by",
 }
 
+Quiet = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Print only the reservation id (run: only errors)."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DryRun = Annotated[
     bool, typer.Option("--dry-run", "-n", help="Show what would happen; change nothing.")
@@ -42,7 +48,10 @@ OptionalPool = Annotated[
     typer.Option("--pool", "-p", help="Pool name [default: the only one].", show_default=False),
 ]
 Cpu = Annotated[str | None, typer.Option("--cpu", help="CPU cores.", show_default=False)]
-Memory = Annotated[str | None, typer.Option("--memory", help="Memory in MB.", show_default=False)]
+Memory = Annotated[
+    str | None,
+    typer.Option("--memory", help="Memory: MB, or a size like 512M, 8G.", show_default=False),
+]
 Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]
 GpuIds = Annotated[
     str | None,
@@ -54,4 +63,27 @@ Ttl = Annotated[
         "--ttl", help="Seconds or a duration (90s, 5m, 1h30m); 0: no expiry.", show_default=False
     ),
 ]
-Id = Annotated[str, typer.Option("--id", help="Reservation id.", show_default=False)]
+Id = Annotated[
+    str | None,
+    typer.Option(
+        "--id", help="Reservation id, or its first 4 or more hex digits.", show_default=False
+    ),
+]
+IdArgument = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="ID", help="Reservation id, or its first 4 or more hex digits.", show_default=False
+    ),
+]
+IdArguments = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="ID...",
+        help="Reservation ids, or their first 4 or more hex digits.",
+        show_default=False,
+    ),
+]
+NameArgument = Annotated[str | None, typer.Argument(metavar="NAME", show_default=False)]
+Wide = Annotated[
+    bool, typer.Option("--wide", help="Show every column whole, however wide the terminal.")
+]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from resgate.cli.options import FLAGS
-from resgate.engine.validation import check_gpu_count, check_reservation_id
+from resgate.cli.when import When, parse_when
+from resgate.engine.validation import check_gpu_count, check_name, check_reservation_id
 from resgate.errors import InvalidInput
 from resgate.limits import MAX_AMOUNT, MAX_DEVICES, PRIORITY_RANGE
 
@@ -126,6 +125,32 @@ def reservation_id(value: str) -> str:
     return check_reservation_id(value)
 
 
+def given_once(what: str, positional: str | None, option: str | None, form: str) -> str:
+    """NAME or --name, ID or --id (README "Typing less"): one of the two forms, not
+    both (exit 2). `form` is how it reads: `NAME or --name`."""
+    if positional is not None and option is not None:
+        raise InvalidInput(f"give the {what} once: as {form}, not both")
+    chosen = positional if positional is not None else option
+    if chosen is None:
+        raise InvalidInput(f"missing {what}: give it as {form}")
+    return chosen
+
+
+def named(kind: str, positional: str | None, option: str | None) -> str:
+    """A pool's or tenant's name, given as NAME or with --name, checked (exit 2)."""
+    return check_name(kind, given_once(f"{kind} name", positional, option, "NAME or --name"))
+
+
+def reservation_ids(positional: list[str] | None, option: str | None) -> list[str]:
+    """`unreserve ID...` or `--id ID`; each checked (exit 2), the order kept."""
+    if positional and option is not None:
+        raise InvalidInput("give the reservation ids once: as ID... or with --id, not both")
+    chosen = list(positional or ([] if option is None else [option]))
+    if not chosen:
+        raise InvalidInput("missing reservation id: give it as ID or with --id")
+    return [check_reservation_id(value) for value in chosen]
+
+
 def seconds(option: str, value: str | None) -> int | None:
     """Seconds (`300`) or a duration (`90s`, `5m`, `1h30min`, `2days`, `1w`)."""
     if value is None:
@@ -174,78 +199,15 @@ def count(value: str | None) -> int | None:
     return whole(value)
 
 
-@dataclass(frozen=True)
-class Since:
-    """`--since WHEN`, checked before any database is opened. A duration means that
-    long before the transaction's now, so `at(now)` resolves it inside."""
-
-    text: str
-    absolute: datetime | None = None
-    ago: int = 0
-
-    def at(self, now: datetime) -> datetime:
-        if self.absolute is not None:
-            return self.absolute
-        try:
-            return now - timedelta(seconds=self.ago)
-        except OverflowError:  # before year 1
-            raise _out_of_range(self.text) from None
+def since(value: str | None) -> When | None:
+    """`--since WHEN` (README "Sizes, durations and times"): a bare duration means
+    that long ago."""
+    return None if value is None else parse_when("--since", value)
 
 
-def since(value: str | None) -> Since | None:
-    """An ISO 8601 timestamp (offset honoured, else local time; a date alone is local
-    midnight) or a duration meaning that long ago."""
-    if value is None:
-        return None
-    if not DIGITS.fullmatch(value) and DURATION.fullmatch(value) and value:
-        return Since(value, ago=seconds("--since", value) or 0)
-    return Since(value, absolute=_timestamp(value))
-
-
-def when(value: str, now: datetime) -> datetime:
-    """`--since` resolved at `now`, as naive UTC."""
-    parsed = since(value)
-    assert parsed is not None
-    return parsed.at(now)
-
-
-def _timestamp(value: str) -> datetime:
-    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
-    # ASCII only: fromisoformat takes other digits too (`٢٠٢٦-…`).
-    try:
-        if not text.isascii():
-            raise ValueError(text)
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(
-            f"invalid value for --since: {shown(value)} (an ISO 8601 time like "
-            "2026-11-24T13:05:00Z, a date, or a duration like 24h)"
-        ) from None
-    try:
-        if parsed.tzinfo is None:
-            parsed = _local(parsed)
-        return parsed.astimezone(UTC).replace(tzinfo=None)
-    except (OverflowError, ValueError):
-        # 0001-01-01T00:00:00+09:00 is in year 0 in UTC; 9999-12-31T23:59-05:00 in 10000.
-        raise _out_of_range(value) from None
-
-
-def _local(naive: datetime) -> datetime:
-    """A wall-clock time in the local zone."""
-    try:
-        return naive.astimezone()
-    except (OverflowError, ValueError):
-        # Python asks the C library, which knows no year 1 or 9999: the zone's
-        # offset at the same wall time a year inside the range stands in for it.
-        near = naive.replace(year=2 if naive.year < 5000 else 9998)
-        return naive.replace(tzinfo=near.astimezone().tzinfo)
-
-
-def _out_of_range(value: str) -> InvalidInput:
-    return InvalidInput(
-        f"invalid value for --since: {shown(value)} (outside the times resgate can "
-        "represent, 0001-01-01 to 9999-12-31 UTC)"
-    )
+def when(option: str, value: str | None) -> When | None:
+    """An instant in the one grammar, resolved later at the transaction's now."""
+    return None if value is None else parse_when(option, value)
 
 
 def color(value: str) -> str:

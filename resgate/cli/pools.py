@@ -7,7 +7,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.options import FLAGS, Cpu, DryRun, Force, Gpu, GpuIds, Json, Memory
+from resgate.cli.help import GroupedCommands
+from resgate.cli.options import (
+    FLAGS,
+    Cpu,
+    DryRun,
+    Force,
+    Gpu,
+    GpuIds,
+    Json,
+    Memory,
+    NameArgument,
+    Wide,
+)
 from resgate.cli.permissions import require_admin
 from resgate.cli.state import emit, out, out_json, style, transact
 from resgate.engine.validation import check_name
@@ -15,9 +27,12 @@ from resgate.engine.validation import check_name
 if TYPE_CHECKING:
     from resgate.engine.records import PoolInfo
 
-app = typer.Typer(help="Manage resource pools.", no_args_is_help=True)
+app = typer.Typer(cls=GroupedCommands, help="Manage resource pools.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Option("--name", help="Pool name.", show_default=False)]
+NameOption = Annotated[
+    str | None, typer.Option("--name", help="Pool name (or give it as NAME).", show_default=False)
+]
 PerTenant = Annotated[
     str | None,
     typer.Option(
@@ -106,7 +121,7 @@ def create(
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json: Json = False) -> None:
+def list_(ctx: typer.Context, json: Json = False, wide: Wide = False) -> None:
     """Pools with their usage, by name."""
     from resgate.engine.pools import list_pools
 
@@ -118,17 +133,23 @@ def list_(ctx: typer.Context, json: Json = False) -> None:
     elif pools:
         from resgate.render.text import pools_table
 
-        out(pools_table(pools, style(ctx)))
+        out(pools_table(pools, style(ctx).widened(wide)))
     else:
         out("No pools.")
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: Name, json: Json = False) -> None:
+def show(
+    ctx: typer.Context,
+    name_argument: NameArgument = None,
+    name: NameOption = None,
+    json: Json = False,
+    wide: Wide = False,
+) -> None:
     """Totals, reserved and available for one pool."""
     from resgate.engine.pools import show_pool
 
-    check_name("pool", name)
+    name = params.named("pool", name_argument, name)
     pool = transact(ctx, lambda tx: show_pool(tx, name), write=False)
     if json:
         from resgate.render import data
@@ -137,13 +158,14 @@ def show(ctx: typer.Context, name: Name, json: Json = False) -> None:
     else:
         from resgate.render.text import pool_detail
 
-        out(pool_detail(pool, style(ctx)))
+        out(pool_detail(pool, style(ctx).widened(wide)))
 
 
 @app.command("resize")
 def resize(
     ctx: typer.Context,
-    name: Name,
+    name_argument: NameArgument = None,
+    name: NameOption = None,
     cpu: Cpu = None,
     memory: Memory = None,
     gpu: Gpu = None,
@@ -157,7 +179,7 @@ def resize(
     from resgate.engine.pools import resize_pool
     from resgate.engine.validation import check_resize
 
-    check_name("pool", name)
+    name = params.named("pool", name_argument, name)
     ids = params.gpu_ids(gpu_ids)
     new_cpu, new_memory = params.amount("--cpu", cpu), params.amount("--memory", memory)
     new_gpu, ids = check_resize(new_cpu, new_memory, params.gpu_count(gpu, ids), ids, FLAGS)
@@ -178,29 +200,20 @@ def resize(
 @app.command("update")
 def update(
     ctx: typer.Context,
-    pool_name: Annotated[
-        str | None, typer.Argument(metavar="NAME", help="Pool name.", show_default=False)
-    ] = None,
-    name: Annotated[
-        str | None, typer.Option("--name", help="Pool name.", show_default=False)
-    ] = None,
+    name_argument: NameArgument = None,
+    name: NameOption = None,
     per_tenant: PerTenant = None,
     default_ttl: DefaultTtl = None,
     max_ttl: MaxTtl = None,
     dry_run: DryRun = False,
     json: Json = False,
 ) -> None:
-    """Change a pool's policies (totals stay with resize); at least one option.
-
-    Example: resgate pool update gpus --per-tenant 2 --max-ttl 1d"""
+    """Change a pool's policies (totals stay with resize); at least one option."""
     from resgate.engine.pools import update_pool
     from resgate.errors import InvalidInput
     from resgate.render import data
 
-    chosen = pool_name or name
-    if chosen is None or (pool_name and name and pool_name != name):
-        raise InvalidInput("give the pool's name once: resgate pool update NAME [options]")
-    check_name("pool", chosen)
+    chosen = params.named("pool", name_argument, name)
     changes = _policy_changes(per_tenant, default_ttl, max_ttl)
     if not changes:
         raise InvalidInput("nothing to change: give --per-tenant, --default-ttl or --max-ttl")
@@ -215,18 +228,25 @@ def update(
 @app.command("delete")
 def delete(
     ctx: typer.Context,
-    name: Name,
+    name_argument: NameArgument = None,
+    name: NameOption = None,
     force: Force = False,
     dry_run: DryRun = False,
     json: Json = False,
 ) -> None:
     """Delete a pool (refused while it has active reservations, unless --force)."""
-    from resgate.engine.pools import delete_pool
+    from resgate.engine.pools import delete_pool_and_report
     from resgate.render import data
+    from resgate.render.text import released_summary
 
-    check_name("pool", name)
+    name = params.named("pool", name_argument, name)
     require_admin(ctx, "change pools")
-    pool = transact(
-        ctx, lambda tx: delete_pool(tx, name, force, FLAGS), write=True, dry_run=dry_run
+    removal = transact(
+        ctx,
+        lambda tx: delete_pool_and_report(tx, name, force, FLAGS),
+        write=True,
+        dry_run=dry_run,
     )
-    emit(json, dry_run, data.pool(pool), f"Pool '{pool.name}' deleted")
+    pool, released = removal.removed, removal.released
+    shape = {**data.pool(pool), "released": [data.reservation(r) for r in released]}
+    emit(json, dry_run, shape, released_summary(f"Pool '{pool.name}' deleted", released, "tenant"))

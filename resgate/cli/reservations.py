@@ -14,11 +14,15 @@ from resgate.cli.options import (
     Gpu,
     GpuIds,
     Id,
+    IdArgument,
+    IdArguments,
     Json,
     Memory,
     OptionalPool,
     OptionalTenant,
+    Quiet,
     Ttl,
+    Wide,
 )
 from resgate.cli.permissions import caller, default_name
 from resgate.cli.state import emit, out, out_json, transact
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from resgate.engine.records import Amounts, Caller, ReservationInfo
-    from resgate.engine.reservations import ReserveRequest
+    from resgate.engine.reservations import ExtendResult, ReserveRequest
     from resgate.store.database import Tx
 
 
@@ -88,9 +92,14 @@ def reserve(
         ),
     ] = None,
     dry_run: DryRun = False,
+    quiet: Quiet = False,
     json: Json = False,
 ) -> None:
     """Reserve a slice of a pool for a tenant (yours, and the only pool, when left out)."""
+    from resgate.errors import InvalidInput
+
+    if quiet and json:
+        raise InvalidInput("--quiet and --json do not go together: choose one")
     amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
     seconds = params.seconds("--ttl", ttl)
     request = checked_request(
@@ -110,6 +119,9 @@ def reserve(
         ctx, lambda tx: reserve_and_report(tx, request, FLAGS), write=True, dry_run=dry_run
     )
     info = result.reservation
+    if quiet:  # for scripts: ID=$(resgate reserve -q …)
+        out(info.id)
+        return
     if json:
         payload = data.reservation(info)
         if preempt:
@@ -126,42 +138,89 @@ def reserve(
     emit(json, dry_run, {}, text)
 
 
-def unreserve(ctx: typer.Context, id: Id, dry_run: DryRun = False, json: Json = False) -> None:
-    """Release a reservation."""
-    from resgate.engine.reservations import unreserve as engine_unreserve
+def unreserve(
+    ctx: typer.Context,
+    ids: IdArguments = None,
+    id: Id = None,
+    dry_run: DryRun = False,
+    json: Json = False,
+) -> None:
+    """Release reservations: all of them or, if one cannot be, none."""
+    from resgate.engine.reservations import unreserve_many
     from resgate.render import data
 
-    params.reservation_id(id)
+    wanted = params.reservation_ids(ids, id)
     who = caller(ctx)
-    info = transact(ctx, lambda tx: engine_unreserve(tx, id, who), write=True, dry_run=dry_run)
-    emit(json, dry_run, data.reservation(info), f"Reservation '{info.id}' released")
+    released = transact(
+        ctx, lambda tx: unreserve_many(tx, wanted, who), write=True, dry_run=dry_run
+    )
+    lines = "\n".join(f"Reservation '{info.id}' released" for info in released)
+    if len(released) == 1:
+        emit(json, dry_run, data.reservation(released[0]), lines)
+    else:
+        emit(json, dry_run, {"released": [data.reservation(i) for i in released]}, lines)
 
 
 def extend(
     ctx: typer.Context,
-    id: Id,
+    id_argument: IdArgument = None,
+    id: Id = None,
     ttl: Annotated[
-        str, typer.Option("--ttl", help="New TTL from now; 0: no expiry.", show_default=False)
-    ],
+        str | None,
+        typer.Option("--ttl", help="New end: this long from now; 0: no end.", show_default=False),
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Move the end this much later.", show_default=False)
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="The new end.", show_default=False)
+    ] = None,
     dry_run: DryRun = False,
     json: Json = False,
 ) -> None:
-    """Set a reservation to expire TTL from now (0: never)."""
-    from resgate.engine.reservations import extend as engine_extend
+    """Move a reservation's end: --ttl from now (0: never), --by later, or --until a time."""
+    from resgate.engine.reservations import Extension, extend_and_report
+    from resgate.errors import InvalidInput
     from resgate.render import data
+
+    rid = params.reservation_id(params.given_once("reservation id", id_argument, id, "ID or --id"))
+    if sum(value is not None for value in (ttl, by, until)) != 1:
+        raise InvalidInput("give exactly one of --ttl, --by, --until")
+    seconds, later = params.seconds("--ttl", ttl), params.seconds("--by", by)
+    if later == 0:
+        raise InvalidInput("invalid duration for --by: '0' (a duration above 0)")
+    end = params.when("--until", until)
+    who = caller(ctx)
+
+    def work(tx: Tx) -> ExtendResult:
+        change = Extension(ttl=seconds, by=later, until=None if end is None else end.at(tx.now))
+        return extend_and_report(tx, rid, change, who, FLAGS)
+
+    result = transact(ctx, work, write=True, dry_run=dry_run)
+    emit(json, dry_run, data.reservation(result.reservation), _extended_line(result))
+
+
+def _extended_line(result: ExtendResult) -> str:
+    """`Reservation 'ID' now expires 2026-12-01 20:30:52 (in 30m; 1h30m earlier than before)`."""
+    from resgate.clock import span
     from resgate.render.text import local
 
-    params.reservation_id(id)
-    seconds = params.seconds("--ttl", ttl)
-    who = caller(ctx)
-    info = transact(
-        ctx, lambda tx: engine_extend(tx, id, seconds, who), write=True, dry_run=dry_run
-    )
+    info, before, now = result.reservation, result.before, result.now
     if info.expires_at is None:
-        text = f"Reservation '{info.id}' extended: never expires"
+        return f"Reservation '{info.id}' now never expires" + (
+            "" if before is None else f" (before: {local(before)})"
+        )
+    left = span(round((info.expires_at - now).total_seconds()), countdown=True)
+    if before is None:
+        change = "before: never"
     else:
-        text = f"Reservation '{info.id}' extended: expires {local(info.expires_at)}"
-    emit(json, dry_run, data.reservation(info), text)
+        moved = round((info.expires_at - before).total_seconds())
+        change = (
+            "as before"
+            if moved == 0
+            else (f"{span(abs(moved))} {'later' if moved > 0 else 'earlier'} than before")
+        )
+    return f"Reservation '{info.id}' now expires {local(info.expires_at)} (in {left}; {change})"
 
 
 def preempt(
@@ -224,6 +283,7 @@ def list_(
     status: StatusFilter = None,
     mine: Mine = False,
     json: Json = False,
+    wide: Wide = False,
 ) -> None:
     """Active reservations (every one with --all), by creation."""
     from resgate.engine.validation import check_status
@@ -258,9 +318,10 @@ def list_(
 
         out_json([data.reservation(r) for r in rows])
     elif rows:
+        from resgate.cli.state import style
         from resgate.render.text import reservations_table
 
-        out(reservations_table(rows, now))
+        out(reservations_table(rows, now, style(ctx).widened(wide)))
     else:
         out("No reservations.")
 

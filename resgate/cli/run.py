@@ -27,7 +27,7 @@ import typer
 
 from resgate.cli import params, process
 from resgate.cli.lease import IDLE_POLL, Job, Lease, TimeLimit
-from resgate.cli.options import FLAGS, Cpu, Gpu, GpuIds, Memory
+from resgate.cli.options import FLAGS, Cpu, Gpu, GpuIds, Memory, Quiet
 from resgate.cli.options import OptionalPool as PoolOpt
 from resgate.cli.options import OptionalTenant as TenantOpt
 from resgate.cli.permissions import caller, default_name
@@ -86,6 +86,14 @@ class Plan:
     grace: int
     reserved_at: float  # no later than the lease's start
     limit: TimeLimit | None
+    quiet: bool = False  # --quiet: nothing of resgate's own on stderr but Error: lines
+
+
+def say(line: str, quiet: bool) -> None:
+    """One line of resgate's own on stderr (not an error), unless --quiet."""
+    if not quiet:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 # ---------------------------------------------------------------- the database
@@ -146,7 +154,7 @@ def runner_of_this_process(grace: int) -> str:
 
 
 def _victims_gone(
-    ctx: typer.Context, victims: list[str], signals: JobSignals, started: float
+    ctx: typer.Context, victims: list[str], signals: JobSignals, started: float, quiet: bool
 ) -> None:
     """An immediate preemption: wait until the victims' jobs are gone (their runner
     cleared) or their grace plus 5 s has passed (README "Running a job on reserved
@@ -160,11 +168,11 @@ def _victims_gone(
     deadline = started + max(graces) + VICTIM_MARGIN
     rid, runner = next(iter(left.items()))
     pid, _, host = runner.rpartition("+")[0].partition("@")
-    sys.stderr.write(
+    say(
         f"resgate: waiting for the job of preempted reservation {rid} (pid {pid} on {host}) "
-        "to stop…\n"
+        "to stop…",
+        quiet,
     )
-    sys.stderr.flush()
     while left and time.monotonic() < deadline and not signals.pending:
         signals.wait(min(VICTIM_POLL, max(0.0, deadline - time.monotonic())))
         left = transact(ctx, lambda tx: runners(tx, victims), write=False)
@@ -205,8 +213,7 @@ def _keep(job: Job, lease: Lease, plan: Plan, now: float) -> None:
     limit = plan.limit
     if limit is not None and limit.due(now):
         line = limit.line(lease.reservation_id)
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        say(line, plan.quiet)
         job.stop(line, limit.end - now, TIME_LIMIT_EXIT)
         return
     if now < lease.next_event:
@@ -321,6 +328,7 @@ def _reserve_and_run(
     request: ReserveRequest,
     settings: tuple[int, int, int | None],
     command: list[str],
+    quiet: bool = False,
 ) -> int:
     """Reserve, run COMMAND, release: `settings` are the lease, the grace and
     --time-limit, in seconds."""
@@ -341,6 +349,7 @@ def _reserve_and_run(
         grace,
         reserved_at,
         None if limit is None else TimeLimit(reserved_at + limit, grace),
+        quiet,
     )
     signals = JobSignals()
     code, release = 1, True
@@ -351,10 +360,9 @@ def _reserve_and_run(
         if request.preempt and result.preempted:
             from resgate.render.text import victims_summary
 
-            sys.stderr.write(victims_summary(result.preempted) + "\n")
-            sys.stderr.flush()
+            say(victims_summary(result.preempted), quiet)
             victims = [v.reservation.id for v in result.preempted]
-            _victims_gone(ctx, victims, signals, reserved_at)
+            _victims_gone(ctx, victims, signals, reserved_at, quiet)
         code, release = _run_job(ctx, plan, command, signals)
     finally:
         try:
@@ -388,6 +396,7 @@ def run(
     preempt: PreemptOpt = False,
     grace: GraceOpt = DEFAULT_GRACE,
     limit: TimeLimitOpt = None,
+    quiet: Quiet = False,
 ) -> int:
     """Reserve, run COMMAND on the reservation, release it when COMMAND ends.
 
@@ -420,7 +429,7 @@ def run(
     )
     if not command or not command[0]:
         raise InvalidInput("missing COMMAND to run")
-    return _reserve_and_run(ctx, request, (seconds, grace_seconds, limit_seconds), command)
+    return _reserve_and_run(ctx, request, (seconds, grace_seconds, limit_seconds), command, quiet)
 
 
 def register(app: typer.Typer) -> None:

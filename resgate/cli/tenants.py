@@ -7,17 +7,20 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from resgate.cli import params
-from resgate.cli.options import FLAGS, DryRun, Force, Json
+from resgate.cli.help import GroupedCommands
+from resgate.cli.options import FLAGS, DryRun, Force, Json, NameArgument, Wide
 from resgate.cli.permissions import require_admin
 from resgate.cli.state import emit, out, out_json, transact
-from resgate.engine.validation import check_name
 
 if TYPE_CHECKING:
     from resgate.engine.records import TenantInfo
 
-app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+app = typer.Typer(cls=GroupedCommands, help="Manage tenants.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Option("--name", help="Tenant name.", show_default=False)]
+NameOption = Annotated[
+    str | None, typer.Option("--name", help="Tenant name (or give it as NAME).", show_default=False)
+]
 Priority = Annotated[
     str | None, typer.Option("--priority", help="1 (lowest) to 10 (highest).", show_default=False)
 ]
@@ -88,7 +91,8 @@ def _print_tenant(tenant: TenantInfo, json: bool, line: str) -> None:
 @app.command("add")
 def add(
     ctx: typer.Context,
-    name: Name,
+    name_argument: NameArgument = None,
+    name: NameOption = None,
     priority: Priority = None,
     max_cpu: MaxCpu = None,
     max_memory: MaxMemory = None,
@@ -101,7 +105,7 @@ def add(
     from resgate.engine.tenants import add_tenant
     from resgate.limits import DEFAULT_PRIORITY
 
-    check_name("tenant", name)
+    name = params.named("tenant", name_argument, name)
     level = params.priority(priority) or DEFAULT_PRIORITY
     limits = Limits(**_caps(max_cpu, max_memory, max_gpu))
     users = _members(members) or ()
@@ -113,7 +117,7 @@ def add(
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json: Json = False) -> None:
+def list_(ctx: typer.Context, json: Json = False, wide: Wide = False) -> None:
     """Tenants by priority (highest first), then name."""
     from resgate.engine.tenants import list_tenants
 
@@ -123,9 +127,10 @@ def list_(ctx: typer.Context, json: Json = False) -> None:
 
         out_json([data.tenant(t) for t in tenants])
     elif tenants:
+        from resgate.cli.state import style
         from resgate.render.text import tenants_table
 
-        out(tenants_table(tenants))
+        out(tenants_table(tenants, style(ctx).widened(wide)))
     else:
         out("No tenants.")
 
@@ -133,7 +138,8 @@ def list_(ctx: typer.Context, json: Json = False) -> None:
 @app.command("update")
 def update(
     ctx: typer.Context,
-    name: Name,
+    name_argument: NameArgument = None,
+    name: NameOption = None,
     priority: Priority = None,
     max_cpu: MaxCpu = None,
     max_memory: MaxMemory = None,
@@ -146,7 +152,7 @@ def update(
     from resgate.engine.tenants import update_tenant
     from resgate.engine.validation import check_tenant_change
 
-    check_name("tenant", name)
+    name = params.named("tenant", name_argument, name)
     level = params.priority(priority)
     caps = _caps(max_cpu, max_memory, max_gpu)
     users = _members(members)
@@ -165,18 +171,26 @@ def update(
 @app.command("remove")
 def remove(
     ctx: typer.Context,
-    name: Name,
+    name_argument: NameArgument = None,
+    name: NameOption = None,
     force: Force = False,
     dry_run: DryRun = False,
     json: Json = False,
 ) -> None:
     """Remove a tenant (refused while it has active reservations, unless --force)."""
-    from resgate.engine.tenants import remove_tenant
+    from resgate.engine.tenants import remove_tenant_and_report
     from resgate.render import data
+    from resgate.render.text import released_summary
 
-    check_name("tenant", name)
+    name = params.named("tenant", name_argument, name)
     require_admin(ctx, "change tenants")
-    tenant = transact(
-        ctx, lambda tx: remove_tenant(tx, name, force, FLAGS), write=True, dry_run=dry_run
+    removal = transact(
+        ctx,
+        lambda tx: remove_tenant_and_report(tx, name, force, FLAGS),
+        write=True,
+        dry_run=dry_run,
     )
-    emit(json, dry_run, data.tenant(tenant), f"Tenant '{tenant.name}' removed")
+    tenant, released = removal.removed, removal.released
+    shape = {**data.tenant(tenant), "released": [data.reservation(r) for r in released]}
+    line = released_summary(f"Tenant '{tenant.name}' removed", released, "pool")
+    emit(json, dry_run, shape, line)

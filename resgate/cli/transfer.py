@@ -16,11 +16,33 @@ from resgate.cli import params
 from resgate.cli.options import DryRun, Json
 from resgate.cli.permissions import require_admin
 from resgate.cli.state import emit, out, state, transact
+from resgate.errors import InvalidInput
+
+EXPORT_FORMATS = ("json", "csv")
+
+
+def export_format(given: str | None, output: str | None) -> str:
+    """--format in any case; without it, the --output file's suffix, else json."""
+    if given is None:
+        suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+        return suffix if suffix in EXPORT_FORMATS else "json"
+    if given.lower() not in EXPORT_FORMATS:
+        raise InvalidInput(
+            f"unsupported export format: {given!r} (choose {' or '.join(EXPORT_FORMATS)})"
+        )
+    return given.lower()
 
 
 def export(
     ctx: typer.Context,
-    format: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="json or csv [default: from --output's .csv or .json, else json].",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         str | None, typer.Option("--output", show_default=False, help="Write to PATH atomically.")
     ] = None,
@@ -42,21 +64,21 @@ def export(
     ] = None,
 ) -> None:
     """Write a report of pools, tenants and the reservation history."""
-    from resgate.errors import InvalidInput
 
-    if format not in ("json", "csv"):
-        raise InvalidInput(f"unsupported export format: {format}")
+    format = export_format(format, output)
     cutoff = params.since(since)
     after = params.sequence("--since-seq", since_seq)
 
-    def write(stream: IO[str]) -> None:
+    def write(
+        stream: IO[str], on_progress: Callable[[int, int | None], None] | None = None
+    ) -> None:
         from resgate.engine import audit, history, listing, pools, tenants
         from resgate.render import data
         from resgate.store.database import Tx
 
         def work(tx: Tx) -> None:
             start = None if cutoff is None else cutoff.at(tx.now)
-            rows = history.history(tx, start, touched_after=after)
+            rows = history.history(tx, start, touched_after=after, on_progress=on_progress)
             if format == "csv":
                 data.write_csv_report(stream, rows)
             else:
@@ -75,7 +97,10 @@ def export(
     if output is None:
         write(sys.stdout)
         return
-    size = _write_atomically(Path(output), write)
+    from resgate.cli import progress
+
+    with progress.shown("export", "rows") as on_progress:
+        size = _write_atomically(Path(output), lambda stream: write(stream, on_progress))
     out(f"Report exported to {output} ({size} bytes)")
 
 
@@ -252,16 +277,20 @@ def import_state(
     json: Json = False,
 ) -> None:
     """Import the earlier Go tool's state file: pools, tenants, reservations, history."""
+    from resgate.cli import progress
     from resgate.clock import SystemClock
     from resgate.engine import importer
     from resgate.render import data, text
 
     source = path if path is not None else importer.DEFAULT_PATH
-    contents = importer.read_state(Path(source), source)
-    # The file's own errors, before opening anything.
-    importer.plan(contents, (state(ctx).clock or SystemClock()).now())
-    require_admin(ctx, "import state")
-    summary = transact(ctx, lambda tx: importer.apply(tx, contents), write=True, dry_run=dry_run)
+    with progress.shown("import-state", "rows", json=json) as on_progress:
+        contents = importer.read_state(Path(source), source)
+        # The file's own errors, before opening anything.
+        importer.plan(contents, (state(ctx).clock or SystemClock()).now())
+        require_admin(ctx, "import state")
+        summary = transact(
+            ctx, lambda tx: importer.apply(tx, contents, on_progress), write=True, dry_run=dry_run
+        )
     emit(json, dry_run, data.import_summary(summary, dry_run), text.import_summary(summary, source))
 
 

@@ -235,7 +235,8 @@ class Verdict:
     events: int
     head: str
     first_bad_seq: int | None
-    reason: str | None  # "missing", "altered" or "out of chain"
+    reason: str | None  # "missing", "altered", "out of chain" or "head mismatch"
+    found: str | None = None  # head mismatch: the hash the saved head's seq has
 
 
 def verify(tx: Tx, expect: tuple[int, str] | None = None) -> Verdict:
@@ -282,7 +283,7 @@ def _verify_rows(rows: Iterable[StoredEvent], expect: tuple[int, str] | None) ->
             return Verdict(False, count, prev, row.seq, "out of chain")
         if expect is not None and row.seq == expect[0]:
             if row.hash != expect[1]:
-                return Verdict(False, count, prev, row.seq, "altered")
+                return Verdict(False, count, prev, row.seq, "head mismatch", str(row.hash))
             pinned_seen = True
         prev, expected_seq, count = str(row.hash), expected_seq + 1, count + 1
     if expect is not None and not pinned_seen:

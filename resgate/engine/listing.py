@@ -12,12 +12,12 @@ from resgate.engine.queries import (
     effective_status,
     insertion_order,
     is_active_now,
+    not_found,
     reservations_query,
     to_info,
 )
 from resgate.engine.records import ReservationInfo
 from resgate.engine.validation import check_status
-from resgate.errors import NotFound
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
 
@@ -42,12 +42,12 @@ def list_reservations(
     if tenant is not None:
         ids = tx.session.scalars(select(Tenant.id).where(Tenant.name == tenant)).all()
         if not ids:
-            raise NotFound(f"tenant '{tenant}' not found")
+            raise not_found(tx, "tenant", tenant)
         query = query.where(Reservation.tenant_id.in_(ids))
     if pool is not None:
         ids = tx.session.scalars(select(Pool.id).where(Pool.name == pool)).all()
         if not ids:
-            raise NotFound(f"pool '{pool}' not found")
+            raise not_found(tx, "pool", pool)
         query = query.where(Reservation.pool_id.in_(ids))
     if created_by is not None:
         query = query.where(Reservation.created_by == created_by)

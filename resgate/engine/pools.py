@@ -21,8 +21,9 @@ from resgate.engine.queries import (
     live_pool,
     lock_rows,
     pool_usage,
+    reservation_infos,
 )
-from resgate.engine.records import Amounts, PoolInfo
+from resgate.engine.records import Amounts, PoolInfo, Removal
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import (
     FIELD_NAMES,
@@ -32,7 +33,7 @@ from resgate.engine.validation import (
     check_pool_totals,
     check_resize,
 )
-from resgate.errors import InvalidInput, Refused
+from resgate.errors import Hint, InvalidInput, Refused
 from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, ReservationDevice
@@ -64,7 +65,7 @@ def create_pool(
     sweep(tx)
     exists = tx.session.scalar(select(Pool.id).where(Pool.name == name, Pool.deleted_at.is_(None)))
     if exists is not None:
-        raise Refused(f"pool '{name}' already exists")
+        raise Refused(f"pool '{name}' already exists", Hint("exists", "pool", name))
     pool = Pool(
         name=name,
         cpu=totals.cpu,
@@ -125,17 +126,24 @@ def list_pools(tx: Tx) -> list[PoolInfo]:
 
 
 def show_pool(tx: Tx, name: str) -> PoolInfo:
-    """Totals and usage, and each GPU id with the reservation holding it."""
+    """Totals and usage, and each GPU id with the reservation holding it and that
+    reservation's tenant."""
+    from resgate.store.models import Tenant
+
     pool = live_pool(tx, name)
-    held = dict(
-        tx.session.execute(
-            select(ReservationDevice.device, ReservationDevice.reservation_id)
-            .join(Reservation, Reservation.id == ReservationDevice.reservation_id)
-            .where(ReservationDevice.pool_id == pool.id, devices.HELD, is_active_now(tx.now))
-        ).all()
-    )
+    rows = tx.session.execute(
+        select(ReservationDevice.device, ReservationDevice.reservation_id, Tenant.name)
+        .join(Reservation, Reservation.id == ReservationDevice.reservation_id)
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .where(ReservationDevice.pool_id == pool.id, devices.HELD, is_active_now(tx.now))
+    ).all()
+    held = {device: rid for device, rid, _ in rows}
     info = _info(pool, pool_usage(tx, [pool.id]).get(pool.id, Amounts()))
-    return replace(info, devices=tuple((d, held.get(d)) for d in devices.pool_ids(tx, pool.id)))
+    return replace(
+        info,
+        devices=tuple((d, held.get(d)) for d in devices.pool_ids(tx, pool.id)),
+        holders=tuple(sorted({(rid, tenant) for _, rid, tenant in rows})),
+    )
 
 
 def resize_pool(
@@ -181,6 +189,13 @@ def resize_pool(
 def delete_pool(
     tx: Tx, name: str, force: bool = False, spelled: Spelling = FIELD_NAMES
 ) -> PoolInfo:
+    return delete_pool_and_report(tx, name, force, spelled).removed
+
+
+def delete_pool_and_report(
+    tx: Tx, name: str, force: bool = False, spelled: Spelling = FIELD_NAMES
+) -> Removal[PoolInfo]:
+    """Delete a pool; with `force`, release its active reservations first (listed)."""
     pool = live_pool(tx, name)
     lock_rows(tx, Pool, [pool.id])
     sweep(tx)
@@ -196,7 +211,7 @@ def delete_pool(
     pool.deleted_at = tx.now
     tx.session.flush()
     audit.record(tx, [audit.Change("pool.delete", name, {"force": force, "released": released})])
-    return _info(pool, Amounts())
+    return Removal(_info(pool, Amounts()), reservation_infos(tx, released))
 
 
 def release_all(tx: Tx, condition: object, reason: str) -> list[str]:

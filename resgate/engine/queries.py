@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 from resgate.engine.records import Amounts, ReservationInfo
-from resgate.errors import NotFound
+from resgate.errors import Hint, NotFound
 from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, ReservationDevice, Tenant
@@ -96,13 +96,13 @@ def _live(model: type[Pool] | type[Tenant]) -> Any:
 def live_pool(tx: Tx, name: str) -> Pool:
     """The live pool named `name`, as an ORM object the caller may change."""
     pool: Pool | None = tx.session.scalars(_live(Pool), {"name": name}).one_or_none()
-    return _found(pool, "pool", name)
+    return _found(tx, pool, "pool", name)
 
 
 def live_tenant(tx: Tx, name: str) -> Tenant:
     """The live tenant named `name`, as an ORM object the caller may change."""
     tenant: Tenant | None = tx.session.scalars(_live(Tenant), {"name": name}).one_or_none()
-    return _found(tenant, "tenant", name)
+    return _found(tx, tenant, "tenant", name)
 
 
 class PoolRow(Protocol):
@@ -154,19 +154,35 @@ def pool_row(tx: Tx, name: str) -> Row[Any]:
     and tenant up in every call, and loading ORM objects cost several times the
     query (benchmarks/, cycles)."""
     row = tx.connection.execute(_live_row(Pool), {"name": name}).first()
-    return _found(row, "pool", name)
+    return _found(tx, row, "pool", name)
 
 
 def tenant_row(tx: Tx, name: str) -> Row[Any]:
     """The live tenant named `name`, read only (see pool_row)."""
     row = tx.connection.execute(_live_row(Tenant), {"name": name}).first()
-    return _found(row, "tenant", name)
+    return _found(tx, row, "tenant", name)
 
 
-def _found(value: T | None, kind: str, name: str) -> T:
+def _found(tx: Tx, value: T | None, kind: str, name: str) -> T:
     if value is None:
-        raise NotFound(f"{kind} '{name}' not found")
+        raise not_found(tx, kind, name)
     return value
+
+
+def not_found(tx: Tx, kind: str, name: str) -> NotFound:
+    """`pool 'x' not found`, with the hint of the closest live name."""
+    return NotFound(f"{kind} '{name}' not found", _missing(tx, kind, name))
+
+
+def _missing(tx: Tx, kind: str, name: str) -> Hint:
+    """The hint for a name that is not there: the closest live name, if one is
+    close (difflib's ratio of 0.6 or more)."""
+    import difflib
+
+    model = Pool if kind == "pool" else Tenant
+    names = tx.session.scalars(select(model.name).where(model.deleted_at.is_(None))).all()
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return Hint("missing", kind, name, close[0] if close else None)
 
 
 def lock_rows(tx: Tx, model: type[Pool] | type[Tenant], ids: Iterable[int]) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from resgate.limits import RESOURCES
+
+Removed = TypeVar("Removed")
 
 
 class Amounts(NamedTuple):
@@ -63,6 +65,8 @@ class PoolInfo:
     per_tenant: int | None = 1
     default_ttl: int | None = None
     max_ttl: int | None = None
+    # The tenant of each reservation in `devices`: (reservation id, tenant name).
+    holders: tuple[tuple[str, str], ...] = ()
 
     @property
     def available(self) -> Amounts:
@@ -142,6 +146,14 @@ class ReserveResult:
     preempted: list[Victim]
     # The transaction's moment: for a replay, later than the reservation's creation.
     now: datetime
+
+
+@dataclass(frozen=True)
+class Removal(Generic[Removed]):
+    """A deleted pool or removed tenant, and the reservations --force released."""
+
+    removed: Removed
+    released: list[ReservationInfo]
 
 
 @dataclass(frozen=True)

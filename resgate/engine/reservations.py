@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from resgate.clock import iso
@@ -20,7 +22,9 @@ from resgate.engine.queries import (
     ACTIVE,
     PoolRow,
     TenantRow,
+    by_name,
     insertion_order,
+    is_active_now,
     lock_reservation,
     lock_rows,
     pool_row,
@@ -46,7 +50,8 @@ from resgate.engine.validation import (
     check_reservation_request,
     check_ttl,
 )
-from resgate.errors import InsufficientResources, NotFound, Refused
+from resgate.errors import Hint, InsufficientResources, InvalidInput, NotFound, Refused
+from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Event, Pool, Reservation, Tenant
 
@@ -168,12 +173,45 @@ def _make_room(
         return []
     if not request.preempt:
         need = request.amounts
+        outranks = _outranks_holders(tx, tenant, pool, need, available, requested_ids)
         raise InsufficientResources(
             f"insufficient resources in '{pool.name}': "
             f"need cpu={need.cpu} mem={need.memory} gpu={need.gpu}, "
-            f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}"
+            f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}",
+            Hint("outranks", "tenant", tenant.name) if outranks else None,
         )
     return evictions.evict_for(tx, tenant, pool, available, request.amounts, reservation_id, forced)
+
+
+def _outranks_holders(
+    tx: Tx,
+    tenant: TenantRow,
+    pool: PoolRow,
+    need: Amounts,
+    available: Amounts,
+    requested_ids: list[int] | None,
+) -> bool:
+    """Whether a lower-priority tenant holds some of what is missing (so that
+    --preempt could make room): a resource short of the request, or a GPU asked
+    for by id."""
+    short = [r for r in RESOURCES if getattr(need, r) > getattr(available, r)]
+    if requested_ids:
+        short.append("gpu")
+    if not short:
+        return False
+    holding = or_(*(getattr(Reservation, r) > 0 for r in short))
+    lower = tx.connection.execute(
+        select(Reservation.id)
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .where(
+            Reservation.pool_id == pool.id,
+            is_active_now(tx.now),
+            Tenant.priority < tenant.priority,
+            holding,
+        )
+        .limit(1)
+    ).first()
+    return lower is not None
 
 
 def _row(
@@ -327,12 +365,49 @@ def _by_id() -> Any:
 
 def _find(tx: Tx, reservation_id: str) -> Row[Any]:
     """The stored row, read as Core (the ORM's get cost several times the query
-    on unreserve's path: benchmarks/, cycles)."""
-    check_reservation_id(reservation_id)
-    row = tx.connection.execute(_by_id(), {"id": reservation_id}).first()
+    on unreserve's path: benchmarks/, cycles). A prefix names the one reservation
+    it starts (resolve_id)."""
+    rid = resolve_id(tx, reservation_id)
+    row = tx.connection.execute(_by_id(), {"id": rid}).first()
     if row is None:
         raise NotFound(f"reservation '{reservation_id}' not found")
     return row
+
+
+AMBIGUOUS_SHOWN = 5
+
+
+def resolve_id(tx: Tx, given: str) -> str:
+    """The id that `given` (an id, or a prefix of 4 or more hex digits, any case)
+    names: among active reservations first, then among all. Several: NotFound
+    naming up to five; none: the id as given, for the caller's not-found."""
+    rid = check_reservation_id(given)
+    if len(rid) == 16:
+        return rid
+    column = by_name(tx, _reservations.c.id)
+    # A range on the primary key: ids are lowercase hex, all below 'g'.
+    starts = [column >= rid, column < rid + "g"]
+    for scope in ([*starts, _reservations.c.status == ACTIVE], starts):
+        found = list(
+            tx.connection.execute(
+                select(_reservations.c.id).where(*scope).order_by(column).limit(AMBIGUOUS_SHOWN + 1)
+            ).scalars()
+        )
+        if len(found) == 1:
+            return str(found[0])
+        if found:
+            shown = ", ".join(_told_apart(found[:AMBIGUOUS_SHOWN]))
+            more = ", …" if len(found) > AMBIGUOUS_SHOWN else ""
+            raise NotFound(f"reservation prefix '{given}' is ambiguous: {shown}{more}")
+    return rid
+
+
+def _told_apart(ids: list[str]) -> list[str]:
+    """Short ids (8 hex digits and `…`), longer where 8 do not tell them apart."""
+    length = 8
+    while length < 16 and len({rid[:length] for rid in ids}) < len(ids):
+        length += 1
+    return [rid if length == 16 else f"{rid[:length]}…" for rid in ids]
 
 
 def _require_active(tx: Tx, reservation_id: str, caller: Caller | None = None) -> Row[Any]:
@@ -354,6 +429,21 @@ def _require_active(tx: Tx, reservation_id: str, caller: Caller | None = None) -
             f"reservation '{reservation.id}' is not active (status: {reservation.status})"
         )
     return reservation
+
+
+def unreserve_many(
+    tx: Tx, reservation_ids: list[str], caller: Caller | None = None
+) -> list[ReservationInfo]:
+    """Release each, in order, in this one transaction: all or, if one is refused,
+    none. An id given twice (or two prefixes of one) releases it once."""
+    released: list[ReservationInfo] = []
+    seen: set[str] = set()
+    for given in reservation_ids:
+        rid = resolve_id(tx, given)
+        if rid not in seen:
+            seen.add(rid)
+            released.append(unreserve(tx, given, caller))
+    return released
 
 
 def unreserve(tx: Tx, reservation_id: str, caller: Caller | None = None) -> ReservationInfo:
@@ -393,27 +483,77 @@ def extend(
     tx: Tx, reservation_id: str, ttl: int | None, caller: Caller | None = None
 ) -> ReservationInfo:
     """`expires_at = now + ttl`; a ttl of 0 or None removes the expiry."""
-    return _set_expiry(tx, reservation_id, ttl, "reservation.extend", bounded=True, caller=caller)
+    return extend_and_report(tx, reservation_id, Extension(ttl=ttl), caller).reservation
 
 
 def renew(tx: Tx, reservation_id: str, ttl: int) -> ReservationInfo:
     """A lease renewal by `resgate run`: extend, logged as `reservation.renew`."""
-    return _set_expiry(tx, reservation_id, ttl, "reservation.renew")
+    lease = check_ttl(ttl)
+    return _set_expiry(tx, reservation_id, lambda _: _ends(tx.now, lease), "reservation.renew")
+
+
+@dataclass(frozen=True)
+class Extension:
+    """How `extend` moves the end: `ttl` from now (0: no end), `by` seconds past the
+    current end, or `until` an instant (README "Typing less"). Exactly one is set."""
+
+    ttl: int | None = None
+    by: int | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ExtendResult:
+    reservation: ReservationInfo
+    before: datetime | None  # the end it had
+    now: datetime
+
+
+def extend_and_report(
+    tx: Tx,
+    reservation_id: str,
+    change: Extension,
+    caller: Caller | None = None,
+    spelled: Spelling = FIELD_NAMES,
+) -> ExtendResult:
+    """Move a reservation's end; what it was before, and the transaction's now."""
+    before: list[datetime | None] = []
+
+    def end(row: Row[Any]) -> datetime | None:
+        before.append(row.expires_at)
+        if change.by is not None:
+            if row.expires_at is None:
+                raise Refused(
+                    f"reservation '{row.id}' has no end to extend: use "
+                    f"{spelled.get('ttl', 'ttl')} or {spelled.get('until', 'until')}"
+                )
+            moved: datetime = row.expires_at + timedelta(seconds=change.by)
+            return moved
+        if change.until is not None:
+            if change.until <= tx.now:
+                raise InvalidInput(f"the new end {iso(change.until)} is not after now")
+            return change.until
+        return _ends(tx.now, check_ttl(change.ttl))
+
+    info = _set_expiry(tx, reservation_id, end, "reservation.extend", True, caller)
+    return ExtendResult(info, before[0], tx.now)
 
 
 def _set_expiry(
     tx: Tx,
     reservation_id: str,
-    ttl: int | None,
+    end: Callable[[Row[Any]], datetime | None],
     action: str,
     bounded: bool = False,
     caller: Caller | None = None,
 ) -> ReservationInfo:
-    """bounded: the pool's maximum TTL applies (an extend; never a lease's renewal)."""
-    ttl = check_ttl(ttl)
+    """`end(row)`: the new expiry. bounded: the pool's maximum TTL applies (an
+    extend; never a lease's renewal)."""
     reservation = _require_active(tx, reservation_id, caller)
     old = {"ttl": reservation.ttl, "expires_at": _iso(reservation.expires_at)}
-    expires_at = _ends(tx.now, ttl)
+    expires_at = end(reservation)
+    # The stored ttl stays "seconds from the last change to the end" (docs/schema.md).
+    ttl = None if expires_at is None else max(1, math.ceil((expires_at - tx.now).total_seconds()))
     if bounded:
         pool = tx.connection.execute(_pool_by_id(), {"id": reservation.pool_id}).one()
         policies.check_length(pool, reservation.created_at, expires_at)

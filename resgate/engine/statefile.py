@@ -168,6 +168,9 @@ def parse_state(raw: bytes, display: str) -> StateFile:
         raise StateFileError(
             f"{display}: expected a JSON object at the top level, got {_kind(document)}"
         )
+    for key in document:
+        if key not in TOP_LEVEL:
+            raise StateFileError(f"{display}: unknown key {_shown_key(key)} ({_hint(key)})")
     return StateFile(
         pools=[_pool(p, k, v) for k, v, p in _entries(document, "pools")],
         tenants=[_tenant(p, k, v) for k, v, p in _entries(document, "tenants")],
@@ -180,6 +183,31 @@ def parse_state(raw: bytes, display: str) -> StateFile:
             for k, v, p in _entries(document, "reservations")
         ],
     )
+
+
+# The file's top-level keys: a misspelt one would otherwise import nothing of what
+# it holds, silently (README "Coming from the Go version").
+TOP_LEVEL = ("pools", "tenants", "reservations", "history")
+# What people call the maps, as they read the Go tool's code and files.
+_CALLED = {"active": "reservations", "active_reservations": "reservations", "ended": "history"}
+_MAPS = {"reservations": "the active map", "history": "the ended reservations"}
+
+
+def _hint(key: str) -> str:
+    import difflib
+
+    meant = _CALLED.get(key.lower())
+    if meant is not None:
+        return f"{_MAPS[meant]} is '{meant}'"
+    close = difflib.get_close_matches(key, TOP_LEVEL, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "known: " + ", ".join(TOP_LEVEL)
+
+
+def _shown_key(key: str) -> str:
+    text = repr(key)
+    return text if len(text) <= 60 else f"{text[:56]}...'"
 
 
 @dataclass(frozen=True)

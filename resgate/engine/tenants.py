@@ -6,9 +6,15 @@ from sqlalchemy import func, select
 
 from resgate.engine import audit, members
 from resgate.engine.pools import release_all
-from resgate.engine.queries import by_name, is_active_now, live_tenant, lock_rows
+from resgate.engine.queries import (
+    by_name,
+    is_active_now,
+    live_tenant,
+    lock_rows,
+    reservation_infos,
+)
 from resgate.engine.quotas import held_by, limits_of
-from resgate.engine.records import Amounts, Limits, TenantInfo
+from resgate.engine.records import Amounts, Limits, Removal, TenantInfo
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import (
     FIELD_NAMES,
@@ -19,7 +25,7 @@ from resgate.engine.validation import (
     check_priority,
     check_tenant_change,
 )
-from resgate.errors import Refused
+from resgate.errors import Hint, Refused
 from resgate.limits import DEFAULT_PRIORITY
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
@@ -64,7 +70,7 @@ def add_tenant(
         select(Tenant.id).where(Tenant.name == name, Tenant.deleted_at.is_(None))
     )
     if exists is not None:
-        raise Refused(f"tenant '{name}' already exists")
+        raise Refused(f"tenant '{name}' already exists", Hint("exists", "tenant", name))
     tenant = Tenant(
         name=name,
         priority=priority,
@@ -133,6 +139,13 @@ def update_tenant(
 def remove_tenant(
     tx: Tx, name: str, force: bool = False, spelled: Spelling = FIELD_NAMES
 ) -> TenantInfo:
+    return remove_tenant_and_report(tx, name, force, spelled).removed
+
+
+def remove_tenant_and_report(
+    tx: Tx, name: str, force: bool = False, spelled: Spelling = FIELD_NAMES
+) -> Removal[TenantInfo]:
+    """Remove a tenant; with `force`, release its active reservations first (listed)."""
     tenant = live_tenant(tx, name)
     pool_ids = tx.session.scalars(
         select(Reservation.pool_id).where(
@@ -154,4 +167,4 @@ def remove_tenant(
     tenant.deleted_at = tx.now
     tx.session.flush()
     audit.record(tx, [audit.Change("tenant.remove", name, {"force": force, "released": released})])
-    return _info(tenant)
+    return Removal(_info(tenant), reservation_infos(tx, released))

@@ -26,6 +26,7 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ID_PATTERN = re.compile(r"[0-9a-f]{16}")
+PREFIX_PATTERN = re.compile(r"[0-9a-fA-F]{4,16}")
 USER_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
@@ -92,11 +93,14 @@ def check_ttl(ttl: int | None) -> int | None:
 
 
 def check_reservation_id(value: str) -> str:
-    if not ID_PATTERN.fullmatch(value):
+    """A reservation id, or a prefix of one (README "Typing less"): 4 to 16 hex
+    digits in any case; returned in lowercase, as ids are stored."""
+    if not PREFIX_PATTERN.fullmatch(value):
         raise InvalidInput(
-            f"invalid reservation id {value!r}: expected 16 lowercase hex characters"
+            f"invalid reservation id {value!r}: expected 4 to 16 hex digits "
+            "(an id, or the start of one)"
         )
-    return value
+    return value.lower()
 
 
 def check_limits(limits: Limits) -> Limits:

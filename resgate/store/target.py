@@ -60,6 +60,7 @@ def _resolve(value: str | None) -> Target:
     if value.startswith("sqlite:"):
         value = _sqlite_url_path(value)
     elif "://" in value:
+        value = server_url(value)
         return Target(url=value, path=None, display=hide_in_url(value))
     if value == ":memory:":
         raise InvalidInput(MEMORY_REFUSED)
@@ -69,6 +70,15 @@ def _resolve(value: str | None) -> Target:
         user = value[1:].split("/", 1)[0]
         raise DatabaseProblem.cannot_open(value, f"no such user: {user}") from None
     return _file_target(path)
+
+
+def server_url(value: str) -> str:
+    """`postgres://` and `postgresql://` (what libpq and most tools write) as the
+    driver resgate ships with, `postgresql+psycopg://`."""
+    for scheme in ("postgres://", "postgresql://"):
+        if value.startswith(scheme):
+            return "postgresql+psycopg://" + value[len(scheme) :]
+    return value
 
 
 def _file_target(path: Path) -> Target:

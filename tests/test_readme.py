@@ -1,0 +1,42 @@
+"""The README's examples work as written: the state file of "Coming from the Go
+version" imports, and every `resgate` line of "Pool policies" runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+from helpers import Cli, ok
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def section(title: str) -> str:
+    start = README.index(f"\n{title}\n")
+    following = re.search(r"\n#{2,3} ", README[start + len(title) + 2 :])
+    end = start + len(title) + 2 + following.start() if following else len(README)
+    return README[start:end]
+
+
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def test_the_state_file_example_imports(cli: Cli, tmp_path: Path):
+    (example,) = [b for b in blocks(section("## Coming from the Go version"), "json")
+                  if '"history"' in b]  # fmt: skip
+    path = tmp_path / "state.json"
+    path.write_text(example)
+    summary = json.loads(ok(cli, "import-state", str(path), "--json").stdout)
+    assert summary["created"] == {"pools": 1, "tenants": 1, "reservations": 2}
+    assert summary["statuses"] == {"active": 1, "expired": 0, "released": 1}
+
+
+def test_the_pool_policies_commands_run(cli: Cli):
+    (commands,) = blocks(section("### Pool policies"), "sh")
+    for line in commands.splitlines():
+        words = shlex.split(line, comments=True)
+        assert words[0] == "resgate", line
+        ok(cli, *words[1:])
