@@ -213,7 +213,8 @@ def test_the_reservation_is_looked_at_every_1_5_s_between_renewals():
     while clock.now < 12.0:
         clock.now = round(clock.now + 0.1, 1)
         assert held.step(clock.now) is None
-    # SPEC §15.8: at least every 2 s. The renewal at 10 s looks too, and moves the next look.
+    # At least every 2 s (README "Running a job on reserved GPUs"). The renewal at
+    # 10 s looks too, and moves the next look.
     assert looks.calls == [1.5, 3.0, 4.5, 6.0, 7.5, 9.0, 11.5]
     assert [when for _, _, when in renewals.calls] == [10.0]
     assert held.next_event == 13.0
@@ -252,7 +253,7 @@ def test_renewals_stop_at_the_time_limit():
     for when in (3.0, 6.0, 9.0, 9.9):
         clock.now = when
         assert held.renew() is None
-    # SPEC §17.5: never past the end (rounded up to a whole second, at least 1 s).
+    # Never past the end (rounded up to a whole second, at least 1 s).
     assert [ttl for _, ttl, _ in renewals.calls] == [7, 4, 1, 1]
     assert held.end == 9.9 + 1
 

@@ -1,4 +1,4 @@
-"""Waiting for the write lock (README "Exit codes"; the spec's §15.8): a command
+"""Waiting for the write lock (README "One database for the whole machine"): a command
 that waits for another writer stops on SIGINT or SIGTERM within 0.2 s (exit 130 or
 143, nothing changed), since SQLite is asked for the lock in short tries with the
 signal handlers run between them; on a terminal it says once, after a second,

@@ -1,5 +1,5 @@
 """One database for the whole machine (README "One database for the whole
-machine"; the spec's §15.2): `resgate db init --shared` gives a directory to a
+machine"): `resgate db init --shared` gives a directory to a
 group (2770, setgid) and the database and its -wal and -shm to that group (0660);
 every file resgate makes beside a database is 0600 in a private directory and
 0660 with the directory's group in a shared one; a backup is never more readable

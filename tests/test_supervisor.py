@@ -1,7 +1,8 @@
-"""The job never outlives its lease (SPEC §15.8, §15.7), with real processes: the
-supervisor of resgate/cli/supervisor.py on its own, then `resgate run` killed with
-SIGKILL, stopped with SIGSTOP, preempted or released from outside, and stopped at its
-time limit. Times are measured, on the monotonic clock every process shares."""
+"""The job never outlives its lease (README "Running a job on reserved GPUs"),
+with real processes: the supervisor of resgate/cli/supervisor.py on its own, then
+`resgate run` killed with SIGKILL, stopped with SIGSTOP, preempted or released from
+outside, and stopped at its time limit. Times are measured, on the monotonic clock every
+process shares."""
 
 from __future__ import annotations
 

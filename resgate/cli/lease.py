@@ -1,7 +1,7 @@
 """What `resgate run` keeps track of while COMMAND runs (README "Running a job on
 reserved GPUs"): the lease it renews every third of its TTL and the reservation it
-looks at in between (SPEC §15.8: at least every 2 s), the time limit (§15.7), and
-the job, which it sees through the job's supervisor (resgate/cli/supervisor.py).
+looks at in between (at least every 2 s), the time limit, and the job, which it sees
+through the job's supervisor (resgate/cli/supervisor.py).
 
 No Typer and no engine: the renewal, the look and the clock are passed in, so the
 objects can be driven by tests without a database or, for `Lease`, processes."""
@@ -21,8 +21,8 @@ from resgate.cli import process
 from resgate.errors import Busy, DatabaseProblem, ResgateError
 
 RETRY_PAUSE = 1.0  # seconds between attempts at a renewal that failed for a passing reason
-# SPEC §15.8: a preemption, release or lost lease is noticed within 2 s; the look
-# itself takes a moment, so it starts more often than that.
+# A preemption, release or lost lease is noticed within 2 s (README "Running a
+# job on reserved GPUs"); the look itself takes a moment, so it starts more often.
 CHECK_EVERY = 1.5
 IDLE_POLL = 1.0  # longest sleep while COMMAND runs: the supervisor's pipe cuts it short
 
@@ -55,7 +55,7 @@ class Lease:
     `renew(reservation_id, ttl)` renews it in one (write) transaction and `check(
     reservation_id)` looks at it in a read transaction; both return the reservation
     (when it is not active any more: what became of it). A renewal never takes the
-    lease past `until` (the time limit's end, SPEC §17.5) by more than a second."""
+    lease past `until` (the time limit's end) by more than a second."""
 
     def __init__(
         self,
@@ -154,7 +154,7 @@ class Lease:
 
 
 class TimeLimit:
-    """The planned end of a run (SPEC §15.7) on the monotonic clock: the job gets
+    """The planned end of a run (README "Pool policies") on the monotonic clock: the job gets
     SIGTERM `grace` before it and SIGKILL at it."""
 
     def __init__(

@@ -6,14 +6,13 @@ runs, and looked at (a read, no write lock) at least every 2 s in between, so a
 preemption, a release by someone else or a lost lease stops the job within 2 s.
 COMMAND is started by a small supervising process (resgate/cli/supervisor.py) that
 owns it, its process group and the descendants that left the group, and that stops
-them all when this process dies or stops renewing: the job never outlives its lease
-(SPEC §15.8). SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND's group through
-it. With a time limit (--time-limit, or the pool's maximum TTL), the job gets
-SIGTERM --grace before the end and SIGKILL at it, and resgate exits 124 (SPEC
-§15.7). No transaction is held open while COMMAND runs: every renewal and every
-look opens the database, runs one transaction and closes it again. The processes
-are handled in resgate/cli/process.py, the lease, the time limit and the job as
-seen from here in resgate/cli/lease.py."""
+them all when this process dies or stops renewing: the job never outlives its
+lease. SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND's group through it. With
+a time limit (--time-limit, or the pool's maximum TTL), the job gets SIGTERM
+--grace before the end and SIGKILL at it, and resgate exits 124. No transaction is
+held open while COMMAND runs: every renewal and every look opens the database, runs one
+transaction and closes it again. The processes are handled in resgate/cli/process.py,
+the lease, the time limit and the job as seen from here in resgate/cli/lease.py."""
 
 from __future__ import annotations
 
@@ -120,7 +119,8 @@ def _renew(ctx: typer.Context, reservation_id: str, ttl: int) -> ReservationInfo
 
 
 def _check(ctx: typer.Context, reservation_id: str) -> ReservationInfo:
-    """Look at the reservation in a read transaction: no write lock (SPEC §15.8)."""
+    """Look at the reservation in a read transaction: no write lock (README
+    "Running a job on reserved GPUs")."""
     from resgate.engine.queries import reservation_info
 
     return transact(ctx, lambda tx: reservation_info(tx, reservation_id), write=False)
@@ -309,7 +309,7 @@ def _run_job(ctx: typer.Context, plan: Plan, command: list[str], signals: JobSig
 
 
 def time_limit(option: int | None, pool_max: int | None) -> int | None:
-    """`run`'s time limit in seconds (SPEC §15.7), or None: --time-limit, or the
+    """`run`'s time limit in seconds (README "Pool policies"), or None: --time-limit, or the
     pool's maximum reservation length when there is one and it is shorter."""
     return min((limit for limit in (option, pool_max) if limit), default=None)
 

@@ -1,5 +1,6 @@
-"""The job's own supervisor (SPEC §15.8): a small process that `resgate run` starts
-and that starts COMMAND, so the job never outlives its lease, even when `run` dies.
+"""The job's own supervisor (README "Running a job on reserved GPUs"): a small
+process that `resgate run` starts and that starts COMMAND, so the job never outlives its
+lease, even when `run` dies.
 
     resgate run ──control pipe──▶ supervisor ──▶ COMMAND, its process group
                 ◀──status pipe───    (subreaper)     └─ its descendants, setsid'd or not
