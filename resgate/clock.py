@@ -28,6 +28,11 @@ class FixedClock:
         self._now += timedelta(seconds=seconds)
 
 
+def ends(now: datetime, ttl: int | None) -> datetime | None:
+    """The end of a TTL of `ttl` seconds from `now`; None (no end) for 0 or None."""
+    return now + timedelta(seconds=ttl) if ttl else None
+
+
 def iso(value: datetime) -> str:
     """2026-11-24T13:05:00.123456Z: the one way resgate writes a time as text (the
     audit log, JSON, CSV). isoformat() is several times faster than strftime()."""

@@ -32,7 +32,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from resgate.clock import iso
-from resgate.engine import audit, pools, reservations, sweep, tenants
+from resgate.engine import audit, evictions, extension, pools, release, reservations, sweep, tenants
 from resgate.engine.records import Amounts, Limits
 from resgate.engine.reservations import ReserveRequest
 from resgate.errors import Refused
@@ -297,9 +297,9 @@ OPERATIONS: dict[str, Callable[[Tx, dict[str, str]], object]] = {
     "reserve --preempt": lambda tx, ids: reservations.reserve(
         tx, ReserveRequest("hi", "p", Amounts(4, 0, 0), preempt=True)
     ),
-    "unreserve": lambda tx, ids: reservations.unreserve(tx, ids["a"]),
-    "extend": lambda tx, ids: reservations.extend(tx, ids["a"], 600),
-    "preempt": lambda tx, ids: reservations.preempt(tx, "hi", "lo", None),
+    "unreserve": lambda tx, ids: release.unreserve(tx, ids["a"]),
+    "extend": lambda tx, ids: extension.extend(tx, ids["a"], 600),
+    "preempt": lambda tx, ids: evictions.preempt(tx, "hi", "lo", None),
     "sweep": lambda tx, ids: sweep.sweep(tx),
 }
 
@@ -770,7 +770,7 @@ def test_audit_log_filters_and_columns(cli: Callable[..., Result], engine: Engin
     engine.write(tenants.add_tenant, "a", 5, Limits())  # 13:00
     r = reserve(engine, "a", "p", cpu=1).reservation
     engine.clock.advance(3600)
-    engine.write(reservations.unreserve, r.id)  # 14:00
+    engine.write(release.unreserve, r.id)  # 14:00
     reserve(engine, "a", "p", cpu=2)
 
     events = log(cli)

@@ -11,7 +11,7 @@ from helpers import reserve
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from resgate.engine import listing, pools, reservations, tenants
+from resgate.engine import evictions, listing, pools, release, tenants
 from resgate.engine.records import Amounts
 from resgate.engine.sweep import sweep
 from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
@@ -37,7 +37,7 @@ def test_default_ids_and_lowest_free(box):
     a = reserve(box, "lo", "box", gpu=2).reservation
     b = reserve(box, "mid", "box", gpu=3).reservation
     assert (a.gpu_ids, b.gpu_ids) == ((0, 1), (2, 3, 4))
-    box.write(reservations.unreserve, a.id)
+    box.write(release.unreserve, a.id)
     c = reserve(box, "hi", "box", gpu=3).reservation
     assert c.gpu_ids == (0, 1, 5)  # the lowest free ids
     held = dict(devices(box))
@@ -64,7 +64,7 @@ def test_explicit_ids(engine):
 
 def test_every_end_frees_devices(box):
     a = reserve(box, "lo", "box", gpu=2).reservation
-    box.write(reservations.unreserve, a.id)
+    box.write(release.unreserve, a.id)
     b = reserve(box, "lo", "box", gpu=2, ttl=10).reservation
     assert b.gpu_ids == (0, 1)
     box.clock.advance(10)
@@ -72,7 +72,7 @@ def test_every_end_frees_devices(box):
     assert dict(devices(box))[0] is None
     assert box.write(sweep) == [b.id]
     c = reserve(box, "lo", "box", gpu=8).reservation
-    box.write(reservations.preempt, "hi", "lo")
+    box.write(evictions.preempt, "hi", "lo")
     box.clock.advance(1)
     d = reserve(box, "mid", "box", gpu=8).reservation
     box.write(pools.delete_pool, "box", force=True)
@@ -120,7 +120,7 @@ def test_resize_devices(box):
         box.write(pools.resize_pool, "box", gpu_ids=[0, 2, 3])
     box.write(pools.resize_pool, "box", gpu_ids=[0, 1, 9])
     assert [d for d, _ in devices(box)] == [0, 1, 9]
-    box.write(reservations.unreserve, r.id)
+    box.write(release.unreserve, r.id)
     assert reserve(box, "mid", "box", gpu=3).reservation.gpu_ids == (0, 1, 9)
 
 

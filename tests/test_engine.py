@@ -9,7 +9,17 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from resgate.clock import iso
-from resgate.engine import check, listing, pools, reservations, status, tenants
+from resgate.engine import (
+    check,
+    evictions,
+    extension,
+    listing,
+    pools,
+    release,
+    reservations,
+    status,
+    tenants,
+)
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
@@ -128,7 +138,7 @@ def test_sweep_cost_does_not_grow_with_due_rows_or_history(setup, backend):
             )
         # History the statements must not walk: ended reservations of each pool.
         for r in made[:2]:
-            setup.write(reservations.unreserve, r.id)
+            setup.write(release.unreserve, r.id)
             made.remove(r)
             again = ReserveRequest(r.tenant, r.pool, Amounts(1, 0, 1), 10)
             made.append(setup.write(reservations.reserve, again))
@@ -168,23 +178,23 @@ def test_sweep_cost_does_not_grow_with_due_rows_or_history(setup, backend):
 
 def test_unreserve_and_extend(setup):
     r = reserve(setup, "low", "p", cpu=1, ttl=30).reservation
-    extended = setup.write(reservations.extend, r.id, 600)
+    extended = setup.write(extension.extend, r.id, 600)
     assert extended.ttl == 600
     assert extended.expires_at == setup.clock.now().replace() + __import__("datetime").timedelta(
         seconds=600
     )
-    forever = setup.write(reservations.extend, r.id, 0)
+    forever = setup.write(extension.extend, r.id, 0)
     assert forever.ttl is None and forever.expires_at is None
-    released = setup.write(reservations.unreserve, r.id)
+    released = setup.write(release.unreserve, r.id)
     assert released.status == "released" and released.ended_at == setup.clock.now()
     with pytest.raises(Refused, match=r"is not active \(status: released\)"):
-        setup.write(reservations.unreserve, r.id)
+        setup.write(release.unreserve, r.id)
     with pytest.raises(Refused, match=r"is not active \(status: released\)"):
-        setup.write(reservations.extend, r.id, 10)
+        setup.write(extension.extend, r.id, 10)
     with pytest.raises(NotFound):
-        setup.write(reservations.unreserve, "0123456789abcdef")
+        setup.write(release.unreserve, "0123456789abcdef")
     with pytest.raises(InvalidInput):
-        setup.write(reservations.unreserve, "ABC")
+        setup.write(release.unreserve, "ABC")
 
 
 def test_preempt(setup):
@@ -192,19 +202,19 @@ def test_preempt(setup):
     a = reserve(setup, "low", "p", cpu=1).reservation
     b = reserve(setup, "low", "q", cpu=2).reservation
     with pytest.raises(Refused, match=r"'mid' \(priority 5\) must outrank 'high' \(priority 9\)"):
-        setup.write(reservations.preempt, "mid", "high")
+        setup.write(evictions.preempt, "mid", "high")
     with pytest.raises(Refused, match="must outrank"):
-        setup.write(reservations.preempt, "low", "low")
+        setup.write(evictions.preempt, "low", "low")
     with pytest.raises(NotFound, match="tenant 'ghost' not found"):
-        setup.write(reservations.preempt, "ghost", "nobody")
-    result = setup.write(reservations.preempt, "high", "low", "q")
+        setup.write(evictions.preempt, "ghost", "nobody")
+    result = setup.write(evictions.preempt, "high", "low", "q")
     assert [r.id for r in result.preempted] == [b.id]
     assert result.preempted[0].status == "preempted"
     assert result.preempted[0].preempted_by == "high"
-    result = setup.write(reservations.preempt, "high", "low")
+    result = setup.write(evictions.preempt, "high", "low")
     assert [r.id for r in result.preempted] == [a.id]
     with pytest.raises(NotFound, match="has no active reservations to preempt"):
-        setup.write(reservations.preempt, "high", "low")
+        setup.write(evictions.preempt, "high", "low")
 
 
 def test_resize_and_delete(setup):

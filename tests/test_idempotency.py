@@ -22,7 +22,7 @@ from helpers import Engine, Result, ok
 from sqlalchemy import func, select
 
 from resgate.clock import FixedClock
-from resgate.engine import pools, reservations, tenants
+from resgate.engine import pools, release, replay, reservations, tenants
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.errors import Refused
@@ -261,15 +261,15 @@ def test_a_concurrent_twin_is_resolved_by_the_unique_index(
     engine.write(tenants.add_tenant, "t", 5)
     request = ReserveRequest("t", "p", Amounts(1, 0, 0), None, "K")
     twin = engine.write(reservations.reserve, request)
-    engine.write(reservations.unreserve, twin.id)  # so only the key collides
-    real = reservations._replay
+    engine.write(release.unreserve, twin.id)  # so only the key collides
+    real = replay.replay
     calls: list[int] = []
 
     def blind(tx: Tx, *args: Any) -> Any:
         calls.append(1)
         return None if len(calls) <= 2 else real(tx, *args)
 
-    monkeypatch.setattr(reservations, "_replay", blind)
+    monkeypatch.setattr(replay, "replay", blind)
 
     def rows(tx: Tx) -> tuple[int, int]:
         return (

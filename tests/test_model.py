@@ -37,7 +37,17 @@ from hypothesis.stateful import (
 from model import START, Fail, Model
 
 from resgate.clock import FixedClock
-from resgate.engine import check, listing, pools, reservations, status, tenants
+from resgate.engine import (
+    check,
+    evictions,
+    extension,
+    listing,
+    pools,
+    release,
+    reservations,
+    status,
+    tenants,
+)
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
@@ -251,7 +261,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
     def unreserve(self, index: int, unknown: bool) -> None:
         rid = self.pick(index, unknown and index % 5 == 0)
         self.both(
-            lambda tx: reservations.unreserve(tx, rid),
+            lambda tx: release.unreserve(tx, rid),
             lambda got: self.model.unreserve(rid),
             lambda info: info.id,
         )
@@ -260,7 +270,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
     def extend(self, index: int, unknown: bool, ttl: int) -> None:
         rid = self.pick(index, unknown and index % 5 == 0)
         self.both(
-            lambda tx: reservations.extend(tx, rid, ttl),
+            lambda tx: extension.extend(tx, rid, ttl),
             lambda got: self.model.extend(rid, ttl),
             lambda info: (info.id, info.ttl, info.expires_at),
         )
@@ -272,7 +282,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
     )
     def preempt(self, attacker: str, victim: str, pool: str | None) -> None:
         self.both(
-            lambda tx: reservations.preempt(tx, attacker, victim, pool),
+            lambda tx: evictions.preempt(tx, attacker, victim, pool),
             lambda got: self.model.preempt(attacker, victim, pool),
             lambda result: [r.id for r in result.preempted],
         )

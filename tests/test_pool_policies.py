@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from helpers import Cli, js, ok, reserve
 
-from resgate.engine import pools, reservations, tenants
+from resgate.engine import extension, pools, release, reservations, tenants
 from resgate.engine.policies import Policy
 from resgate.engine.records import Amounts
 from resgate.engine.reservations import ReserveRequest
@@ -63,17 +63,17 @@ def test_lowering_the_limit_keeps_what_is_held_and_stops_new_ones(lab):
     assert info.per_tenant == 1
     with pytest.raises(Refused, match=r"already holds 2 reservation\(s\) .* allows 1"):
         reserve(lab, "nlp", "g", cpu=1)
-    lab.write(reservations.unreserve, held[0])
+    lab.write(release.unreserve, held[0])
     with pytest.raises(Refused, match=f"already has active reservation '{held[1]}'"):
         reserve(lab, "nlp", "g", cpu=1)
-    lab.write(reservations.unreserve, held[1])
+    lab.write(release.unreserve, held[1])
     reserve(lab, "nlp", "g", cpu=1)
 
 
 def test_released_and_expired_reservations_do_not_count(lab, clock):
     reserve(lab, "nlp", "g", cpu=1, ttl=60)
     released = reserve(lab, "nlp", "g", cpu=1).reservation
-    lab.write(reservations.unreserve, released.id)
+    lab.write(release.unreserve, released.id)
     reserve(lab, "nlp", "g", cpu=1)
     clock.advance(61)  # the first one is due: swept by the next write
     reserve(lab, "nlp", "g", cpu=1)
@@ -182,7 +182,7 @@ def test_an_ended_reservations_runner_may_only_be_cleared(lab):
     done = reserve(lab, "nlp", "g", cpu=1).reservation
     with raw() as connection:
         connection.execute(f"UPDATE reservations SET runner = '12@box' WHERE id = '{done.id}'")
-    lab.write(reservations.unreserve, done.id)
+    lab.write(release.unreserve, done.id)
     with raw() as connection:
         for statement in (
             "UPDATE reservations SET runner = '13@box'",
@@ -228,10 +228,10 @@ def test_the_maximum_bounds_reserve_and_extend_but_not_renewals(bounded, clock):
     made = reserve(bounded, "nlp", "b", cpu=1, ttl=86400).reservation  # exactly the maximum
     clock.advance(3600)
     with pytest.raises(Refused, match="at most 1d"):
-        bounded.write(reservations.extend, made.id, 86400)  # would end 25 h after it began
+        bounded.write(extension.extend, made.id, 86400)  # would end 25 h after it began
     with pytest.raises(Refused, match="at most 1d"):
-        bounded.write(reservations.extend, made.id, 0)  # no end at all
-    assert bounded.write(reservations.extend, made.id, 82800).ttl == 82800
+        bounded.write(extension.extend, made.id, 0)  # no end at all
+    assert bounded.write(extension.extend, made.id, 82800).ttl == 82800
 
     bounded.write(pools.update_pool, "b", {"max_ttl": 3600})
     lease = ReserveRequest("nlp", "b", Amounts(1, 0, 0), ttl=120, lease=True)
@@ -239,7 +239,7 @@ def test_the_maximum_bounds_reserve_and_extend_but_not_renewals(bounded, clock):
     assert leased.ttl == 120  # a lease keeps its own TTL, never the pool's default
     for _ in range(50):  # renewals for longer than the maximum: never refused
         clock.advance(100)
-        assert bounded.write(reservations.renew, leased.id, 120).status == "active"
+        assert bounded.write(extension.renew, leased.id, 120).status == "active"
 
 
 def test_no_end_is_refused_where_there_is_a_maximum_and_no_default(bounded):

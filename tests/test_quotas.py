@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import reserve
 
-from resgate.engine import pools, reservations, tenants
+from resgate.engine import pools, release, reservations, tenants
 from resgate.engine.records import Amounts, Limits
 from resgate.engine.reservations import ReserveRequest
 from resgate.errors import InsufficientResources, Refused
@@ -58,7 +58,7 @@ def test_lowering_a_cap_below_holdings_only_stops_new_reservations(capped):
     assert info.max == Limits(4, None, 2) and info.held == Amounts(0, 0, 6)
     with pytest.raises(Refused, match="gpu 6 held \\+ 1 requested > 2"):
         reserve(capped, "t", "b", gpu=1)
-    capped.write(reservations.unreserve, held.id)
+    capped.write(release.unreserve, held.id)
     reserve(capped, "t", "b", gpu=2)
 
 

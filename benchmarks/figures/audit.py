@@ -27,7 +27,8 @@ from pathlib import Path
 import resgate
 from resgate.engine.pools import create_pool
 from resgate.engine.records import Amounts
-from resgate.engine.reservations import ReserveRequest, reserve, unreserve
+from resgate.engine.release import unreserve
+from resgate.engine.reservations import ReserveRequest, reserve
 from resgate.engine.tenants import add_tenant
 from resgate.store.database import open_database, resolve_target
 

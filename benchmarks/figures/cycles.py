@@ -20,7 +20,8 @@ from figures.sweep import SWEEP_BARE
 
 def _engine_step(path: str, tenant: str) -> Callable[[], None]:
     from resgate.engine.records import Amounts
-    from resgate.engine.reservations import ReserveRequest, reserve, unreserve
+    from resgate.engine.release import unreserve
+    from resgate.engine.reservations import ReserveRequest, reserve
     from resgate.store.database import open_database, resolve_target
 
     db = open_database(resolve_target(path), write=True)

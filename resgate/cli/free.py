@@ -34,7 +34,7 @@ def free(ctx: typer.Context, pool: OnlyPool = None, json: Json = False, wide: Wi
 
         out_json([data.free(p) for p in pools])
     elif pools:
-        from resgate.render.text import free_table
+        from resgate.render.views import free_table
 
         out(free_table(pools, style(ctx).widened(wide)))
     else:

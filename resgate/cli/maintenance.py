@@ -191,7 +191,7 @@ def audit_log(
         out(dumps_for(events, encoding))
     elif events:
         from resgate.cli.state import style
-        from resgate.render.text import events_table
+        from resgate.render.tables import events_table
 
         out(events_table(events, encoding, style(ctx).widened(wide)))
     else:

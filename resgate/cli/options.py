@@ -53,6 +53,9 @@ Memory = Annotated[
     typer.Option("--memory", help="Memory: MB, or a size like 512M, 8G.", show_default=False),
 ]
 Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]
+Preempt = Annotated[
+    bool, typer.Option("--preempt", help="Evict lower-priority reservations if needed.")
+]
 GpuIds = Annotated[
     str | None,
     typer.Option("--gpu-ids", help="GPU device ids, like 0,1,4-7.", show_default=False),

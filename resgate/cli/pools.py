@@ -131,7 +131,7 @@ def list_(ctx: typer.Context, json: Json = False, wide: Wide = False) -> None:
 
         out_json([data.pool(p) for p in pools])
     elif pools:
-        from resgate.render.text import pools_table
+        from resgate.render.tables import pools_table
 
         out(pools_table(pools, style(ctx).widened(wide)))
     else:
@@ -156,7 +156,7 @@ def show(
 
         out_json(data.pool(pool, with_devices=True))
     else:
-        from resgate.render.text import pool_detail
+        from resgate.render.tables import pool_detail
 
         out(pool_detail(pool, style(ctx).widened(wide)))
 
@@ -219,7 +219,7 @@ def update(
         raise InvalidInput("nothing to change: give --per-tenant, --default-ttl or --max-ttl")
     require_admin(ctx, "change pools")
     pool = transact(ctx, lambda tx: update_pool(tx, chosen, changes), write=True, dry_run=dry_run)
-    from resgate.render.text import policies
+    from resgate.render.tables import policies
 
     line = f"Pool '{pool.name}' updated — {policies(pool)}"
     emit(json, dry_run, data.pool(pool), line.replace("—", style(ctx).dash))
@@ -237,7 +237,7 @@ def delete(
     """Delete a pool (refused while it has active reservations, unless --force)."""
     from resgate.engine.pools import delete_pool_and_report
     from resgate.render import data
-    from resgate.render.text import released_summary
+    from resgate.render.views import released_summary
 
     name = params.named("pool", name_argument, name)
     require_admin(ctx, "change pools")

@@ -20,6 +20,7 @@ from resgate.cli.options import (
     Memory,
     OptionalPool,
     OptionalTenant,
+    Preempt,
     Quiet,
     Ttl,
     Wide,
@@ -31,8 +32,9 @@ from resgate.engine.validation import check_name
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from resgate.engine.extension import ExtendResult
     from resgate.engine.records import Amounts, Caller, ReservationInfo
-    from resgate.engine.reservations import ExtendResult, ReserveRequest
+    from resgate.engine.reservations import ReserveRequest
     from resgate.store.database import Tx
 
 
@@ -70,6 +72,16 @@ def checked_request(
     )
 
 
+RequestId = Annotated[
+    str | None,
+    typer.Option(
+        "--request-id",
+        help="Idempotency key (1-128 printable ASCII characters).",
+        show_default=False,
+    ),
+]
+
+
 def reserve(
     ctx: typer.Context,
     tenant: OptionalTenant = None,
@@ -79,18 +91,8 @@ def reserve(
     gpu: Gpu = None,
     ttl: Ttl = None,
     gpu_ids: GpuIds = None,
-    preempt: Annotated[
-        bool,
-        typer.Option("--preempt", help="Evict lower-priority reservations if needed."),
-    ] = False,
-    request_id: Annotated[
-        str | None,
-        typer.Option(
-            "--request-id",
-            help="Idempotency key (1-128 printable ASCII characters).",
-            show_default=False,
-        ),
-    ] = None,
+    preempt: Preempt = False,
+    request_id: RequestId = None,
     dry_run: DryRun = False,
     quiet: Quiet = False,
     json: Json = False,
@@ -129,7 +131,7 @@ def reserve(
             payload = {"reservation": payload, "preempted": victims}
         emit(json, dry_run, payload, "")
         return
-    from resgate.render.text import reservation_detail, victims_summary
+    from resgate.render.tables import reservation_detail, victims_summary
 
     # The transaction's now: a replay later shows the time left, as `list` does.
     text = f"Reservation created: {info.id}\n{reservation_detail(info, result.now)}"
@@ -146,7 +148,7 @@ def unreserve(
     json: Json = False,
 ) -> None:
     """Release reservations: all of them or, if one cannot be, none."""
-    from resgate.engine.reservations import unreserve_many
+    from resgate.engine.release import unreserve_many
     from resgate.render import data
 
     wanted = params.reservation_ids(ids, id)
@@ -179,7 +181,7 @@ def extend(
     json: Json = False,
 ) -> None:
     """Move a reservation's end: --ttl from now (0: never), --by later, or --until a time."""
-    from resgate.engine.reservations import Extension, extend_and_report
+    from resgate.engine.extension import Extension, extend_and_report
     from resgate.errors import InvalidInput
     from resgate.render import data
 
@@ -238,9 +240,9 @@ def preempt(
     json: Json = False,
 ) -> None:
     """Evict every active reservation of a lower-priority tenant."""
-    from resgate.engine.reservations import preempt as engine_preempt
+    from resgate.engine.evictions import preempt as engine_preempt
     from resgate.render import data
-    from resgate.render.text import preempt_summary
+    from resgate.render.tables import preempt_summary
 
     check_name("tenant", tenant)
     check_name("tenant", target)
@@ -319,7 +321,7 @@ def list_(
         out_json([data.reservation(r) for r in rows])
     elif rows:
         from resgate.cli.state import style
-        from resgate.render.text import reservations_table
+        from resgate.render.tables import reservations_table
 
         out(reservations_table(rows, now, style(ctx).widened(wide)))
     else:

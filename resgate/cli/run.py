@@ -26,7 +26,7 @@ import typer
 
 from resgate.cli import params, process
 from resgate.cli.lease import IDLE_POLL, Job, Lease, TimeLimit
-from resgate.cli.options import FLAGS, Cpu, Gpu, GpuIds, Memory, Quiet
+from resgate.cli.options import FLAGS, Cpu, Gpu, GpuIds, Memory, Preempt, Quiet
 from resgate.cli.options import OptionalPool as PoolOpt
 from resgate.cli.options import OptionalTenant as TenantOpt
 from resgate.cli.permissions import caller, default_name
@@ -57,9 +57,6 @@ Command = Annotated[
 TtlOpt = Annotated[
     str,
     typer.Option("--ttl", help="Lease, renewed while COMMAND runs: seconds or a duration (not 0)."),
-]
-PreemptOpt = Annotated[
-    bool, typer.Option("--preempt", help="Evict lower-priority reservations if needed.")
 ]
 GraceOpt = Annotated[
     str, typer.Option("--grace", help="After SIGTERM, wait this long before SIGKILL.")
@@ -101,8 +98,8 @@ def say(line: str, quiet: bool) -> None:
 def _renew(ctx: typer.Context, reservation_id: str, ttl: int) -> ReservationInfo:
     """Poll the reservation and, if it is still active, renew its lease, in one
     transaction. Returns the reservation (not active: what became of it)."""
+    from resgate.engine.extension import renew
     from resgate.engine.queries import reservation_info
-    from resgate.engine.reservations import renew
     from resgate.errors import Refused
 
     def work(tx: Any) -> ReservationInfo:
@@ -128,7 +125,7 @@ def _check(ctx: typer.Context, reservation_id: str) -> ReservationInfo:
 
 def _finish(ctx: typer.Context, reservation_id: str, release: bool, attempts: int = 3) -> None:
     """The job is gone: clear the reservation's runner, and release it if asked."""
-    from resgate.engine.reservations import end_run
+    from resgate.engine.release import end_run
     from resgate.errors import Busy, DatabaseProblem
 
     for attempt in range(attempts):
@@ -159,7 +156,7 @@ def _victims_gone(
     """An immediate preemption: wait until the victims' jobs are gone (their runner
     cleared) or their grace plus 5 s has passed (README "Running a job on reserved
     GPUs"), printing one line; a signal ends the wait."""
-    from resgate.engine.reservations import runners
+    from resgate.engine.release import runners
 
     left = transact(ctx, lambda tx: runners(tx, victims), write=False)
     if not left:
@@ -358,7 +355,7 @@ def _reserve_and_run(
         # Signals that came once the reservation had committed, before they were ours.
         signals.pending.extend(GUARD.take_noted())
         if request.preempt and result.preempted:
-            from resgate.render.text import victims_summary
+            from resgate.render.tables import victims_summary
 
             say(victims_summary(result.preempted), quiet)
             victims = [v.reservation.id for v in result.preempted]
@@ -393,7 +390,7 @@ def run(
     gpu: Gpu = None,
     gpu_ids: GpuIds = None,
     ttl: TtlOpt = DEFAULT_TTL,
-    preempt: PreemptOpt = False,
+    preempt: Preempt = False,
     grace: GraceOpt = DEFAULT_GRACE,
     limit: TimeLimitOpt = None,
     quiet: Quiet = False,

@@ -46,7 +46,7 @@ def status(ctx: typer.Context, json: Json = False, wide: Wide = False) -> None:
 
         out_json(data.status(report))
     else:
-        from resgate.render.text import status_view
+        from resgate.render.views import status_view
 
         out(status_view(report, style(ctx).widened(wide)))
 
@@ -64,7 +64,7 @@ def _json_line(ctx: typer.Context) -> None:
 
 def _plain(ctx: typer.Context, wide: bool) -> None:
     """One draw on a pipe or a file: a time line, then the status view, whole."""
-    from resgate.render.text import status_view
+    from resgate.render.views import status_view
 
     report = _report(ctx)
     out(f"--- {datetime.now().strftime('%Y-%m-%d %H:%M:%S')}")
@@ -74,7 +74,7 @@ def _plain(ctx: typer.Context, wide: bool) -> None:
 def _screen(ctx: typer.Context, every: float, wide: bool) -> None:
     """One draw on a terminal: the screen cleared, a title line, a line per pool,
     all in the terminal's size."""
-    from resgate.render.text import watch_title, watch_view
+    from resgate.render.views import watch_title, watch_view
 
     report, active = _report_and_holders(ctx)
     shown = style(ctx).widened(wide)

@@ -33,6 +33,7 @@ can stop the job then. Why it is built so:
   standard library: no resgate package, Typer or SQLAlchemy, so it starts in a
   few milliseconds and its memory is its own, not a copy of `run`'s. `run` imports
   it as `resgate.cli.supervisor` for the command line and the messages.
+  That is also why it is one file of some 470 lines, not several modules.
 
 The messages are lines of ASCII. To the supervisor: `deadline T` (a monotonic
 time: clock.monotonic is one clock for the whole machine), `signal N`, `stop G`

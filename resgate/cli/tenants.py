@@ -128,7 +128,7 @@ def list_(ctx: typer.Context, json: Json = False, wide: Wide = False) -> None:
         out_json([data.tenant(t) for t in tenants])
     elif tenants:
         from resgate.cli.state import style
-        from resgate.render.text import tenants_table
+        from resgate.render.tables import tenants_table
 
         out(tenants_table(tenants, style(ctx).widened(wide)))
     else:
@@ -159,7 +159,7 @@ def update(
     check_tenant_change(level, caps, FLAGS, has_members=users is not None)
     require_admin(ctx, "change tenants")
     tenant = transact(ctx, lambda tx: update_tenant(tx, name, level, caps, users), write=True)
-    from resgate.render.text import quota_summary
+    from resgate.render.tables import quota_summary
 
     _print_tenant(
         tenant,
@@ -180,7 +180,7 @@ def remove(
     """Remove a tenant (refused while it has active reservations, unless --force)."""
     from resgate.engine.tenants import remove_tenant_and_report
     from resgate.render import data
-    from resgate.render.text import released_summary
+    from resgate.render.views import released_summary
 
     name = params.named("tenant", name_argument, name)
     require_admin(ctx, "change tenants")

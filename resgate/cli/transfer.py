@@ -33,35 +33,42 @@ def export_format(given: str | None, output: str | None) -> str:
     return given.lower()
 
 
+# export's options, declared apart so that the command reads as what it does.
+ExportFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="json or csv [default: from --output's .csv or .json, else json].",
+        show_default=False,
+    ),
+]
+ExportOutput = Annotated[
+    str | None, typer.Option("--output", show_default=False, help="Write to PATH atomically.")
+]
+Since = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        show_default=False,
+        help="Only history created or ended since WHEN (ISO 8601 time, date, or 24h).",
+    ),
+]
+SinceSeq = Annotated[
+    str | None,
+    typer.Option(
+        "--since-seq",
+        show_default=False,
+        help="Only history touched by audit events after sequence number N.",
+    ),
+]
+
+
 def export(
     ctx: typer.Context,
-    format: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            help="json or csv [default: from --output's .csv or .json, else json].",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        str | None, typer.Option("--output", show_default=False, help="Write to PATH atomically.")
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            show_default=False,
-            help="Only history created or ended since WHEN (ISO 8601 time, date, or 24h).",
-        ),
-    ] = None,
-    since_seq: Annotated[
-        str | None,
-        typer.Option(
-            "--since-seq",
-            show_default=False,
-            help="Only history touched by audit events after sequence number N.",
-        ),
-    ] = None,
+    format: ExportFormat = None,
+    output: ExportOutput = None,
+    since: Since = None,
+    since_seq: SinceSeq = None,
 ) -> None:
     """Write a report of pools, tenants and the reservation history."""
 
@@ -280,7 +287,7 @@ def import_state(
     from resgate.cli import progress
     from resgate.clock import SystemClock
     from resgate.engine import importer
-    from resgate.render import data, text
+    from resgate.render import data, views
 
     source = path if path is not None else importer.DEFAULT_PATH
     with progress.shown("import-state", "rows", json=json) as on_progress:
@@ -291,7 +298,9 @@ def import_state(
         summary = transact(
             ctx, lambda tx: importer.apply(tx, contents, on_progress), write=True, dry_run=dry_run
         )
-    emit(json, dry_run, data.import_summary(summary, dry_run), text.import_summary(summary, source))
+    emit(
+        json, dry_run, data.import_summary(summary, dry_run), views.import_summary(summary, source)
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import select, update
 
-from resgate.engine import audit, devices
+from resgate.engine import audit, devices, members
 from resgate.engine.preemption import Candidate, Shortfall, choose_victims
 from resgate.engine.queries import (
     ACTIVE,
@@ -15,12 +15,16 @@ from resgate.engine.queries import (
     TenantRow,
     insertion_order,
     lock_reservation,
+    lock_rows,
+    pool_row,
     reservation_infos,
+    tenant_row,
 )
-from resgate.engine.records import Amounts, ReservationInfo, Victim
-from resgate.errors import InsufficientResources
+from resgate.engine.records import Amounts, Caller, PreemptResult, ReservationInfo, Victim
+from resgate.engine.sweep import sweep
+from resgate.errors import InsufficientResources, NotFound, Refused
 from resgate.store.database import Tx
-from resgate.store.models import Reservation, Tenant
+from resgate.store.models import Pool, Reservation, Tenant
 
 
 def device_holders(
@@ -119,3 +123,39 @@ def mark_preempted(tx: Tx, ids: Sequence[str], by: str, for_id: str | None = Non
         .values(status="preempted", ended_at=tx.now, preempted_by=by, preempted_for=for_id)
         .execution_options(synchronize_session=False)
     )
+
+
+def preempt(
+    tx: Tx,
+    preemptor: str,
+    target: str,
+    pool_name: str | None = None,
+    caller: Caller | None = None,
+) -> PreemptResult:
+    attacker = tenant_row(tx, preemptor)
+    victim = tenant_row(tx, target)
+    pool = pool_row(tx, pool_name) if pool_name is not None else None
+    members.check_may_act(tx, attacker, caller)
+    if attacker.priority <= victim.priority:
+        raise Refused(
+            f"cannot preempt: '{attacker.name}' (priority {attacker.priority}) must outrank "
+            f"'{victim.name}' (priority {victim.priority})"
+        )
+    scope = [Reservation.tenant_id == victim.id, Reservation.status == ACTIVE]
+    if pool is not None:
+        scope.append(Reservation.pool_id == pool.id)
+    pool_ids = tx.session.scalars(select(Reservation.pool_id).where(*scope)).all()
+    lock_rows(tx, Pool, pool_ids)
+    lock_rows(tx, Tenant, [attacker.id, victim.id])
+    sweep(tx)
+    ids = tx.session.scalars(
+        select(Reservation.id).where(*scope).order_by(*insertion_order(tx))
+    ).all()
+    if not ids:
+        where = f" in pool '{pool.name}'" if pool is not None else ""
+        raise NotFound(f"tenant '{victim.name}' has no active reservations to preempt{where}")
+    mark_preempted(tx, ids, attacker.name)
+    devices.free(tx, list(ids))
+    preempted = reservation_infos(tx, list(ids))
+    log_preempted(tx, preempted, attacker.name)
+    return PreemptResult(target=victim.name, preempted=preempted)

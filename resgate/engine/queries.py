@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnClause,
     ColumnElement,
     String,
+    Table,
     and_,
     bindparam,
     case,
@@ -85,7 +86,8 @@ def insertion_order(tx: Tx, *, active_only: bool = False) -> list[Any]:
 # Statements on every write's path are built once, with bound parameters, and
 # reused: building them anew per call cost more than running them on SQLite
 # (benchmarks/, cycles). `now` is bound as the timestamp it is compared with.
-NOW: Any = bindparam("now", type_=Reservation.__table__.c.expires_at.type)
+RESERVATIONS: Table = Reservation.__table__  # type: ignore[assignment]
+NOW: Any = bindparam("now", type_=RESERVATIONS.c.expires_at.type)
 
 
 @cache

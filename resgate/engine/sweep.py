@@ -5,22 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from operator import itemgetter
 
-from sqlalchemy import String, Table, bindparam, type_coerce, update
+from sqlalchemy import String, bindparam, type_coerce, update
 
 from resgate.clock import iso
 from resgate.engine import audit, devices
-from resgate.engine.queries import ACTIVE
+from resgate.engine.queries import ACTIVE, RESERVATIONS
 from resgate.store.database import Tx
-from resgate.store.models import Reservation
 
-_reservations: Table = Reservation.__table__  # type: ignore[assignment]
-_table = _reservations.c
+_table = RESERVATIONS.c
 # Built once, as Core: every write transaction runs it (benchmarks/README.md, cycles).
 # ACTIVE is written inline so SQLite can use the partial index on due rows.
 # expires_at comes back as stored (text on SQLite): the audit log wants it as ISO
 # text, so the sweep need not parse timestamps only to format them again.
 _SWEEP = (
-    update(_reservations)
+    update(RESERVATIONS)
     .where(
         _table.status == ACTIVE,
         _table.expires_at.is_not(None),

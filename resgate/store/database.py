@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from resgate.clock import Clock, SystemClock
 from resgate.errors import Busy, DatabaseProblem, InvalidInput, Refused
 from resgate.interrupts import GUARD
-from resgate.store import postgres, schema, sqlite
+from resgate.store import postgres, schema, sharing, sqlite
 from resgate.store.inspect import group_name, inspect_sqlite_file, read_only_problem
 from resgate.store.sqlite import backup_sqlite
 from resgate.store.target import Target, busy_timeout, resolve_target
@@ -297,16 +297,16 @@ def initialize(
         return Initialized(target.display, postgres.upgrade_server(target), schema.SCHEMA_HEAD)
     assert target.path is not None
     path = target.path
-    gid = sqlite.find_group(group, path.parent) if shared else None
+    gid = sharing.find_group(group, path.parent) if shared else None
     # Looked at before anything changes: a file that is not resgate's is refused
     # untouched, its directory too.
     old = inspect_sqlite_file(path).revision if os.path.isdir(path.parent) else None
     if gid is not None:
-        sqlite.share_directory(path, gid)
-        sqlite.share_files(path, gid)  # a private database made shared can be written
+        sharing.share_directory(path, gid)
+        sharing.share_files(path, gid)  # a private database made shared can be written
     sqlite.open_sqlite(target, write=True, on_wait=on_wait).dispose()
     if gid is not None:
-        sqlite.share_files(path, gid)  # and the -wal and -shm just made, if kept
+        sharing.share_files(path, gid)  # and the -wal and -shm just made, if kept
     shown = None if gid is None else group_name(gid)
     return Initialized(target.display, old, schema.SCHEMA_HEAD, shown)
 

@@ -17,7 +17,9 @@ from ledger import barrier
 import resgate.cli
 import resgate.engine.reservations
 import resgate.render.data
+import resgate.render.tables
 import resgate.render.text
+import resgate.render.views
 import resgate.store.database
 
 

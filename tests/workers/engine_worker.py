@@ -33,7 +33,7 @@ from ledger import Ledger, barrier
 from sqlalchemy import event
 
 from resgate.config import os_user
-from resgate.engine import listing, pools, reservations, tenants
+from resgate.engine import evictions, extension, listing, pools, release, reservations, tenants
 from resgate.engine.records import Amounts, Caller
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.sweep import sweep
@@ -162,7 +162,7 @@ class Worker:
         if rid is None:
             self.counts["unreserve:nothing"] += 1
             return
-        done = self.write("unreserve", rid, lambda tx: reservations.unreserve(tx, rid, self.caller))
+        done = self.write("unreserve", rid, lambda tx: release.unreserve(tx, rid, self.caller))
         if done is not None:
             self.ack({"op": "unreserve", "now": iso(done[0]), "id": rid})
 
@@ -172,7 +172,7 @@ class Worker:
             self.counts["extend:nothing"] += 1
             return
         ttl = self.rng.choice([0, 1, 2, 4])
-        done = self.write("extend", rid, lambda tx: reservations.extend(tx, rid, ttl, self.caller))
+        done = self.write("extend", rid, lambda tx: extension.extend(tx, rid, ttl, self.caller))
         if done is not None:
             now, info = done
             self.ack(
@@ -191,7 +191,7 @@ class Worker:
         done = self.write(
             "preempt",
             f"{attacker}>{target}/{pool}",
-            lambda tx: reservations.preempt(tx, attacker, target, pool, self.caller),
+            lambda tx: evictions.preempt(tx, attacker, target, pool, self.caller),
         )
         if done is not None:
             now, result = done

@@ -1,0 +1,82 @@
+"""Giving reservations back: unreserve (one or several in one transaction) and the end
+of a `resgate run` job."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, select, update
+
+from resgate.engine import audit, devices, lookup
+from resgate.engine.queries import (
+    RESERVATIONS,
+    reservation_info,
+)
+from resgate.engine.records import (
+    Caller,
+    ReservationInfo,
+)
+from resgate.errors import Refused
+from resgate.store.database import Tx
+
+if TYPE_CHECKING:
+    pass
+
+
+@cache
+def _release() -> Any:
+    return (
+        update(RESERVATIONS)
+        .where(RESERVATIONS.c.id == bindparam("rid"))
+        .values(status="released", ended_at=bindparam("now"))
+    )
+
+
+def unreserve_many(
+    tx: Tx, reservation_ids: list[str], caller: Caller | None = None
+) -> list[ReservationInfo]:
+    """Release each, in order, in this one transaction: all or, if one is refused,
+    none. An id given twice (or two prefixes of one) releases it once."""
+    released: list[ReservationInfo] = []
+    seen: set[str] = set()
+    for given in reservation_ids:
+        rid = lookup.resolve_id(tx, given)
+        if rid not in seen:
+            seen.add(rid)
+            released.append(unreserve(tx, given, caller))
+    return released
+
+
+def unreserve(tx: Tx, reservation_id: str, caller: Caller | None = None) -> ReservationInfo:
+    reservation = lookup.require_active(tx, reservation_id, caller)
+    tx.connection.execute(_release(), {"rid": reservation.id, "now": tx.now})
+    if reservation.gpu:
+        devices.free(tx, [reservation.id])
+    audit.record(tx, [audit.Change("reservation.release", reservation.id, {})])
+    return reservation_info(tx, reservation.id)
+
+
+def end_run(tx: Tx, reservation_id: str, release: bool) -> None:
+    """`resgate run`'s job is gone: give the reservation back if asked and it is
+    still active, and clear its runner either way (an ended row may have only
+    that changed, docs/schema.md)."""
+    if release:
+        with suppress(Refused):  # not active any more (preempted, expired, released)
+            unreserve(tx, reservation_id)
+    tx.connection.execute(
+        update(RESERVATIONS)
+        .where(RESERVATIONS.c.id == reservation_id, RESERVATIONS.c.runner.is_not(None))
+        .values(runner=None)
+    )
+
+
+def runners(tx: Tx, reservation_ids: list[str]) -> dict[str, str]:
+    """The runner of each reservation that still has one."""
+    rows = tx.connection.execute(
+        select(RESERVATIONS.c.id, RESERVATIONS.c.runner).where(
+            RESERVATIONS.c.id.in_(reservation_ids), RESERVATIONS.c.runner.is_not(None)
+        )
+    )
+    return {rid: runner for rid, runner in rows}
