@@ -33,6 +33,17 @@ def ends(now: datetime, ttl: int | None) -> datetime | None:
     return now + timedelta(seconds=ttl) if ttl else None
 
 
+def local(value: datetime) -> str:
+    """Stored UTC as local time, `2026-12-24 09:00:00`: how messages and tables
+    show an instant to a person."""
+    # isoformat, not strftime: %Y gives year 1 as `1`, not `0001`.
+    try:
+        shown = value.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
+    except (OverflowError, ValueError):  # year 1 or 9999, beyond local time
+        return value.isoformat(" ", "seconds") + " UTC"
+    return shown.isoformat(" ", "seconds")
+
+
 def iso(value: datetime) -> str:
     """2026-11-24T13:05:00.123456Z: the one way resgate writes a time as text (the
     audit log, JSON, CSV). isoformat() is several times faster than strftime()."""

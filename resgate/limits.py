@@ -11,6 +11,9 @@ MAX_AMOUNT = 2_147_483_647
 MAX_DEVICES = 65_536
 RESOURCES = ("cpu", "memory", "gpu")
 STATUSES = ("active", "released", "expired", "preempted")
+# What a reservation shows (README "Booking ahead"): an active one that has not
+# started yet shows `upcoming`; it is stored as active.
+SHOWN_STATUSES = ("upcoming", *STATUSES)
 ACTIVE = "active"
 PRIORITY_RANGE = (1, 10)
 DEFAULT_PRIORITY = 5

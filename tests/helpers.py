@@ -15,8 +15,11 @@ import os
 import re
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from resgate.clock import FixedClock
@@ -128,6 +131,20 @@ def reserve(
 
 
 # ---------------------------------------------------------------- databases and servers
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def alembic(db: str, *args: str) -> None:
+    """Alembic by hand on `db` (a path or URL), as a developer runs it from the checkout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"db={db}", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
 
 
 def pg_admin(pg_server: str) -> Any:

@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Cli, js, ok, out, reserve_id
+from helpers import Cli, alembic, js, ok, out, reserve_id
 
 from resgate.clock import FixedClock
 from resgate.engine import audit
@@ -25,7 +23,6 @@ from resgate.store.schema import SCHEMA_HEAD
 
 pytestmark = pytest.mark.usefixtures("backend")
 
-REPO = Path(__file__).resolve().parent.parent
 OS_USER = pwd.getpwuid(os.geteuid()).pw_name
 
 
@@ -177,11 +174,11 @@ def test_new_reservations_record_their_actor(
     report = json.loads(out(cli, "export"))
     assert {r["id"]: r["created_by"] for r in report["history"]} == listed
     assert [r["created_by"] for r in report["reservations"]] == [OS_USER]
-    # The CSV header is unchanged (README "Using it"): created_by is not in it.
+    # The CSV's columns (README "Booking ahead"): the window and the actor come last.
     csv = out(cli, "export", "--format", "csv")
     assert csv.splitlines()[0] == (
         "id,tenant,pool,cpu,memory,gpu,ttl,status,created_at,expires_at,ended_at,"
-        "preempted_by,gpu_ids"
+        "preempted_by,gpu_ids,starts_at,ends_at,preempt_at,created_by"
     )
 
 
@@ -225,17 +222,6 @@ def test_list_mine_refuses_a_bad_label(cli: Cli, monkeypatch: pytest.MonkeyPatch
 # ---------------------------------------------------------------- the upgrade from 0006
 
 
-def _alembic(db: str, *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"db={db}", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, (args, done.stdout, done.stderr)
-
-
 def test_upgrade_from_0006_gives_old_rows_the_actor_of_their_create_event(
     cli: Cli, world: FixedClock, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,7 +245,7 @@ def test_upgrade_from_0006_gives_old_rows_the_actor_of_their_create_event(
     head = verified(cli)
     # The same database as revision 0006 left it: no created_by column.
     db = os.environ["RESGATE_DB"]
-    _alembic(db, "downgrade", "0006")
+    alembic(db, "downgrade", "0006")
     result = cli("list")  # a read does not upgrade
     assert result.code == 1 and "revision 0006" in result.stderr, result
     assert "resgate db upgrade" in result.stderr

@@ -133,7 +133,7 @@ def test_typers_own_completion_options_stay(subprocess_env):
         ("resgate tenant add ", []),
         ("resgate export --format ", ["json", "csv"]),
         ("resgate --color ", ["auto", "always", "never"]),
-        ("resgate list --status ", ["active", "released", "expired", "preempted"]),
+        ("resgate list --status ", ["upcoming", "active", "released", "expired", "preempted"]),
         ("resgate completion ", ["bash", "zsh", "fish"]),
     ],
 )

@@ -149,6 +149,7 @@ def test_read_command_on_missing_or_empty_file_creates_nothing(cli, tmp_path: Pa
             assert data["pools"] == [] and data["tenants"] == []
             assert data["reservations"] == {
                 "active": 0,
+                "upcoming": 0,
                 "released": 0,
                 "expired": 0,
                 "preempted": 0,

@@ -301,7 +301,7 @@ def test_bad_ttls(cli, db, ids, value: str):
         (["export", "--format", "xml"], "unsupported export format: 'xml' (choose json or csv)"),
         (
             ["list", "--status", "bogus"],
-            "invalid value for --status: 'bogus' (active, released, expired, preempted)",
+            "invalid value for --status: 'bogus' (upcoming, active, released, expired, preempted)",
         ),
         (
             ["--color", "sometimes", "list"],

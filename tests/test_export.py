@@ -20,7 +20,8 @@ pytestmark = pytest.mark.sqlite_only
 
 CSV_HEADER = (
     "id,tenant,pool,cpu,memory,gpu,ttl,status,created_at,expires_at,ended_at,preempted_by,"
-    "gpu_ids"  # README "GPU devices" adds the last column
+    "gpu_ids,"  # README "GPU devices"
+    "starts_at,ends_at,preempt_at,created_by"  # README "Booking ahead"
 )
 
 
@@ -127,6 +128,10 @@ def test_csv_report(cli, history):
         "ended_at": "2026-11-24T12:10:00.000000Z",
         "preempted_by": "",
         "gpu_ids": "",
+        "starts_at": "2026-11-24T12:00:00.000000Z",
+        "ends_at": "",
+        "preempt_at": "",
+        "created_by": r1["created_by"],
     }
     assert (r2["status"], r2["ttl"], r2["ended_at"]) == (
         "expired",

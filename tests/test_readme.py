@@ -40,3 +40,17 @@ def test_the_pool_policies_commands_run(cli: Cli):
         words = shlex.split(line, comments=True)
         assert words[0] == "resgate", line
         ok(cli, *words[1:])
+
+
+def test_the_booking_ahead_commands_run(cli: Cli):
+    (commands,) = blocks(section("## Booking ahead"), "sh")
+    for line in commands.splitlines():
+        words = shlex.split(line, comments=True)
+        assert words[0] == "resgate", line
+        ok(cli, *words[1:])
+    upcoming = ok(cli, "list", "--status", "upcoming", "--json").stdout
+    assert [r["status"] for r in json.loads(upcoming)] == ["upcoming"] * 3
+    refused = cli(*shlex.split(
+        "reserve --tenant nlp --pool gpu-box --gpu 4 --start 'tomorrow 10:00' --duration 1h"
+    ))  # fmt: skip
+    assert refused.code == 3 and "insufficient resources in 'gpu-box' from " in refused.stderr

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import typer.core
 
-from resgate.limits import STATUSES
+from resgate.limits import SHOWN_STATUSES
 
 if TYPE_CHECKING:
     from typer._click import Command, Context, Parameter
@@ -114,7 +114,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     """The values of the options that take one of a few words."""
     from resgate.config import COLORS  # here: resgate.config imports tomllib
 
-    return {"--format": ("json", "csv"), "--color": COLORS, "--status": STATUSES}
+    return {"--format": ("json", "csv"), "--color": COLORS, "--status": SHOWN_STATUSES}
 
 
 def attach(command: Command, path: tuple[str, ...] = ()) -> None:

@@ -26,6 +26,9 @@ FLAGS = {
     "members": "--members",
     "until": "--until",
     "by": "--by",
+    "start": "--start",
+    "end": "--end",
+    "duration": "--duration",
 }
 
 Quiet = Annotated[
@@ -53,6 +56,28 @@ Memory = Annotated[
     typer.Option("--memory", help="Memory: MB, or a size like 512M, 8G.", show_default=False),
 ]
 Gpu = Annotated[str | None, typer.Option("--gpu", help="GPUs.", show_default=False)]
+Start = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        metavar="WHEN",
+        help="Book ahead: start at WHEN (18:00, 'tomorrow 09:00', +2h, ISO 8601).",
+        show_default=False,
+    ),
+]
+End = Annotated[
+    str | None,
+    typer.Option("--end", metavar="WHEN", help="End at WHEN.", show_default=False),
+]
+Duration = Annotated[
+    str | None,
+    typer.Option(
+        "--duration",
+        metavar="DURATION",
+        help="Length of the window (with --start, --ttl means this).",
+        show_default=False,
+    ),
+]
 Preempt = Annotated[
     bool, typer.Option("--preempt", help="Evict lower-priority reservations if needed.")
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from resgate.cli.options import FLAGS
@@ -14,7 +15,10 @@ from resgate.errors import InvalidInput
 from resgate.limits import MAX_AMOUNT, MAX_DEVICES, PRIORITY_RANGE
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from resgate.engine.records import Amounts
+    from resgate.engine.reservations import ReserveRequest
 
 # ASCII digits only: \d and int() would also take `٣` or `３`. Units in descending
 # order, each at most once: 1w2d, 1h30min, 2days, 90sec.
@@ -292,3 +296,38 @@ def request(
         gpu_count(gpu, devices) or 0,
     )
     return amounts, devices
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """--start, --end and --duration as typed: the instants are resolved against
+    the transaction's now (README "Booking ahead")."""
+
+    start: When | None = None
+    end: When | None = None
+    duration: int | None = None
+
+    def applied(self, request: ReserveRequest, now: datetime) -> ReserveRequest:
+        return replace(
+            request,
+            start=None if self.start is None else self.start.at(now),
+            end=None if self.end is None else self.end.at(now),
+            duration=self.duration,
+        )
+
+
+def window(
+    start: str | None, end: str | None, duration: int | None, ttl: int | None
+) -> WindowOptions:
+    """The window options, checked before any database is opened (exit 2)."""
+    if duration is not None and end is not None:
+        raise InvalidInput("--duration and --end cannot be used together")
+    if ttl is not None and (duration is not None or end is not None):
+        raise InvalidInput("--ttl cannot be used with --duration or --end")
+    begins = when("--start", start)
+    if begins is not None and begins.offset < -60 and not begins.text.startswith("-"):
+        # `--start 2h` reads as 2 hours ago, as `--since 24h` does.
+        raise InvalidInput(
+            f"--start {begins.text} is {begins.text} ago, in the past: did you mean +{begins.text}?"
+        )
+    return WindowOptions(begins, when("--end", end), duration)

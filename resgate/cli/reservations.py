@@ -11,6 +11,8 @@ from resgate.cli.options import (
     FLAGS,
     Cpu,
     DryRun,
+    Duration,
+    End,
     Gpu,
     GpuIds,
     Id,
@@ -22,6 +24,7 @@ from resgate.cli.options import (
     OptionalTenant,
     Preempt,
     Quiet,
+    Start,
     Ttl,
     Wide,
 )
@@ -90,6 +93,9 @@ def reserve(
     memory: Memory = None,
     gpu: Gpu = None,
     ttl: Ttl = None,
+    start: Start = None,
+    duration: Duration = None,
+    end: End = None,
     gpu_ids: GpuIds = None,
     preempt: Preempt = False,
     request_id: RequestId = None,
@@ -97,13 +103,15 @@ def reserve(
     quiet: Quiet = False,
     json: Json = False,
 ) -> None:
-    """Reserve a slice of a pool for a tenant (yours, and the only pool, when left out)."""
+    """Reserve a slice of a pool for a tenant (yours, and the only pool, when left
+    out), now or ahead."""
     from resgate.errors import InvalidInput
 
     if quiet and json:
         raise InvalidInput("--quiet and --json do not go together: choose one")
     amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
     seconds = params.seconds("--ttl", ttl)
+    window = params.window(start, end, params.seconds("--duration", duration), seconds)
     request = checked_request(
         default_name(ctx, tenant, "tenant"),
         default_name(ctx, pool, "pool"),
@@ -118,7 +126,10 @@ def reserve(
     from resgate.render import data
 
     result = transact(
-        ctx, lambda tx: reserve_and_report(tx, request, FLAGS), write=True, dry_run=dry_run
+        ctx,
+        lambda tx: reserve_and_report(tx, window.applied(request, tx.now), FLAGS),
+        write=True,
+        dry_run=dry_run,
     )
     info = result.reservation
     if quiet:  # for scripts: ID=$(resgate reserve -q …)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, text
 
+from resgate.clock import iso
+from resgate.engine import windows
 from resgate.engine.queries import ACTIVE
-from resgate.engine.records import CheckReport
+from resgate.engine.records import Amounts, CheckReport
 from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
@@ -19,6 +21,7 @@ def check(tx: Tx) -> CheckReport:
     problems: list[str] = []
     usage_rows = tx.session.execute(
         select(
+            Pool.id,
             Pool.name,
             Pool.deleted_at,
             Pool.cpu,
@@ -34,13 +37,9 @@ def check(tx: Tx) -> CheckReport:
         .group_by(Pool.id)
         .order_by(Pool.id)
     ).all()
-    for name, deleted_at, *values in usage_rows:
-        totals, used, count = values[0:3], values[3:6], values[6]
-        for resource, total, reserved in zip(RESOURCES, totals, used, strict=True):
-            if reserved > total:
-                problems.append(
-                    f"pool '{name}': {resource} reserved {reserved} exceeds total {total}"
-                )
+    for pool_id, name, deleted_at, *values in usage_rows:
+        totals, count = Amounts(*values[0:3]), values[6]
+        problems += _over_time(tx, pool_id, name, totals)
         if deleted_at is not None and count:
             problems.append(f"deleted pool '{name}' still has {count} active reservation(s)")
     orphans = tx.session.execute(
@@ -63,3 +62,33 @@ def check(tx: Tx) -> CheckReport:
         if fk:
             problems.append(f"foreign key check: {len(fk)} row(s) point at nothing")
     return CheckReport(problems=problems, pools_checked=len(usage_rows), integrity=integrity)
+
+
+def _over_time(tx: Tx, pool_id: int, name: str, totals: Amounts) -> list[str]:
+    """At every instant from now on: what the plans hold within the totals, and
+    pool_free (a stored counter, docs/schema.md) saying the same."""
+    problems: list[str] = []
+    expected = windows.recount(tx, pool_id, totals)
+    stored = windows.free_steps(tx, pool_id, windows.Window(tx.now, None))
+    for at, free in expected:
+        when = "" if at == tx.now else f" at {iso(at)}"
+        for resource, total, left in zip(RESOURCES, totals, free, strict=True):
+            if left < 0:
+                problems.append(
+                    f"pool '{name}': {resource} reserved {total - left} exceeds total {total}"
+                    + when
+                )
+        recorded = next((f for t, f in reversed(stored) if t <= at), None)
+        if recorded != free:
+            problems.append(
+                f"pool '{name}': pool_free says {_shown(recorded)} free{when or ' now'}, "
+                f"the reservations leave {_shown(free)}"
+            )
+            break
+    return problems
+
+
+def _shown(free: Amounts | None) -> str:
+    if free is None:
+        return "nothing"
+    return f"cpu={free.cpu} mem={free.memory} gpu={free.gpu}"

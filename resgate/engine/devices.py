@@ -1,17 +1,19 @@
 """GPU devices (README "GPU devices"): a pool's ids, and which reservation holds each.
 
-A reservation of n GPUs holds n specific devices; the partial unique index on
-reservation_devices(pool_id, device) WHERE active makes the database refuse a
-device held twice. Every way a reservation ends frees its devices in the same
+A reservation of n GPUs holds n specific devices over its window; the trigger
+reservation_devices_guard makes the database refuse a device held by two
+reservations whose windows overlap. Every way a reservation ends frees its devices in the same
 transaction (free_ended)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 
 from sqlalchemy import delete, exists, insert, select, true, update
 
 from resgate.engine.validation import check_device_ids
+from resgate.engine.windows import Window, overlaps
 from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.limits import MAX_DEVICES
 from resgate.store.database import Tx
@@ -32,15 +34,21 @@ def pool_ids(tx: Tx, pool_id: int) -> list[int]:
     )
 
 
-def holders(tx: Tx, pool_id: int) -> dict[int, str]:
-    """Device → the reservation holding it (call after the sweep, or for display
-    filter on effective-active reservations)."""
+def holders(tx: Tx, pool_id: int, window: Window | None = None) -> dict[int, str]:
+    """Device → a reservation holding it over `window` (None: now) — call after the
+    sweep, or for display."""
+    if window is None:
+        window = Window(tx.now, tx.now + timedelta(microseconds=1))
     rows = tx.session.execute(
-        select(ReservationDevice.device, ReservationDevice.reservation_id).where(
-            ReservationDevice.pool_id == pool_id, HELD
-        )
+        select(ReservationDevice.device, ReservationDevice.reservation_id)
+        .join(Reservation, Reservation.id == ReservationDevice.reservation_id)
+        .where(ReservationDevice.pool_id == pool_id, HELD, overlaps(window))
+        .order_by(Reservation.starts_at)
     )
-    return {device: rid for device, rid in rows}
+    held: dict[int, str] = {}
+    for device, rid in rows:
+        held.setdefault(device, rid)
+    return held
 
 
 def add(tx: Tx, pool_id: int, ids: Iterable[int]) -> None:
@@ -61,7 +69,8 @@ def resize(tx: Tx, pool_name: str, pool_id: int, count: int | None, ids: list[in
     """Apply `pool resize --gpu N` or `--gpu-ids …`; returns the new GPU total.
     Growing adds ids above the highest; shrinking drops the highest free ids."""
     current = pool_ids(tx, pool_id)
-    held = holders(tx, pool_id)
+    # A device goes only if it is free at every instant from now on.
+    held = holders(tx, pool_id, Window(tx.now, None))
     if ids is not None:
         wanted = check_device_ids(ids)
         going = sorted(set(current) - set(wanted))
@@ -98,16 +107,17 @@ def assign(
     reservation_id: str,
     count: int,
     requested: Sequence[int] | None = None,
+    window: Window | None = None,
 ) -> list[int]:
-    """Give a new reservation its devices: the requested ids, else the lowest free."""
+    """Give a new reservation its devices over its window (None: now): the
+    requested ids, else the lowest free for the whole window."""
+    held = holders(tx, pool_id, window)
     if requested is not None:
         chosen = sorted(requested)
-        held = holders(tx, pool_id)
         busy = [device for device in chosen if device in held]
         if busy:
             raise held_elsewhere(pool_name, busy[0], held[busy[0]])
     else:
-        held = holders(tx, pool_id)
         chosen = [device for device in pool_ids(tx, pool_id) if device not in held][:count]
     if len(chosen) != count:
         raise InsufficientResources(
@@ -177,3 +187,14 @@ _FREE_ENDED = (
     )
     .values(active=False)
 )
+
+
+def held_by(tx: Tx, reservation_id: str) -> list[int]:
+    """The devices a live reservation holds."""
+    return list(
+        tx.session.scalars(
+            select(ReservationDevice.device)
+            .where(ReservationDevice.reservation_id == reservation_id, HELD)
+            .order_by(ReservationDevice.device)
+        )
+    )

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, select, update
 
-from resgate.clock import ends, iso
-from resgate.engine import audit, lookup, policies
+from resgate.clock import ends, iso, local
+from resgate.engine import audit, devices, lookup, policies, windows
 from resgate.engine.queries import (
     RESERVATIONS,
     reservation_info,
 )
 from resgate.engine.records import (
+    Amounts,
     Caller,
     ReservationInfo,
 )
@@ -27,7 +28,7 @@ from resgate.engine.validation import (
     Spelling,
     check_ttl,
 )
-from resgate.errors import InvalidInput, Refused
+from resgate.errors import InsufficientResources, InvalidInput, Refused
 from resgate.store.database import Tx
 from resgate.store.models import Pool
 
@@ -100,7 +101,9 @@ def _set_expiry_statement() -> Any:
     return (
         update(RESERVATIONS)
         .where(RESERVATIONS.c.id == bindparam("rid"))
-        .values(ttl=bindparam("ttl"), expires_at=bindparam("expires_at"))
+        .values(
+            ttl=bindparam("ttl"), expires_at=bindparam("expires_at"), ends_at=bindparam("ends_at")
+        )
     )
 
 
@@ -129,12 +132,61 @@ def _set_expiry(
     expires_at = end(reservation)
     # The stored ttl stays "seconds from the last change to the end" (docs/schema.md).
     ttl = None if expires_at is None else max(1, math.ceil((expires_at - tx.now).total_seconds()))
+    pool = tx.connection.execute(_pool_by_id(), {"id": reservation.pool_id}).one()
     if bounded:
-        pool = tx.connection.execute(_pool_by_id(), {"id": reservation.pool_id}).one()
-        policies.check_length(pool, reservation.created_at, expires_at)
+        policies.check_length(pool, reservation.starts_at, expires_at)
+    if reservation.lease:
+        # A renewal never goes past a planned truncation or the run's time limit.
+        stops = [t for t in (reservation.ends_at, reservation.preempt_at) if t is not None]
+        if stops and (expires_at is None or expires_at > min(stops)):
+            expires_at = min(stops)
+        ends_at = reservation.ends_at
+    else:
+        _check_room(tx, reservation, pool, expires_at)
+        ends_at = expires_at
     tx.connection.execute(
-        _set_expiry_statement(), {"rid": reservation.id, "ttl": ttl, "expires_at": expires_at}
+        _set_expiry_statement(),
+        {"rid": reservation.id, "ttl": ttl, "expires_at": expires_at, "ends_at": ends_at},
     )
     new = {"ttl": ttl, "expires_at": _iso(expires_at)}
     audit.record(tx, [audit.Change(action, reservation.id, {"old": old, "new": new})])
     return reservation_info(tx, reservation.id)
+
+
+def _check_room(tx: Tx, reservation: Row[Any], pool: Row[Any], end: datetime | None) -> None:
+    """The added time must fit (README "Booking ahead"): refused with the latest end
+    that would (exit 3); past a planned truncation, refused (exit 4)."""
+    if reservation.preempt_at is not None and (end is None or end > reservation.preempt_at):
+        raise Refused(
+            f"reservation '{reservation.id}' is preempted from {local(reservation.preempt_at)}: "
+            "it cannot be extended past that"
+        )
+    old_end = reservation.ends_at
+    if old_end is None or (end is not None and end <= old_end):
+        return
+    added = windows.Window(old_end, end)
+    need = Amounts(reservation.cpu, reservation.memory, reservation.gpu)
+    latest: list[tuple[datetime, str]] = []
+    short = windows.first_shortfall(windows.free_steps(tx, pool.id, added), need)
+    if short is not None:
+        at, free = short
+        latest.append(
+            (at, f"only cpu={free.cpu} mem={free.memory} gpu={free.gpu} are free from {local(at)}")
+        )
+    mine = set(devices.held_by(tx, reservation.id))
+    for device, other in devices.holders(tx, pool.id, added).items():
+        if device in mine and other != reservation.id:
+            booked = windows.holder(tx, other)
+            latest.append(
+                (
+                    max(booked.starts_at, old_end),
+                    f"gpu {device} is booked by '{booked.tenant}' from "
+                    f"{local(booked.starts_at)} (reservation {booked.id})",
+                )
+            )
+    if latest:
+        at, why = min(latest)
+        shown = "open-ended" if end is None else local(end)
+        raise InsufficientResources(
+            f"cannot extend to {shown}: {why}; the latest possible end is {local(at)}"
+        )

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy import insert, update
 
 from resgate.clock import iso
-from resgate.engine import audit, devices, statefile
+from resgate.engine import audit, devices, statefile, windows
 from resgate.engine.import_checks import (
     Ended,
     check_against_existing,
@@ -112,6 +112,9 @@ def apply(tx: Tx, state: StateFile, on_progress: OnProgress | None = None) -> Im
     _assign_devices(run, [r for r in new if r.status == "active" and r.amounts.gpu > 0])
     for chunk in written.batches(events):
         audit.record(tx, chunk)
+    # Imported reservations started in the past: fold those starts into pool_free's
+    # floor now, as the next write would (an import that changes nothing writes nothing).
+    windows.prune(tx)
     return summary
 
 
@@ -247,6 +250,10 @@ def _reservation_rows(run: _Import, new: list[PlannedReservation]) -> list[dict[
                 "expires_at": r.expires_at,
                 "ended_at": ended_at,
                 "created_by": created_by,
+                # The Go tool had no windows: each started when it was made.
+                "starts_at": r.created_at,
+                "ends_at": r.expires_at,
+                "lease": False,
             }
         )
         run.changes.extend(_reservation_events(r, ended_at or now))

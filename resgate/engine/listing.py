@@ -12,6 +12,7 @@ from resgate.engine.queries import (
     effective_status,
     insertion_order,
     is_active_now,
+    is_booked,
     not_found,
     reservations_query,
     to_info,
@@ -31,7 +32,7 @@ def list_reservations(
     status: str | None = None,
     created_by: str | None = None,
 ) -> list[ReservationInfo]:
-    """Active reservations (all of them with include_ended), by creation.
+    """Upcoming and active reservations (all of them with include_ended), by creation.
     Tenant and pool filters match by name, deleted rows included; `created_by`
     keeps only the reservations that actor made (README "Who is acting"), none
     of those made before it was recorded."""
@@ -52,7 +53,7 @@ def list_reservations(
     if created_by is not None:
         query = query.where(Reservation.created_by == created_by)
     if not include_ended:
-        query = query.where(is_active_now(tx.now))
+        query = query.where(is_booked(tx.now))
     elif status is not None:
         query = query.where(effective_status(tx.now) == status)
     rows = tx.session.execute(query.order_by(*insertion_order(tx, active_only=not include_ended)))

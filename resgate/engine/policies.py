@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import select
 
 from resgate.clock import span
-from resgate.engine.queries import ACTIVE, PoolRow, TenantRow
+from resgate.engine.queries import PoolRow, TenantRow
+from resgate.engine.windows import Window, most_at_once, overlaps, plan_end
 from resgate.errors import InvalidInput, Refused
 from resgate.limits import MAX_AMOUNT
 from resgate.store.database import Tx
@@ -81,30 +80,31 @@ def check_length(pool: PoolRow, start: datetime, end: datetime | None) -> None:
         raise Refused(f"pool '{pool.name}' allows reservations of at most {span(maximum)}")
 
 
-@cache
-def _held_in_pool() -> Any:
-    return select(func.count(), func.min(Reservation.id)).where(
-        Reservation.tenant_id == bindparam("tenant_id"),
-        Reservation.pool_id == bindparam("pool_id"),
-        Reservation.status == ACTIVE,
-    )
-
-
-def check_per_tenant(tx: Tx, tenant: TenantRow, pool: PoolRow) -> None:
-    """Run after the sweep, so every active row counted is effective-active."""
+def check_per_tenant(tx: Tx, tenant: TenantRow, pool: PoolRow, window: Window) -> None:
+    """At no instant of `window` may the tenant hold more reservations in the pool
+    than its per-tenant limit. Run after the sweep, so every row counted is live."""
     allowed = pool.per_tenant
     if allowed is None:
         return
-    held, some = tx.connection.execute(
-        _held_in_pool(), {"tenant_id": tenant.id, "pool_id": pool.id}
-    ).one()
-    if held < allowed:
-        return
-    if allowed == 1 and held == 1:
-        raise Refused(
-            f"tenant '{tenant.name}' already has active reservation '{some}' in pool '{pool.name}'"
+    end = plan_end()
+    rows = tx.connection.execute(
+        select(Reservation.id, Reservation.starts_at, end).where(
+            Reservation.tenant_id == tenant.id,
+            Reservation.pool_id == pool.id,
+            overlaps(window),
         )
+    ).all()
+    # With the new one, at the instant the most of them overlap.
+    plans = [(start, stop) for _, start, stop in rows] + [(window.start, window.end)]
+    at_once = most_at_once(plans, window)
+    if at_once <= allowed:
+        return
+    if allowed == 1:
+        # Every row here overlaps the new window: name the first.
+        rid, starts_at, _ = min(rows, key=lambda row: (row[1], row[0]))
+        which = "active reservation" if starts_at <= tx.now else "upcoming reservation"
+        raise Refused(f"tenant '{tenant.name}' already has {which} '{rid}' in pool '{pool.name}'")
     raise Refused(
-        f"tenant '{tenant.name}' already holds {held} reservation(s) in pool '{pool.name}' "
-        f"(the pool allows {allowed})"
+        f"tenant '{tenant.name}' already holds {at_once - 1} reservation(s) in pool "
+        f"'{pool.name}' (the pool allows {allowed})"
     )

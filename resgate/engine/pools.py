@@ -6,7 +6,8 @@ from dataclasses import asdict, replace
 
 from sqlalchemy import select, update
 
-from resgate.engine import audit, devices
+from resgate.clock import local
+from resgate.engine import audit, devices, windows
 from resgate.engine.policies import (
     DEFAULT_POLICY,
     Policy,
@@ -16,6 +17,7 @@ from resgate.engine.policies import (
 )
 from resgate.engine.queries import (
     ACTIVE,
+    booked_phrase,
     by_name,
     is_active_now,
     live_pool,
@@ -169,12 +171,18 @@ def resize_pool(
     if new.is_zero():
         raise Refused(f"cannot resize pool '{name}': cpu, memory and gpu would all be 0")
     reserved = pool_usage(tx, [pool.id]).get(pool.id, Amounts())
-    for resource in RESOURCES:
-        if getattr(new, resource) < getattr(reserved, resource):
-            raise Refused(
-                f"cannot resize pool '{name}': {resource} {getattr(new, resource)} is below "
-                f"the {getattr(reserved, resource)} reserved now"
-            )
+    old_totals = Amounts(pool.cpu, pool.memory, pool.gpu)
+    # Every instant from now on (README "Booking ahead"): what is held then is the
+    # old totals less what is free.
+    for at, free in windows.free_steps(tx, pool.id, windows.Window(tx.now, None)):
+        held = old_totals - free
+        for resource in RESOURCES:
+            if getattr(new, resource) < getattr(held, resource):
+                when = "now" if at <= tx.now else f"from {local(at)}"
+                raise Refused(
+                    f"cannot resize pool '{name}': {resource} {getattr(new, resource)} is below "
+                    f"the {getattr(held, resource)} reserved {when}"
+                )
     if gpu is not None:
         devices.resize(tx, name, pool.id, gpu, gpu_ids)
     old = Amounts(pool.cpu, pool.memory, pool.gpu)
@@ -199,13 +207,11 @@ def delete_pool_and_report(
     pool = live_pool(tx, name)
     lock_rows(tx, Pool, [pool.id])
     sweep(tx)
-    active = tx.session.scalars(
-        select(Reservation.id).where(Reservation.pool_id == pool.id, is_active_now(tx.now))
-    ).all()
-    if active and not force:
+    # Upcoming bookings count too (README "Booking ahead"): --force cancels them.
+    booked = booked_phrase(tx, Reservation.pool_id == pool.id)
+    if booked and not force:
         raise Refused(
-            f"pool '{name}' has {len(active)} active reservation(s); "
-            f"release them first or use {spelled.get('force', 'force')}"
+            f"pool '{name}' has {booked}; release them first or use {spelled.get('force', 'force')}"
         )
     released = release_all(tx, Reservation.pool_id == pool.id, reason="pool.delete")
     pool.deleted_at = tx.now

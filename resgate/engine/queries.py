@@ -41,11 +41,35 @@ ACTIVE: ColumnClause[str] = literal_column("'active'")
 
 
 def is_active_now(now: datetime) -> ColumnElement[bool]:
-    """Effective-active: status active and not yet due (docs/schema.md)."""
+    """Effective-active: status active, started, and not yet due (docs/schema.md).
+    expires_at is never after the planned end, so it alone says when a row is over."""
+    return and_(
+        Reservation.status == ACTIVE,
+        Reservation.starts_at <= now,
+        or_(Reservation.expires_at.is_(None), Reservation.expires_at > now),
+    )
+
+
+def is_booked(now: datetime) -> ColumnElement[bool]:
+    """Upcoming or effective-active: stored active and not yet over."""
     return and_(
         Reservation.status == ACTIVE,
         or_(Reservation.expires_at.is_(None), Reservation.expires_at > now),
     )
+
+
+def booked_phrase(tx: Tx, scope: ColumnElement[bool]) -> str:
+    """`1 active reservation(s)`, `1 active and 2 upcoming reservation(s)`: what a
+    delete would release, empty if nothing."""
+    active, upcoming = tx.session.execute(
+        select(
+            func.count().filter(is_active_now(tx.now)),
+            func.count().filter(Reservation.starts_at > tx.now),
+        ).where(scope, is_booked(tx.now))
+    ).one()
+    if not upcoming:
+        return f"{active} active reservation(s)" if active else ""
+    return f"{active} active and {upcoming} upcoming reservation(s)"
 
 
 def is_due(now: datetime) -> ColumnElement[bool]:
@@ -57,7 +81,20 @@ def is_due(now: datetime) -> ColumnElement[bool]:
 
 
 def effective_status(now: datetime) -> ColumnElement[str]:
-    return case((is_due(now), literal_column("'expired'")), else_=Reservation.status)
+    """What a reservation shows: upcoming before its start; over at its end
+    (preempted when a planned truncation came first or at the same instant)."""
+    truncated = and_(
+        Reservation.preempt_at.is_not(None), Reservation.preempt_at <= Reservation.expires_at
+    )
+    return case(
+        (and_(is_due(now), truncated), literal_column("'preempted'")),
+        (is_due(now), literal_column("'expired'")),
+        (
+            and_(Reservation.status == ACTIVE, Reservation.starts_at > now),
+            literal_column("'upcoming'"),
+        ),
+        else_=Reservation.status,
+    )
 
 
 def effective_ended_at(now: datetime) -> ColumnElement[datetime]:
@@ -280,6 +317,10 @@ def reservations_query(now: datetime, dialect: str = "sqlite") -> Any:
             Reservation.request_id,
             gpu_ids_column(dialect).label("gpu_ids"),
             Reservation.created_by,
+            Reservation.starts_at,
+            Reservation.ends_at,
+            Reservation.preempt_at,
+            Reservation.lease,
         )
         .select_from(Reservation)
         .join(Tenant, Tenant.id == Reservation.tenant_id)
@@ -296,7 +337,8 @@ def to_info(row: Any) -> ReservationInfo:
     frozen dataclass's __init__ (one object.__setattr__ per field): an export makes
     one per row of the history (benchmarks/, export)."""
     (id_, tenant, pool, cpu, memory, gpu, ttl, status, created_at, expires_at, ended_at,
-     preempted_by, preempted_for, request_id, gpu_ids, created_by) = row  # fmt: skip
+     preempted_by, preempted_for, request_id, gpu_ids, created_by,
+     starts_at, ends_at, preempt_at, lease) = row  # fmt: skip
     info = _new(ReservationInfo)
     _set(
         info,
@@ -316,6 +358,10 @@ def to_info(row: Any) -> ReservationInfo:
             "request_id": request_id,
             "gpu_ids": tuple(int(device) for device in gpu_ids.split()) if gpu_ids else (),
             "created_by": created_by,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "preempt_at": preempt_at,
+            "lease": bool(lease),
         },
     )
     return info

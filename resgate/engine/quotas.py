@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from resgate.engine.queries import TenantRow, usage_sums
 from resgate.engine.records import Amounts, Limits
+from resgate.engine.windows import Window, overlaps, peak, plan_end
 from resgate.errors import Refused
 from resgate.limits import RESOURCES
 from resgate.store.database import Tx
@@ -25,13 +28,23 @@ def held_by(tx: Tx, tenant_ids: list[int] | None = None) -> dict[int, tuple[int,
     }
 
 
-def check_quota(tx: Tx, tenant: TenantRow, request: Amounts) -> None:
-    """Refuse (exit 4) a request that would take the tenant over a cap. Only the
-    resources asked for are checked, in the order cpu, memory, gpu."""
+def check_quota(tx: Tx, tenant: TenantRow, request: Amounts, window: Window) -> None:
+    """Refuse (exit 4) a request that would take the tenant over a cap at some
+    instant of `window`. Only the resources asked for are checked, in the order cpu,
+    memory, gpu."""
     limits = limits_of(tenant)
     if all(cap is None for cap in limits):
         return
-    held = held_by(tx, [tenant.id]).get(tenant.id, (0, Amounts()))[1]
+    rows = tx.connection.execute(
+        select(
+            Reservation.starts_at,
+            plan_end(),
+            Reservation.cpu,
+            Reservation.memory,
+            Reservation.gpu,
+        ).where(Reservation.tenant_id == tenant.id, overlaps(window))
+    ).all()
+    held = peak([(start, end, Amounts(c, m, g)) for start, end, c, m, g in rows], window)
     for resource, cap, have, want in zip(RESOURCES, limits, held, request, strict=True):
         if want > 0 and cap is not None and have + want > cap:
             raise Refused(

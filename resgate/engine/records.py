@@ -121,6 +121,12 @@ class ReservationInfo:
     gpu_ids: tuple[int, ...] = ()  # the GPU devices it holds (or held), README "GPU devices"
     # The actor who made it (README "Who is acting"); None when no one is on record.
     created_by: str | None = None
+    # The window (README "Booking ahead"); starts_at None only for records built
+    # before one is known.
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    preempt_at: datetime | None = None
+    lease: bool = False
 
 
 @dataclass(frozen=True)

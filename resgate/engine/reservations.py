@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from resgate.clock import ends
-from resgate.engine import audit, devices, evictions, members, policies, replay
+from resgate.clock import ends, local
+from resgate.engine import audit, devices, evictions, members, policies, replay, windows
 from resgate.engine.preemption import Candidate
 from resgate.engine.queries import (
     RESERVATIONS,
@@ -20,7 +22,6 @@ from resgate.engine.queries import (
     is_active_now,
     lock_rows,
     pool_row,
-    pool_usage,
     tenant_row,
 )
 from resgate.engine.quotas import check_quota
@@ -36,6 +37,7 @@ from resgate.engine.validation import (
     FIELD_NAMES,
     Spelling,
     check_reservation_request,
+    check_window,
 )
 from resgate.errors import Hint, InsufficientResources, Refused
 from resgate.limits import RESOURCES
@@ -61,6 +63,12 @@ class ReserveRequest:
     caller: Caller | None = None  # None: no membership check (not a user's call)
     # `pid@host+grace` of the `resgate run` whose job will run on it (docs/schema.md).
     runner: str | None = None
+    # The window (README "Booking ahead"): a start (None: now), and an end or a
+    # duration (neither: the TTL's end, or open). With a start, the TTL is the
+    # duration. For a lease, `end` is the run's time limit.
+    start: datetime | None = None
+    end: datetime | None = None
+    duration: int | None = None
 
 
 def new_id() -> str:
@@ -85,9 +93,10 @@ def reserve_and_report(
     tenant = tenant_row(tx, tenant_name)
     pool = pool_row(tx, pool_name)
     members.check_may_act(tx, tenant, request.caller)
-    if not request.lease:
+    if not request.lease and request.end is None and request.duration is None:
         ttl = policies.default_ttl(pool, ttl)
     request = replace(request, amounts=amounts, ttl=ttl)
+    window = _window(tx, request, spelled)
     replayed = replay.replay(tx, request, tenant, pool, ttl)
     if replayed is not None:
         return replayed
@@ -99,25 +108,25 @@ def reserve_and_report(
         return replayed
     sweep(tx)
     if not request.lease:
-        policies.check_length(pool, tx.now, ends(tx.now, ttl))
-    policies.check_per_tenant(tx, tenant, pool)
-    check_quota(tx, tenant, request.amounts)
+        policies.check_length(pool, window.start, window.end)
+    policies.check_per_tenant(tx, tenant, pool, window)
+    check_quota(tx, tenant, request.amounts, window)
     reservation_id = new_id()
-    victims = _make_room(tx, request, tenant, pool, requested_ids, reservation_id)
+    victims = _make_room(tx, request, tenant, pool, requested_ids, reservation_id, window, spelled)
     # Who is acting, once: the same actor the reservation.create event records.
-    values = _row(tx, request, tenant, pool, reservation_id, audit.actor())
+    values = _row(tx, request, tenant, pool, reservation_id, audit.actor(), window)
     if not _insert_row(tx, request, values):
         # Only a concurrent twin can get here (the checks above ran under the
         # locks); the database's constraints are the last line of defence.
         replayed = replay.replay(tx, request, tenant, pool, ttl)
         if replayed is not None:
             return replayed
-        policies.check_per_tenant(tx, tenant, pool)
+        policies.check_per_tenant(tx, tenant, pool, window)
         raise Refused(f"pool '{pool.name}' refused the reservation")
     held_ids: list[int] = []
     if request.amounts.gpu or requested_ids is not None:
         held_ids = devices.assign(
-            tx, pool.name, pool.id, reservation_id, request.amounts.gpu, requested_ids
+            tx, pool.name, pool.id, reservation_id, request.amounts.gpu, requested_ids, window
         )
     created = _created(request, tenant, pool, values, held_ids)
     data = _created_data(created, request.preempt)
@@ -139,7 +148,7 @@ def _created(
         pool=pool.name,
         amounts=request.amounts,
         ttl=request.ttl,
-        status="active",
+        status="upcoming" if values["starts_at"] > values["created_at"] else "active",
         created_at=values["created_at"],
         expires_at=values["expires_at"],
         ended_at=None,
@@ -148,6 +157,9 @@ def _created(
         request_id=request.request_id,
         gpu_ids=tuple(held_ids),
         created_by=values["created_by"],
+        starts_at=values["starts_at"],
+        ends_at=values["ends_at"],
+        lease=values["lease"],
     )
 
 
@@ -158,19 +170,25 @@ def _make_room(
     pool: PoolRow,
     requested_ids: list[int] | None,
     reservation_id: str,
+    window: windows.Window,
+    spelled: Spelling = FIELD_NAMES,
 ) -> list[Victim]:
-    """Nothing when the request fits and its GPUs are free; else the victims
-    evicted for it (with --preempt), or the refusal (exit 3)."""
-    total = Amounts(pool.cpu, pool.memory, pool.gpu)
-    available = total - pool_usage(tx, [pool.id]).get(pool.id, Amounts())
+    """Nothing when the request fits over its whole window and its GPUs are free;
+    else the victims evicted for it (with --preempt, what holds it now), or the
+    refusal (exit 3)."""
+    need = request.amounts
+    short = windows.first_shortfall(windows.free_steps(tx, pool.id, window), need)
     forced: list[Candidate] = []
     if requested_ids is not None:
         devices.check_requested(tx, pool.name, pool.id, requested_ids)
-        forced = evictions.device_holders(tx, tenant, pool, requested_ids, request.preempt)
-    if not forced and request.amounts.fits_in(available):
+        if window.start == tx.now:
+            forced = evictions.device_holders(tx, tenant, pool, requested_ids, request.preempt)
+    if not forced and short is None:
         return []
+    if short is not None and short[0] > tx.now:
+        raise shortfall(tx, pool, need, window, *short, spelled)
+    available = short[1] if short is not None else _free_now(tx, pool, window)
     if not request.preempt:
-        need = request.amounts
         outranks = _outranks_holders(tx, tenant, pool, need, available, requested_ids)
         raise InsufficientResources(
             f"insufficient resources in '{pool.name}': "
@@ -178,7 +196,58 @@ def _make_room(
             f"available cpu={available.cpu} mem={available.memory} gpu={available.gpu}",
             Hint("outranks", "tenant", tenant.name) if outranks else None,
         )
-    return evictions.evict_for(tx, tenant, pool, available, request.amounts, reservation_id, forced)
+    victims = evictions.evict_for(tx, tenant, pool, available, need, reservation_id, forced)
+    # What the victims gave back is free now; a booking later in the window may
+    # still be in the way.
+    later = windows.first_shortfall(windows.free_steps(tx, pool.id, window), need)
+    if later is not None:
+        raise shortfall(tx, pool, need, window, *later, spelled)
+    return victims
+
+
+def _free_now(tx: Tx, pool: PoolRow, window: windows.Window) -> Amounts:
+    return windows.free_steps(tx, pool.id, windows.Window(window.start, None))[0][1]
+
+
+def _until(end: datetime, at: datetime) -> str:
+    """An end as a person reads it beside `at`: `12:00` on the same day, else in full."""
+    shown, day = local(end), local(at)
+    return shown[11:16] if shown[:10] == day[:10] else shown
+
+
+def shortfall(
+    tx: Tx,
+    pool: PoolRow,
+    need: Amounts,
+    window: windows.Window,
+    at: datetime,
+    free: Amounts,
+    spelled: Spelling = FIELD_NAMES,
+) -> InsufficientResources:
+    """The refusal of a window that does not fit (README "Booking ahead"): the first
+    instant that fails, what is free then and who holds it; for an open-ended
+    request that fits now, the end that would fit."""
+    holders = windows.holders_at(tx, pool.id, at)
+    wanted = " ".join(f"{r}={getattr(need, r)}" for r in RESOURCES if getattr(need, r)) or "-"
+    wanted = wanted.replace("memory=", "mem=")
+    shown = ", ".join(
+        f"{h.tenant} {h.id[:8]}… " + (f"until {_until(h.end, at)}" if h.end else "open-ended")
+        for h in holders
+    )
+    message = (
+        f"insufficient resources in '{pool.name}' from {local(at)}: need {wanted}, "
+        f"available cpu={free.cpu} mem={free.memory} gpu={free.gpu}"
+        + (f" (held by {shown})" if shown else "")
+    )
+    if window.end is None and window.start == tx.now:
+        starting = [h for h in holders if h.starts_at == at] or holders
+        if starting:
+            blocker = starting[0]
+            message += (
+                f"; it fits until {local(at)} (booking {blocker.id[:8]}… of {blocker.tenant}): "
+                f"add {spelled.get('end', 'end')} '{local(at)[:16]}'"
+            )
+    return InsufficientResources(message)
 
 
 def _outranks_holders(
@@ -219,8 +288,12 @@ def _row(
     pool: PoolRow,
     reservation_id: str,
     created_by: str,
+    window: windows.Window,
 ) -> dict[str, Any]:
-    ttl = request.ttl
+    # expires_at is never after the planned end: for a lease the renewed deadline,
+    # else the end itself. ttl: seconds from now to it (docs/schema.md).
+    expires_at = ends(tx.now, request.ttl) if request.lease else window.end
+    ttl = None if expires_at is None else max(1, math.ceil((expires_at - tx.now).total_seconds()))
     return {
         "id": reservation_id,
         "tenant_id": tenant.id,
@@ -231,11 +304,29 @@ def _row(
         "ttl": ttl,
         "status": "active",
         "created_at": tx.now,
-        "expires_at": ends(tx.now, ttl),
+        "expires_at": expires_at,
         "request_id": request.request_id,
         "created_by": created_by,
         "runner": request.runner,
+        "starts_at": window.start,
+        "ends_at": window.end,
+        "preempt_at": None,
+        "lease": request.lease,
     }
+
+
+def _window(tx: Tx, request: ReserveRequest, spelled: Spelling) -> windows.Window:
+    """The plan the request asks for, checked against the transaction's now."""
+    if request.lease:
+        return windows.Window(tx.now, request.end)
+    duration = request.duration
+    end = request.end
+    if request.start is not None and duration is None and end is None:
+        duration = request.ttl
+    elif request.start is None and duration is None and end is None and request.ttl:
+        end = ends(tx.now, request.ttl)
+    start, end = check_window(tx.now, request.start, end, duration, spelled)
+    return windows.Window(start, end)
 
 
 def _insert_row(tx: Tx, request: ReserveRequest, values: dict[str, Any]) -> bool:

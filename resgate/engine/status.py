@@ -24,7 +24,16 @@ def status(tx: Tx) -> StatusReport:
     """Counts: active now, and those that ended within the window by final status.
     Both counts use indexes on active or recent rows, never the whole history."""
     since = tx.now - timedelta(hours=WINDOW_HOURS)
-    counts = {"active": count_active(tx), "released": 0, "expired": 0, "preempted": 0}
+    upcoming = tx.session.scalar(
+        select(func.count()).where(Reservation.status == ACTIVE, Reservation.starts_at > tx.now)
+    )
+    counts = {
+        "active": count_active(tx),
+        "upcoming": int(upcoming or 0),
+        "released": 0,
+        "expired": 0,
+        "preempted": 0,
+    }
     ended = tx.session.execute(
         select(Reservation.status, func.count())
         .where(Reservation.ended_at >= since, Reservation.status != ACTIVE)

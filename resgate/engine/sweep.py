@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from operator import itemgetter
 
-from sqlalchemy import String, bindparam, type_coerce, update
+from sqlalchemy import String, and_, bindparam, case, literal_column, type_coerce, update
 
 from resgate.clock import iso
-from resgate.engine import audit, devices
+from resgate.engine import audit, devices, windows
 from resgate.engine.queries import ACTIVE, RESERVATIONS
 from resgate.store.database import Tx
 
@@ -24,8 +24,18 @@ _SWEEP = (
         _table.expires_at.is_not(None),
         _table.expires_at <= bindparam("now"),
     )
-    .values(status="expired", ended_at=_table.expires_at)
-    .returning(_table.id, type_coerce(_table.expires_at, String))
+    .values(
+        # A planned truncation (README "Booking ahead") ends it as preempted.
+        status=case(
+            (
+                and_(_table.preempt_at.is_not(None), _table.preempt_at <= _table.expires_at),
+                literal_column("'preempted'"),
+            ),
+            else_=literal_column("'expired'"),
+        ),
+        ended_at=_table.expires_at,
+    )
+    .returning(_table.id, type_coerce(_table.expires_at, String), _table.status)
 )
 
 
@@ -35,17 +45,22 @@ def sweep(tx: Tx) -> list[str]:
     # Fetched at once and sorted on the id alone: iterating a result fetches row
     # by row, and comparing SQLAlchemy Rows is ~30x slower than comparing ids.
     expired = sorted(tx.connection.execute(_SWEEP, {"now": tx.now}).all(), key=itemgetter(0))
+    windows.prune(tx)
     if not expired:
         return []
     devices.free_ended(tx)
     audit.append(
         tx,
         (
-            ("reservation.expire", rid, f'{{"expires_at":"{_iso(expires_at)}"}}')
-            for rid, expires_at in expired
+            (_ACTIONS[status], rid, f'{{"expires_at":"{_iso(expires_at)}"}}')
+            for rid, expires_at, status in expired
         ),
     )
-    return [rid for rid, _ in expired]
+    return [rid for rid, _, _ in expired]
+
+
+# A truncated reservation ends as preempted: the event says so, at its planned instant.
+_ACTIONS = {"expired": "reservation.expire", "preempted": "reservation.preempt"}
 
 
 def _iso(stored: str | datetime) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from resgate.engine import audit, members
 from resgate.engine.pools import release_all
 from resgate.engine.queries import (
+    booked_phrase,
     by_name,
-    is_active_now,
     live_tenant,
     lock_rows,
     reservation_infos,
@@ -155,12 +155,11 @@ def remove_tenant_and_report(
     lock_rows(tx, Pool, pool_ids)
     lock_rows(tx, Tenant, [tenant.id])
     sweep(tx)
-    active = tx.session.scalar(
-        select(func.count()).where(Reservation.tenant_id == tenant.id, is_active_now(tx.now))
-    )
-    if active and not force:
+    # Upcoming bookings count too (README "Booking ahead"): --force cancels them.
+    booked = booked_phrase(tx, Reservation.tenant_id == tenant.id)
+    if booked and not force:
         raise Refused(
-            f"tenant '{name}' has {active} active reservation(s); release them first or use "
+            f"tenant '{name}' has {booked}; release them first or use "
             f"{spelled.get('force', 'force')}"
         )
     released = release_all(tx, Reservation.tenant_id == tenant.id, reason="tenant.remove")

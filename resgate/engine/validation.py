@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from resgate.clock import iso
 from resgate.errors import InvalidInput
-from resgate.limits import MAX_AMOUNT, MAX_DEVICES, PRIORITY_RANGE, RESOURCES, STATUSES
+from resgate.limits import MAX_AMOUNT, MAX_DEVICES, PRIORITY_RANGE, RESOURCES, SHOWN_STATUSES
 
 if TYPE_CHECKING:  # annotations only: the CLI imports this module for every command
     from resgate.engine.records import Amounts, Limits
@@ -229,8 +231,46 @@ def check_tenant_change(
 
 
 def check_status(status: str | None, spelled: Spelling = FIELD_NAMES) -> str | None:
-    if status is not None and status not in STATUSES:
-        raise InvalidInput(
-            f"invalid value for {_called(spelled, 'status')}: {status!r} ({', '.join(STATUSES)})"
-        )
+    if status is not None and status not in SHOWN_STATUSES:
+        shown = ", ".join(SHOWN_STATUSES)
+        raise InvalidInput(f"invalid value for {_called(spelled, 'status')}: {status!r} ({shown})")
     return status
+
+
+# How far ahead a booking may start (README "Booking ahead").
+HORIZON = timedelta(days=366)
+# A start this far in the past is taken as now (a command typed a moment ago).
+START_SLACK = timedelta(seconds=60)
+
+
+def check_window(
+    now: datetime,
+    start: datetime | None,
+    end: datetime | None,
+    duration: int | None,
+    spelled: Spelling = FIELD_NAMES,
+) -> tuple[datetime, datetime | None]:
+    """A reservation's window (README "Booking ahead"), against the transaction's
+    now: a start within the last minute is now; one before that, beyond a year
+    ahead, an end not after the start, or a duration beside an end is refused
+    (exit 2). Without an end or a duration the window is open."""
+    if duration is not None and end is not None:
+        raise InvalidInput(
+            f"{_called(spelled, 'duration')} and {_called(spelled, 'end')} cannot be used together"
+        )
+    begins = now if start is None or start <= now else start
+    if start is not None and start < now - START_SLACK:
+        raise InvalidInput(
+            f"the start {iso(start)} is in the past ({_called(spelled, 'start')} needs a "
+            "future instant)"
+        )
+    if begins > now + HORIZON:
+        raise InvalidInput(f"the start {iso(begins)} is more than 366 days ahead")
+    if duration is not None:
+        duration = check_ttl(duration)
+        if not duration:
+            raise InvalidInput(f"{_called(spelled, 'duration')} must be above 0")
+        end = begins + timedelta(seconds=duration)
+    if end is not None and end <= begins:
+        raise InvalidInput(f"the end {iso(end)} is not after the start {iso(begins)}")
+    return begins, end

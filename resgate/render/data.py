@@ -34,6 +34,10 @@ CSV_HEADER = [
     "ended_at",
     "preempted_by",
     "gpu_ids",  # README "GPU devices": the devices, separated by spaces
+    "starts_at",  # README "Booking ahead"
+    "ends_at",
+    "preempt_at",
+    "created_by",
 ]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -61,6 +65,10 @@ def reservation(info: ReservationInfo) -> dict[str, Any]:
         "request_id": info.request_id,
         "gpu_ids": list(info.gpu_ids),
         "created_by": info.created_by,
+        "starts_at": iso(info.starts_at),
+        "ends_at": iso(info.ends_at),
+        "preempt_at": iso(info.preempt_at),
+        "lease": info.lease,
     }
 
 
@@ -183,6 +191,7 @@ def write_csv_report(stream: IO[str], history: Iterable[ReservationInfo]) -> Non
     for info in history:
         amounts = info.amounts
         ttl, created, expires, ended = info.ttl, info.created_at, info.expires_at, info.ended_at
+        starts = info.starts_at
         writer.writerow(
             (
                 _cell(info.id),
@@ -198,6 +207,10 @@ def write_csv_report(stream: IO[str], history: Iterable[ReservationInfo]) -> Non
                 "" if ended is None else clock.iso(ended),
                 _cell(info.preempted_by),
                 _cell(" ".join(map(str, info.gpu_ids))),
+                "" if starts is None else clock.iso(starts),
+                "" if info.ends_at is None else clock.iso(info.ends_at),
+                "" if info.preempt_at is None else clock.iso(info.preempt_at),
+                _cell(info.created_by),
             )
         )
 

@@ -199,9 +199,19 @@ def reservation_detail(info: ReservationInfo, now: datetime) -> str:
         f"  GPU:      {gpu_cell(info)}",
         f"  Status:   {info.status}",
         f"  Created:  {local(info.created_at)}",
-        f"  Expires:  {'never' if info.expires_at is None else local(info.expires_at)}"
-        + (f" (in {expires(info, now)})" if info.expires_at and info.status == "active" else ""),
     ]
+    if info.starts_at is not None and info.starts_at != info.created_at:
+        starts = span(int((info.starts_at - now).total_seconds()), countdown=True)
+        lines.append(
+            f"  Starts:   {local(info.starts_at)}"
+            + (f" (in {starts})" if info.status == "upcoming" else "")
+        )
+    left = ""
+    if info.expires_at and info.status in ("active", "upcoming"):
+        left = f" (in {span(int((info.expires_at - now).total_seconds()), countdown=True)})"
+    lines.append(
+        f"  Expires:  {'never' if info.expires_at is None else local(info.expires_at)}{left}"
+    )
     return "\n".join(lines)
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO
 
+from resgate import clock
 from resgate.clock import span
 from resgate.engine.records import (
     PoolInfo,
@@ -135,14 +136,7 @@ PLAIN = Style(colour=False)
 
 def local(value: datetime | None) -> str:
     """Stored UTC shown as local time."""
-    if value is None:
-        return "-"
-    # isoformat, not strftime: %Y gives year 1 as `1`, not `0001`.
-    try:
-        shown = value.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
-    except (OverflowError, ValueError):  # year 1 or 9999, beyond local time
-        return value.isoformat(" ", "seconds") + " UTC"
-    return shown.isoformat(" ", "seconds")
+    return "-" if value is None else clock.local(value)
 
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -176,6 +170,9 @@ def _escape(char: str) -> str:
 
 
 def expires(info: ReservationInfo, now: datetime) -> str:
+    """`list`'s EXPIRES: the time left, or for a booking not yet started, when it starts."""
+    if info.status == "upcoming" and info.starts_at is not None:
+        return "starts in " + span(int((info.starts_at - now).total_seconds()), countdown=True)
     if info.status != "active":
         return "-"
     if info.expires_at is None:

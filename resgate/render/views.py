@@ -32,7 +32,9 @@ from resgate.render.text import (
 def counts_line(report: StatusReport, style: Style) -> str:
     counts = report.counts
     return style.clip(
-        f"Reservations: {counts['active']} active {style.dash} last {report.window_hours}h: "
+        f"Reservations: {counts['active']} active"
+        + (f", {counts['upcoming']} upcoming" if counts.get("upcoming") else "")
+        + f" {style.dash} last {report.window_hours}h: "
         f"{counts['released']} released, {counts['expired']} expired, "
         f"{counts['preempted']} preempted"
     )

@@ -172,6 +172,13 @@ class Reservation(Base):
     created_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # `pid@host` of the `resgate run` whose job runs on it; cleared once the job is gone.
     runner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The window (README "Booking ahead"): the plan is [starts_at, min(ends_at,
+    # preempt_at)), nulls open. For a lease (`resgate run`) expires_at is the renewed
+    # deadline and ends_at its time limit; otherwise expires_at is the planned end.
+    starts_at: Mapped[datetime] = mapped_column(DateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    preempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lease: Mapped[bool] = mapped_column(Boolean, default=False)
     # PostgreSQL fills it from a sequence (ties in insertion order); SQLite uses
     # its rowid and leaves this null.
     insertion_seq: Mapped[int | None] = mapped_column(
@@ -206,6 +213,7 @@ class Reservation(Base):
             "expires_at",
             **_partial("status = 'active' AND expires_at IS NOT NULL"),
         ),
+        Index("ix_reservations_active_starts", "starts_at", **_partial("status = 'active'")),
         Index("ix_reservations_created_at", "created_at"),
         Index("ix_reservations_ended_at", "ended_at"),
         Index("uq_reservations_request_id", "request_id", unique=True),
@@ -267,11 +275,36 @@ class ReservationDevice(Base):
     active: Mapped[bool] = mapped_column(Boolean)
 
     __table_args__ = (
+        # Not unique: a device may be booked by reservations whose windows do not
+        # overlap; the trigger reservation_devices_guard (0009) refuses overlaps.
         Index(
-            "uq_reservation_devices_active",
+            "ix_reservation_devices_active",
             "pool_id",
             "device",
-            unique=True,
             **_partial("active = 1", postgresql="active"),
         ),
     )
+
+
+class PoolFree(Base):
+    """Free capacity over time (README "Booking ahead"): a step function per pool,
+    one row per breakpoint, the value holding until the pool's next row. Kept by
+    triggers (0009); every pool has a row at FREE_FLOOR."""
+
+    __tablename__ = "pool_free"
+
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    cpu: Mapped[int] = mapped_column(Integer)
+    memory: Mapped[int] = mapped_column(Integer)
+    gpu: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        CheckConstraint("cpu >= 0", name="cpu_free"),
+        CheckConstraint("memory >= 0", name="memory_free"),
+        CheckConstraint("gpu >= 0", name="gpu_free"),
+        Index("ix_pool_free_at", "at"),
+    )
+
+
+FREE_FLOOR = datetime(1, 1, 1)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 
 
 def migrations_dir() -> Path:

@@ -329,7 +329,7 @@ class Model:
         return [(t.name, t.priority, self.active_count(t), t.caps, self.held(t)) for t in live]
 
     def counts(self) -> dict[str, int]:
-        counts = {"active": 0, "released": 0, "expired": 0, "preempted": 0}
+        counts = {"active": 0, "upcoming": 0, "released": 0, "expired": 0, "preempted": 0}
         for r in self.reservations:  # the clock moves hours at most: all inside 24 h
             counts[self.effective(r)[0]] += 1
         return counts
