@@ -113,14 +113,14 @@ def add_history(path: Path, rows: int) -> float:
             f"""
             WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {rows})
             INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, ttl, status,
-                                      created_at, expires_at, ended_at, preempted_by)
+                                      created_at, expires_at, ended_at, preempted_by, starts_at)
             SELECT lower(hex(randomblob(8))),
                    {t0} + n % {N_TENANTS}, {p0} + n % {N_POOLS},
                    1 + n % 16, 1024 * (1 + n % 8), n % 3, NULL,
                    CASE n % 3 WHEN 0 THEN 'released' WHEN 1 THEN 'expired'
                               ELSE 'preempted' END,
                    {created}, NULL, {ended},
-                   CASE n % 3 WHEN 2 THEN 'team00' END
+                   CASE n % 3 WHEN 2 THEN 'team00' END, {created}
               FROM seq
             """
         )
@@ -163,9 +163,9 @@ def _add_due_reservations(conn: sqlite3.Connection, rows: int) -> None:
         dt AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM tenants
                 WHERE name LIKE 'due%')
         INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, ttl, status,
-                                  created_at, expires_at, ended_at)
+                                  created_at, expires_at, ended_at, starts_at, ends_at)
         SELECT lower(hex(randomblob(8))), dt.id, dp.id, 1, 1, 0, 60, 'active',
-               {created}, {expires}, NULL
+               {created}, {expires}, NULL, {created}, {expires}
           FROM seq JOIN dp ON dp.k = seq.n / {DUE_PER_POOL}
                    JOIN dt ON dt.k = seq.n % {DUE_PER_POOL}
         """
@@ -174,21 +174,15 @@ def _add_due_reservations(conn: sqlite3.Connection, rows: int) -> None:
 
 def add_due(path: Path, rows: int) -> None:
     """Add `rows` active reservations that fell due an hour ago, on their own pools
-    and tenants (one active reservation per tenant and pool). The capacity trigger
-    is lifted for the fill only (rows are within capacity) and put back as it was."""
+    and tenants (one active reservation per tenant and pool), through the
+    database's guards, which keep pool_free."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("BEGIN")
         _add_due_pools_and_tenants(conn, rows)
-        (trigger_sql,) = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'trigger' "
-            "AND name = 'reservations_capacity_guard'"
-        ).fetchone()
-        conn.execute("DROP TRIGGER reservations_capacity_guard")
         _add_due_reservations(conn, rows)
-        conn.execute(trigger_sql)
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:

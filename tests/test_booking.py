@@ -98,7 +98,7 @@ def test_an_open_ended_request_must_fit_for_ever(lab: Engine) -> None:
     with pytest.raises(InsufficientResources) as refused:
         book(lab, "cv", gpu=2)
     message = str(refused.value)
-    assert f"(booking {later.id[:8]}… of nlp): add --end '" in message
+    assert f"(booking {later.id[:8]}… of nlp): add end '" in message  # --end from the CLI
     # With the end it names, it fits.
     fits = book(lab, "cv", length=3 * HOUR, gpu=2)
     assert fits.status == "active"

@@ -91,8 +91,9 @@ def upgrade() -> None:
 
 
 def _columns(postgres: bool) -> None:
-    # SQLite adds a NOT NULL column only with a default; resgate always writes it.
-    starts = "DEFAULT '1970-01-01 00:00:00.000000' NOT NULL" if not postgres else ""
+    # resgate always writes it. A writer that knows nothing of windows (a script from
+    # before 0009) gets a reservation that started long ago: held now, as it meant.
+    starts = "DEFAULT '1970-01-01 00:00:00' NOT NULL"
     stamp = "TIMESTAMP WITHOUT TIME ZONE" if postgres else "DATETIME"
     op.execute(f"ALTER TABLE reservations ADD COLUMN starts_at {stamp} {starts}")
     op.execute(f"ALTER TABLE reservations ADD COLUMN ends_at {stamp}")
@@ -112,8 +113,6 @@ def _columns(postgres: bool) -> None:
         f"lease = CASE WHEN {renewed} THEN {true} ELSE {false} END, "
         f"ends_at = CASE WHEN {renewed} THEN NULL ELSE expires_at END"
     )
-    if postgres:
-        op.execute("ALTER TABLE reservations ALTER COLUMN starts_at SET NOT NULL")
     _immutable_guard(postgres)
     op.create_index(
         "ix_reservations_active_starts",

@@ -99,8 +99,8 @@ def check_per_tenant(tx: Tx, tenant: TenantRow, pool: PoolRow, window: Window) -
     at_once = most_at_once(plans, window)
     if at_once <= allowed:
         return
-    if allowed == 1:
-        # Every row here overlaps the new window: name the first.
+    if allowed == 1 and at_once == 2:
+        # One of them at a time is in the way: name the first.
         rid, starts_at, _ = min(rows, key=lambda row: (row[1], row[0]))
         which = "active reservation" if starts_at <= tx.now else "upcoming reservation"
         raise Refused(f"tenant '{tenant.name}' already has {which} '{rid}' in pool '{pool.name}'")
