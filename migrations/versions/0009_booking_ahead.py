@@ -114,13 +114,6 @@ def _columns(postgres: bool) -> None:
         f"ends_at = CASE WHEN {renewed} THEN NULL ELSE expires_at END"
     )
     _immutable_guard(postgres)
-    op.create_index(
-        "ix_reservations_active_starts",
-        "reservations",
-        ["starts_at"],
-        sqlite_where=sa.text("status = 'active'"),
-        postgresql_where=sa.text("status = 'active'"),
-    )
 
 
 def _fill_pool_free() -> None:
@@ -181,25 +174,30 @@ def _end(row: str) -> str:
     )
 
 
-def _sqlite_plan(row: str, sign: str) -> str:
+def _sqlite_plan(row: str, sign: str, start: str | None = None) -> str:
     """Statements of a trigger body that take `row`'s plan out of pool_free (sign
-    '-') or put it back ('+'), when that row is active and holds anything."""
-    when = f"{row}.status = 'active' AND ({row}.cpu > 0 OR {row}.memory > 0 OR {row}.gpu > 0)"
+    '-') or put it back ('+') from `start` on (default: its start), when that row is
+    active and holds anything."""
+    start = start or f"{row}.starts_at"
     end = _end(row)
+    when = (
+        f"{row}.status = 'active' AND ({row}.cpu > 0 OR {row}.memory > 0 OR {row}.gpu > 0)"
+        f" AND ({end} IS NULL OR {start} < {end})"
+    )
     breakpoints = "".join(
         f"""
             INSERT OR IGNORE INTO pool_free (pool_id, at, cpu, memory, gpu)
             SELECT pool_id, {at}, cpu, memory, gpu FROM pool_free
              WHERE {when} AND {at} IS NOT NULL AND pool_id = {row}.pool_id AND at <= {at}
              ORDER BY at DESC LIMIT 1;"""
-        for at in (f"{row}.starts_at", end)
+        for at in (start, end)
     )
     # Refused explicitly, not only by pool_free's CHECKs: an outer INSERT OR IGNORE
     # would make SQLite skip the rows a CHECK refuses instead of failing.
     refuse = (
         f"""
             SELECT RAISE(ABORT, 'resgate: pool capacity exceeded') FROM pool_free
-             WHERE {when} AND pool_id = {row}.pool_id AND at >= {row}.starts_at
+             WHERE {when} AND pool_id = {row}.pool_id AND at >= {start}
                AND ({end} IS NULL OR at < {end})
                AND (cpu < {row}.cpu OR memory < {row}.memory OR gpu < {row}.gpu);"""
         if sign == "-"
@@ -208,8 +206,18 @@ def _sqlite_plan(row: str, sign: str) -> str:
     return f"""{breakpoints}{refuse}
             UPDATE pool_free SET cpu = cpu {sign} {row}.cpu, memory = memory {sign} {row}.memory,
                    gpu = gpu {sign} {row}.gpu
-             WHERE {when} AND pool_id = {row}.pool_id AND at >= {row}.starts_at
+             WHERE {when} AND pool_id = {row}.pool_id AND at >= {start}
                AND ({end} IS NULL OR at < {end});"""
+
+
+# A reservation that ends gives its plan back from the instant it ended: what it
+# held before then is the past, which the sweep folds away. An expiry gives back
+# nothing (it ended where its plan did), so the sweep costs the same however many
+# breakpoints the past has.
+_GIVEN_BACK_FROM = (
+    "(CASE WHEN NEW.status <> 'active' AND NEW.ended_at IS NOT NULL "
+    "AND NEW.ended_at > OLD.starts_at THEN NEW.ended_at ELSE OLD.starts_at END)"
+)
 
 
 def _sqlite_overlap(a: str, b: str) -> str:
@@ -219,9 +227,9 @@ def _sqlite_overlap(a: str, b: str) -> str:
     )
 
 
-PLAN_COLUMNS = "status, starts_at, ends_at, preempt_at"
-PLAN_CHANGED = " OR ".join(
-    f"NEW.{c} IS NOT OLD.{c}" for c in ("status", "starts_at", "ends_at", "preempt_at")
+WINDOW_COLUMNS = "starts_at, ends_at, preempt_at"
+WINDOW_CHANGED = " OR ".join(
+    f"NEW.{c} IS NOT OLD.{c}" for c in ("starts_at", "ends_at", "preempt_at")
 )
 
 
@@ -270,10 +278,19 @@ def _sqlite_guards() -> None:
         WHEN NEW.status = 'active'
         BEGIN{_sqlite_plan("NEW", "-")}
         END""")
-    # The old plan goes back first, so a plan that moves within what it held fits.
+    # An ending gives back what is left of the plan; an expiry leaves nothing, so the
+    # trigger does not even run for it (the sweep ends thousands at once).
     op.execute(f"""
-        CREATE TRIGGER reservations_plan_change AFTER UPDATE OF {PLAN_COLUMNS} ON reservations
-        WHEN {PLAN_CHANGED}
+        CREATE TRIGGER reservations_plan_end AFTER UPDATE OF status ON reservations
+        WHEN OLD.status = 'active' AND NEW.status <> 'active'
+         AND ({_end("OLD")} IS NULL OR NEW.ended_at IS NULL OR NEW.ended_at < {_end("OLD")})
+        BEGIN{_sqlite_plan("OLD", "+", _GIVEN_BACK_FROM)}
+        END""")
+    # A plan that moves: the old one goes back first, so one that moves within what
+    # it held fits.
+    op.execute(f"""
+        CREATE TRIGGER reservations_plan_change AFTER UPDATE OF {WINDOW_COLUMNS} ON reservations
+        WHEN NEW.status = 'active' AND ({WINDOW_CHANGED})
         BEGIN{_sqlite_plan("OLD", "+")}{_sqlite_plan("NEW", "-")}
         END""")
     op.execute(f"""
@@ -282,8 +299,8 @@ def _sqlite_guards() -> None:
         BEGIN{_sqlite_per_tenant("NEW")}
         END""")
     op.execute(f"""
-        CREATE TRIGGER reservations_per_tenant_change AFTER UPDATE OF {PLAN_COLUMNS}
-        ON reservations WHEN {PLAN_CHANGED}
+        CREATE TRIGGER reservations_per_tenant_change AFTER UPDATE OF {WINDOW_COLUMNS}
+        ON reservations WHEN NEW.status = 'active' AND ({WINDOW_CHANGED})
         BEGIN{_sqlite_per_tenant("NEW")}
         END""")
     op.execute(f"""
@@ -299,8 +316,8 @@ def _sqlite_guards() -> None:
                AND {_sqlite_overlap("n", "o")};
         END""")
     op.execute(f"""
-        CREATE TRIGGER reservations_devices_change AFTER UPDATE OF {PLAN_COLUMNS}
-        ON reservations WHEN NEW.status = 'active' AND ({PLAN_CHANGED})
+        CREATE TRIGGER reservations_devices_change AFTER UPDATE OF {WINDOW_COLUMNS}
+        ON reservations WHEN NEW.status = 'active' AND ({WINDOW_CHANGED})
         BEGIN
             SELECT RAISE(ABORT, '{DEVICE_TAKEN}')
               FROM reservation_devices m, reservation_devices d, reservations o
@@ -321,15 +338,17 @@ def _postgresql_guards() -> None:
         RETURNS timestamp AS $$ SELECT LEAST(ends, preempt) $$
         LANGUAGE sql IMMUTABLE""")
     op.execute("""
-        CREATE FUNCTION resgate_take_plan(r reservations, sign integer) RETURNS void AS $$
+        CREATE FUNCTION resgate_take_plan(r reservations, sign integer, from_ timestamp)
+        RETURNS void AS $$
         DECLARE
             plan_end timestamp := resgate_plan_end(r.ends_at, r.preempt_at);
             at_ timestamp;
         BEGIN
-            IF r.status <> 'active' OR (r.cpu = 0 AND r.memory = 0 AND r.gpu = 0) THEN
+            IF r.status <> 'active' OR (r.cpu = 0 AND r.memory = 0 AND r.gpu = 0)
+               OR (plan_end IS NOT NULL AND from_ >= plan_end) THEN
                 RETURN;
             END IF;
-            FOREACH at_ IN ARRAY ARRAY[r.starts_at, plan_end] LOOP
+            FOREACH at_ IN ARRAY ARRAY[from_, plan_end] LOOP
                 IF at_ IS NOT NULL THEN
                     INSERT INTO pool_free (pool_id, at, cpu, memory, gpu)
                     SELECT pool_id, at_, cpu, memory, gpu FROM pool_free
@@ -338,14 +357,14 @@ def _postgresql_guards() -> None:
                 END IF;
             END LOOP;
             IF sign < 0 AND EXISTS (
-                SELECT 1 FROM pool_free WHERE pool_id = r.pool_id AND at >= r.starts_at
+                SELECT 1 FROM pool_free WHERE pool_id = r.pool_id AND at >= from_
                    AND (plan_end IS NULL OR at < plan_end)
                    AND (cpu < r.cpu OR memory < r.memory OR gpu < r.gpu)) THEN
                 RAISE EXCEPTION 'resgate: pool capacity exceeded' USING ERRCODE = '23514';
             END IF;
             UPDATE pool_free SET cpu = cpu + sign * r.cpu, memory = memory + sign * r.memory,
                    gpu = gpu + sign * r.gpu
-             WHERE pool_id = r.pool_id AND at >= r.starts_at
+             WHERE pool_id = r.pool_id AND at >= from_
                AND (plan_end IS NULL OR at < plan_end);
         END $$ LANGUAGE plpgsql""")
     op.execute(f"""
@@ -362,14 +381,23 @@ def _postgresql_guards() -> None:
                     RETURN NULL;
                 END IF;
             END IF;
+            -- An expiry gives nothing back (it ended where its plan did): the sweep
+            -- ends thousands at once, so it returns before taking any lock.
+            IF TG_OP = 'UPDATE' AND NEW.status <> 'active' AND NEW.ended_at IS NOT NULL
+               AND NEW.ended_at >= resgate_plan_end(OLD.ends_at, OLD.preempt_at) THEN
+                RETURN NULL;
+            END IF;
             -- Raw writers do not follow the engine's lock order: the pool row's lock
             -- orders every change to a pool's plan (READ COMMITTED then sees all
             -- committed before it).
             SELECT per_tenant INTO allowed FROM pools WHERE id = NEW.pool_id FOR UPDATE;
             IF TG_OP = 'UPDATE' THEN
-                PERFORM resgate_take_plan(OLD, 1);
+                -- Given back from the instant it ended (see the SQLite triggers).
+                PERFORM resgate_take_plan(OLD, 1, CASE
+                    WHEN NEW.status <> 'active' AND NEW.ended_at > OLD.starts_at
+                    THEN NEW.ended_at ELSE OLD.starts_at END);
             END IF;
-            PERFORM resgate_take_plan(NEW, -1);
+            PERFORM resgate_take_plan(NEW, -1, NEW.starts_at);
             IF NEW.status <> 'active' THEN
                 RETURN NULL;
             END IF;
@@ -565,7 +593,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER pools_resize_guard ON pools")
         for function in (
             "resgate_plan_guard()",
-            "resgate_take_plan(reservations, integer)",
+            "resgate_take_plan(reservations, integer, timestamp)",
             "resgate_device_guard()",
             "resgate_pool_free()",
             "resgate_plan_end(timestamp, timestamp)",
@@ -576,6 +604,7 @@ def downgrade() -> None:
             "pools_free_floor",
             "pools_resize_guard",
             "reservations_capacity_guard",
+            "reservations_plan_end",
             "reservations_plan_change",
             "reservations_per_tenant_guard",
             "reservations_per_tenant_change",
@@ -595,7 +624,6 @@ def downgrade() -> None:
         sqlite_where=sa.text("active = 1"),
         postgresql_where=sa.text("active"),
     )
-    op.drop_index("ix_reservations_active_starts", "reservations")
     for column in ("lease", "preempt_at", "ends_at", "starts_at"):
         op.execute(f"ALTER TABLE reservations DROP COLUMN {column}")
     earlier = _revision("0001_initial_schema")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import delete, exists, insert, select, true, update
+from sqlalchemy import bindparam, delete, exists, insert, select, true, update
 
 from resgate.engine.validation import check_device_ids
-from resgate.engine.windows import Window, overlaps
+from resgate.engine.windows import Window, bounds, overlap_clause
 from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
 from resgate.limits import MAX_DEVICES
 from resgate.store.database import Tx
@@ -39,16 +41,23 @@ def holders(tx: Tx, pool_id: int, window: Window | None = None) -> dict[int, str
     sweep, or for display."""
     if window is None:
         window = Window(tx.now, tx.now + timedelta(microseconds=1))
-    rows = tx.session.execute(
-        select(ReservationDevice.device, ReservationDevice.reservation_id)
-        .join(Reservation, Reservation.id == ReservationDevice.reservation_id)
-        .where(ReservationDevice.pool_id == pool_id, HELD, overlaps(window))
-        .order_by(Reservation.starts_at)
+    rows = tx.connection.execute(
+        _holders(window.end is None), {"pool_id": pool_id, **bounds(window)}
     )
     held: dict[int, str] = {}
     for device, rid in rows:
         held.setdefault(device, rid)
     return held
+
+
+@cache
+def _holders(open_ended: bool) -> Any:
+    return (
+        select(ReservationDevice.device, ReservationDevice.reservation_id)
+        .join(Reservation, Reservation.id == ReservationDevice.reservation_id)
+        .where(ReservationDevice.pool_id == bindparam("pool_id"), HELD, overlap_clause(open_ended))
+        .order_by(Reservation.starts_at)
+    )
 
 
 def add(tx: Tx, pool_id: int, ids: Iterable[int]) -> None:

@@ -114,7 +114,7 @@ def apply(tx: Tx, state: StateFile, on_progress: OnProgress | None = None) -> Im
         audit.record(tx, chunk)
     # Imported reservations started in the past: fold those starts into pool_free's
     # floor now, as the next write would (an import that changes nothing writes nothing).
-    windows.prune(tx)
+    windows.prune(tx, force=True)
     return summary
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from resgate.clock import span
 from resgate.engine.queries import PoolRow, TenantRow
-from resgate.engine.windows import Window, most_at_once, overlaps, plan_end
+from resgate.engine.windows import Window, bounds, most_at_once, overlap_clause, plan_end
 from resgate.errors import InvalidInput, Refused
 from resgate.limits import MAX_AMOUNT
 from resgate.store.database import Tx
@@ -80,19 +82,26 @@ def check_length(pool: PoolRow, start: datetime, end: datetime | None) -> None:
         raise Refused(f"pool '{pool.name}' allows reservations of at most {span(maximum)}")
 
 
+@cache
+def _held_over(open_ended: bool) -> Any:
+    """The tenant's reservations in the pool whose plans overlap the window; built
+    once (benchmarks/, cycles)."""
+    return select(Reservation.id, Reservation.starts_at, plan_end()).where(
+        Reservation.tenant_id == bindparam("tenant_id"),
+        Reservation.pool_id == bindparam("pool_id"),
+        overlap_clause(open_ended),
+    )
+
+
 def check_per_tenant(tx: Tx, tenant: TenantRow, pool: PoolRow, window: Window) -> None:
     """At no instant of `window` may the tenant hold more reservations in the pool
     than its per-tenant limit. Run after the sweep, so every row counted is live."""
     allowed = pool.per_tenant
     if allowed is None:
         return
-    end = plan_end()
     rows = tx.connection.execute(
-        select(Reservation.id, Reservation.starts_at, end).where(
-            Reservation.tenant_id == tenant.id,
-            Reservation.pool_id == pool.id,
-            overlaps(window),
-        )
+        _held_over(window.end is None),
+        {"tenant_id": tenant.id, "pool_id": pool.id, **bounds(window)},
     ).all()
     # With the new one, at the instant the most of them overlap.
     plans = [(start, stop) for _, start, stop in rows] + [(window.start, window.end)]

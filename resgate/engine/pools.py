@@ -171,6 +171,8 @@ def resize_pool(
     if new.is_zero():
         raise Refused(f"cannot resize pool '{name}': cpu, memory and gpu would all be 0")
     reserved = pool_usage(tx, [pool.id]).get(pool.id, Amounts())
+    # The database's guard moves every row of pool_free, the past's too: fold it away.
+    windows.prune(tx, force=True)
     old_totals = Amounts(pool.cpu, pool.memory, pool.gpu)
     # Every instant from now on (README "Booking ahead"): what is held then is the
     # old totals less what is free.

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from resgate.engine.queries import TenantRow, usage_sums
 from resgate.engine.records import Amounts, Limits
-from resgate.engine.windows import Window, overlaps, peak, plan_end
+from resgate.engine.windows import Window, bounds, overlaps, peak, plan_end
 from resgate.errors import Refused
 from resgate.limits import RESOURCES
 from resgate.store.database import Tx
@@ -42,7 +42,8 @@ def check_quota(tx: Tx, tenant: TenantRow, request: Amounts, window: Window) -> 
             Reservation.cpu,
             Reservation.memory,
             Reservation.gpu,
-        ).where(Reservation.tenant_id == tenant.id, overlaps(window))
+        ).where(Reservation.tenant_id == tenant.id, overlaps(window)),
+        bounds(window),
     ).all()
     held = peak([(start, end, Amounts(c, m, g)) for start, end, c, m, g in rows], window)
     for resource, cap, have, want in zip(RESOURCES, limits, held, request, strict=True):

@@ -44,12 +44,8 @@ def sweep(tx: Tx) -> list[str]:
     one batched insert. Returns their ids."""
     # Fetched at once and sorted on the id alone: iterating a result fetches row
     # by row, and comparing SQLAlchemy Rows is ~30x slower than comparing ids.
-    # pool_free's past folded first: a due row's plan then ends before every row the
-    # triggers would touch, so giving it back costs the same however long it ran.
-    windows.prune(tx)
     expired = sorted(tx.connection.execute(_SWEEP, {"now": tx.now}).all(), key=itemgetter(0))
-    if expired:
-        windows.prune(tx)
+    windows.prune(tx)
     if not expired:
         return []
     devices.free_ended(tx)

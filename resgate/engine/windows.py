@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import DateTime, and_, bindparam, case, func, or_, select, text
 
+from resgate.engine.queries import ACTIVE
 from resgate.engine.records import Amounts
 from resgate.limits import RESOURCES
 from resgate.store.database import Tx
@@ -39,34 +41,60 @@ def plan_end() -> Any:
 
 
 def overlaps(window: Window) -> Any:
-    """A stored-active reservation whose plan overlaps `window` (half-open)."""
+    """A stored-active reservation whose plan overlaps `window` (half-open). Bound
+    parameters `w_start` (and `w_end`): pass `bounds(window)` with the statement."""
+    return overlap_clause(window.end is None)
+
+
+def bounds(window: Window) -> dict[str, datetime | None]:
+    return {"w_start": window.start, "w_end": window.end}
+
+
+@cache
+def overlap_clause(open_ended: bool) -> Any:
+    # Built once: composing these per call cost more than running them (benchmarks/,
+    # cycles). ACTIVE is inline so SQLite uses the partial indexes on active rows.
     end = plan_end()
-    condition = [Reservation.status == "active", or_(end.is_(None), end > window.start)]
-    if window.end is not None:
-        condition.append(Reservation.starts_at < window.end)
+    condition = [Reservation.status == ACTIVE, or_(end.is_(None), end > _W_START)]
+    if not open_ended:
+        condition.append(Reservation.starts_at < _W_END)
     return and_(*condition)
+
+
+_W_START = bindparam("w_start", type_=DateTime)
+_W_END = bindparam("w_end", type_=DateTime)
 
 
 def free_steps(tx: Tx, pool_id: int, window: Window) -> list[tuple[datetime, Amounts]]:
     """What is free in the pool over `window`: (from, free) for the step in force
     at the window's start and each later one inside it."""
-    first = tx.session.execute(
-        select(PoolFree.at, PoolFree.cpu, PoolFree.memory, PoolFree.gpu)
-        .where(PoolFree.pool_id == pool_id, PoolFree.at <= window.start)
+    params = {"pool_id": pool_id, **bounds(window)}
+    first = tx.connection.execute(_first_step(), params).first()
+    later = tx.connection.execute(_later_steps(window.end is None), params)
+    steps = [(window.start, Amounts(first.cpu, first.memory, first.gpu))] if first else []
+    steps += [(at, Amounts(cpu, memory, gpu)) for at, cpu, memory, gpu in later]
+    return steps
+
+
+_STEP = (PoolFree.at, PoolFree.cpu, PoolFree.memory, PoolFree.gpu)
+
+
+@cache
+def _first_step() -> Any:
+    return (
+        select(*_STEP)
+        .where(PoolFree.pool_id == bindparam("pool_id"), PoolFree.at <= _W_START)
         .order_by(PoolFree.at.desc())
         .limit(1)
-    ).first()
-    later = select(PoolFree.at, PoolFree.cpu, PoolFree.memory, PoolFree.gpu).where(
-        PoolFree.pool_id == pool_id, PoolFree.at > window.start
     )
-    if window.end is not None:
-        later = later.where(PoolFree.at < window.end)
-    steps = [(window.start, Amounts(first.cpu, first.memory, first.gpu))] if first else []
-    steps += [
-        (at, Amounts(cpu, memory, gpu))
-        for at, cpu, memory, gpu in tx.session.execute(later.order_by(PoolFree.at))
-    ]
-    return steps
+
+
+@cache
+def _later_steps(open_ended: bool) -> Any:
+    query = select(*_STEP).where(PoolFree.pool_id == bindparam("pool_id"), PoolFree.at > _W_START)
+    if not open_ended:
+        query = query.where(PoolFree.at < _W_END)
+    return query.order_by(PoolFree.at)
 
 
 def first_shortfall(
@@ -90,6 +118,7 @@ class Holder:
 
 def holders_at(tx: Tx, pool_id: int, at: datetime) -> list[Holder]:
     """The reservations whose plans hold `at`, in start then creation order."""
+    instant = Window(at, at + timedelta(microseconds=1))
     end = plan_end().label("plan_end")
     rows = tx.session.execute(
         select(
@@ -102,11 +131,9 @@ def holders_at(tx: Tx, pool_id: int, at: datetime) -> list[Holder]:
             Reservation.gpu,
         )
         .join(Tenant, Tenant.id == Reservation.tenant_id)
-        .where(
-            Reservation.pool_id == pool_id,
-            overlaps(Window(at, at + timedelta(microseconds=1))),
-        )
-        .order_by(Reservation.starts_at, Reservation.created_at, Reservation.id)
+        .where(Reservation.pool_id == pool_id, overlaps(instant))
+        .order_by(Reservation.starts_at, Reservation.created_at, Reservation.id),
+        bounds(instant),
     ).all()
     return [Holder(r[0], r[1], r[2], r[3], Amounts(r[4], r[5], r[6])) for r in rows]
 
@@ -152,13 +179,15 @@ def most_at_once(rows: Sequence[tuple[datetime, datetime | None]], window: Windo
     )
 
 
-def prune(tx: Tx) -> None:
+def prune(tx: Tx, force: bool = False) -> None:
     """Fold pool_free's past into each pool's floor row: its value becomes the one in
     force now and the rows before now go, so the table grows with future bookings,
-    never with history."""
+    never with history. Unless forced, only once PRUNE_AFTER rows have gathered:
+    every release leaves one, and folding on every write cost a tenth of a cycle
+    (benchmarks/, cycles); what is free from now on reads the same either way."""
     params = {"now": tx.now, "floor": FREE_FLOOR}
-    due = tx.connection.execute(_DUE_POOLS, params).scalars().all()
-    if not due:
+    gathered = tx.connection.execute(_GATHERED, params).scalar() or 0
+    if gathered == 0 or (not force and gathered < PRUNE_AFTER):
         return
     tx.connection.execute(_FOLD, params)
     tx.connection.execute(_DROP_PAST, params)
@@ -167,7 +196,10 @@ def prune(tx: Tx) -> None:
 _PAST = "at > :floor AND at <= :now"
 # Bound as the column's type: SQLite compares the stored text, which must match.
 _TIMES = (bindparam("now", type_=DateTime), bindparam("floor", type_=DateTime))
-_DUE_POOLS = text(f"SELECT DISTINCT pool_id FROM pool_free WHERE {_PAST}").bindparams(*_TIMES)
+PRUNE_AFTER = 64
+_GATHERED = text(
+    f"SELECT COUNT(*) FROM (SELECT 1 FROM pool_free WHERE {_PAST} LIMIT {PRUNE_AFTER}) AS past"
+).bindparams(*_TIMES)
 _FOLD = text(
     "UPDATE pool_free SET (cpu, memory, gpu) = ("
     "  SELECT l.cpu, l.memory, l.gpu FROM pool_free l"
@@ -184,7 +216,8 @@ def recount(tx: Tx, pool_id: int, totals: Amounts) -> list[tuple[datetime, Amoun
     rows = tx.session.execute(
         select(
             Reservation.starts_at, end, Reservation.cpu, Reservation.memory, Reservation.gpu
-        ).where(Reservation.pool_id == pool_id, overlaps(Window(tx.now, None)))
+        ).where(Reservation.pool_id == pool_id, overlaps(Window(tx.now, None))),
+        bounds(Window(tx.now, None)),
     ).all()
     points = sorted({tx.now} | {t for r in rows for t in r[:2] if t is not None and t > tx.now})
     steps = []

@@ -213,7 +213,6 @@ class Reservation(Base):
             "expires_at",
             **_partial("status = 'active' AND expires_at IS NOT NULL"),
         ),
-        Index("ix_reservations_active_starts", "starts_at", **_partial("status = 'active'")),
         Index("ix_reservations_created_at", "created_at"),
         Index("ix_reservations_ended_at", "ended_at"),
         Index("uq_reservations_request_id", "request_id", unique=True),
