@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from helpers import Result, ok, run_cli
 
+from resgate.clock import FixedClock, SystemClock
+
 DRY_LINE = "Dry run: nothing was changed"
 HEX_ID = re.compile(r"\b[0-9a-f]{16}\b")
 STORED_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
@@ -68,6 +70,19 @@ CASES: dict[str, tuple[list[str], int]] = {
         0,
     ),
     "reserve insufficient": (["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "3"], 3),
+    # The earliest window: 4 GPUs once lo's 1 h ends, open-ended 3 likewise.
+    "reserve earliest": (
+        ["reserve", "--tenant", "idle", "--pool", "p", "--gpu", "4", "--ttl", "30m", "--earliest"],
+        0,
+    ),
+    "reserve earliest open": (
+        ["reserve", "--tenant", "idle", "--pool", "p", "--gpu", "3", "--earliest"],
+        0,
+    ),
+    "reserve earliest nowhere": (
+        ["reserve", "--tenant", "idle", "--pool", "p", "--cpu", "9", "--earliest"],
+        3,
+    ),
     "reserve conflict": (["reserve", "--tenant", "lo", "--pool", "p", "--cpu", "1"], 4),
     "reserve unknown tenant": (["reserve", "--tenant", "nobody", "--pool", "p", "--cpu", "1"], 1),
     "reserve bad amount": (["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "-1"], 2),
@@ -199,12 +214,15 @@ def test_dry_run_changes_nothing_and_predicts_the_real_command(
     before = dump(path)
     events = count_events(path)
 
-    dry = run_cli(*args, "--dry-run")
+    # One instant for both runs: a delta such as "1h4s later than before" would
+    # otherwise change when they straddle a second.
+    clock = FixedClock(SystemClock().now())
+    dry = run_cli(*args, "--dry-run", clock=clock)
     assert dry.code == code, dry
     assert dump(path) == before, "the dry run changed the database"
     assert count_events(path) == events
 
-    real = run_cli(*args)
+    real = run_cli(*args, clock=clock)
     assert real.code == code, real
     mask = Masker(before)
     assert mask(strip_dry(dry, as_json, code)) == mask(real.stdout)

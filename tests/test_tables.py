@@ -224,7 +224,7 @@ HEADERS = {
     "pool list": ["NAME", "CPU (USED/TOTAL)", "MEMORY (USED/TOTAL)", "GPU (USED/TOTAL)"],
     "tenant list": ["NAME", "PRIORITY", "ACTIVE", "CPU", "MEMORY", "GPU", "REGISTERED"],
     "audit log": ["SEQ", "AT", "ACTOR", "ACTION", "SUBJECT", "DATA"],
-    "free": ["POOL", "CPU", "MEMORY", "GPU", "DEVICES"],
+    "free": ["POOL", "CPU", "MEMORY", "GPU", "DEVICES", "UNTIL"],
     "pool show": ["RESOURCE", "TOTAL", "RESERVED", "AVAILABLE"],
 }
 HEADERS["list"] += ["EXPIRES"]
@@ -461,11 +461,11 @@ def test_free_text(world: World) -> None:
     held = [r for r in json.loads(piped(world, "list", "--json")) if r["pool"] == BIG]
     assert rows[BIG][0] == str(256 - sum(r["cpu"] for r in held))
     # 64 GPUs: 2 of the 40 held singly were released; 4 held by id.
-    assert rows[BIG][2:] == ["22", "1-2,40-59"]
-    assert rows[EDGE] == ["64", "1000M", "8", "0-7"]  # the 1 s one expired
-    assert rows[SMALL_POOLS[0]] == ["16", "1.5G", "0", "-"]
+    assert rows[BIG][2:] == ["22", "1-2,40-59", "open"]
+    assert rows[EDGE] == ["64", "1000M", "8", "0-7", "open"]  # the 1 s one expired
+    assert rows[SMALL_POOLS[0]] == ["16", "1.5G", "0", "-", "open"]
     only = piped(world, "free", "--pool", EDGE)
-    assert only.splitlines()[2].split() == [EDGE, "64", "1000M", "8", "0-7"]
+    assert only.splitlines()[2].split() == [EDGE, "64", "1000M", "8", "0-7", "open"]
 
 
 def test_free_json(world: World) -> None:
@@ -505,7 +505,7 @@ def test_free_in_process(cli, frozen) -> None:
     out(cli, "pool", "create", "--name", "p", "--cpu", "4", "--memory", "8G", "--gpu", "4")
     out(cli, "tenant", "add", "--name", "t")
     out(cli, "reserve", "-t", "t", "-p", "p", "--gpu-ids", "1,2", "--memory", "512")
-    assert out(cli, "free").splitlines()[2].split() == ["p", "4", "7.5G", "2", "0,3"]
+    assert out(cli, "free").splitlines()[2].split() == ["p", "4", "7.5G", "2", "0,3", "open"]
     assert js(cli, "free")[0]["gpu_ids"] == [0, 3]
 
 

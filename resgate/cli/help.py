@@ -62,8 +62,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "version": ("resgate version", "resgate version && resgate db current"),
     "reserve": (
         "resgate reserve --gpu 1 --ttl 2h",
-        "resgate reserve -t nlp -p gpu-box --cpu 8 --memory 32G --ttl 1h30min",
         "ID=$(resgate reserve -q --gpu 2 --request-id job-42)",
+        "resgate reserve -t nlp --gpu 4 --duration 3h --earliest --after 'tomorrow 09:00'",
     ),
     "run": (
         "resgate run --gpu 1 -- python train.py",
@@ -81,7 +81,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "resgate preempt -t prod --target batch",
         "resgate preempt -t prod --target batch -p gpu-box --dry-run",
     ),
-    "free": ("resgate free", "resgate free -p gpu-box --json"),
+    "free": (
+        "resgate free",
+        "resgate free --at 'tomorrow 09:00'",
+        "resgate free -p gpu-box --json",
+    ),
+    "slots": (
+        "resgate slots --gpu 4 --duration 3h",
+        "resgate slots -p gpu-box --gpu 2 --duration 8h --after 'tomorrow 09:00' --count 5",
+        "resgate slots --gpu-ids 0,1 --duration 1h --json",
+    ),
     "status": ("resgate status", "resgate status --json"),
     "watch": ("resgate watch", "resgate watch --interval 5", "resgate watch --json > draws.ndjson"),
     "sweep": ("resgate sweep", "resgate sweep --json"),

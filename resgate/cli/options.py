@@ -29,6 +29,10 @@ FLAGS = {
     "start": "--start",
     "end": "--end",
     "duration": "--duration",
+    "earliest": "--earliest",
+    "after": "--after",
+    "preempt": "--preempt",
+    "count": "--count",
 }
 
 Quiet = Annotated[
@@ -75,6 +79,19 @@ Duration = Annotated[
         "--duration",
         metavar="DURATION",
         help="Length of the window (with --start, --ttl means this).",
+        show_default=False,
+    ),
+]
+Earliest = Annotated[
+    bool,
+    typer.Option("--earliest", help="Book the earliest window that fits (see: resgate slots)."),
+]
+After = Annotated[
+    str | None,
+    typer.Option(
+        "--after",
+        metavar="WHEN",
+        help="With --earliest or slots: start no earlier than WHEN (default: now).",
         show_default=False,
     ),
 ]

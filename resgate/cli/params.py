@@ -306,6 +306,8 @@ class WindowOptions:
     start: When | None = None
     end: When | None = None
     duration: int | None = None
+    earliest: bool = False
+    after: When | None = None
 
     def applied(self, request: ReserveRequest, now: datetime) -> ReserveRequest:
         return replace(
@@ -313,21 +315,40 @@ class WindowOptions:
             start=None if self.start is None else self.start.at(now),
             end=None if self.end is None else self.end.at(now),
             duration=self.duration,
+            earliest=self.earliest,
+            after=None if self.after is None else self.after.at(now),
         )
 
 
 def window(
-    start: str | None, end: str | None, duration: int | None, ttl: int | None
+    start: str | None,
+    end: str | None,
+    duration: int | None,
+    ttl: int | None,
+    earliest: bool = False,
+    after: str | None = None,
 ) -> WindowOptions:
     """The window options, checked before any database is opened (exit 2)."""
     if duration is not None and end is not None:
         raise InvalidInput("--duration and --end cannot be used together")
     if ttl is not None and (duration is not None or end is not None):
         raise InvalidInput("--ttl cannot be used with --duration or --end")
-    begins = when("--start", start)
+    if earliest and (start is not None or end is not None):
+        raise InvalidInput("--earliest takes a --duration (or --ttl), not --start or --end")
+    if after is not None and not earliest:
+        raise InvalidInput("--after goes with --earliest")
+    return WindowOptions(
+        future("--start", start), when("--end", end), duration, earliest, future("--after", after)
+    )
+
+
+def future(option: str, value: str | None) -> When | None:
+    """An instant that must not lie in the past: `--start 2h` reads as 2 hours
+    ago, as `--since 24h` does, so it gets a hint."""
+    begins = when(option, value)
     if begins is not None and begins.offset < -60 and not begins.text.startswith("-"):
-        # `--start 2h` reads as 2 hours ago, as `--since 24h` does.
         raise InvalidInput(
-            f"--start {begins.text} is {begins.text} ago, in the past: did you mean +{begins.text}?"
+            f"{option} {begins.text} is {begins.text} ago, in the past: "
+            f"did you mean +{begins.text}?"
         )
-    return WindowOptions(begins, when("--end", end), duration)
+    return begins

@@ -9,9 +9,11 @@ import typer
 from resgate.cli import params
 from resgate.cli.options import (
     FLAGS,
+    After,
     Cpu,
     DryRun,
     Duration,
+    Earliest,
     End,
     Gpu,
     GpuIds,
@@ -96,6 +98,8 @@ def reserve(
     start: Start = None,
     duration: Duration = None,
     end: End = None,
+    earliest: Earliest = False,
+    after: After = None,
     gpu_ids: GpuIds = None,
     preempt: Preempt = False,
     request_id: RequestId = None,
@@ -105,13 +109,18 @@ def reserve(
 ) -> None:
     """Reserve a slice of a pool for a tenant (yours, and the only pool, when left
     out), now or ahead."""
+    # Long only for its options: the body is parse, transact, render.
     from resgate.errors import InvalidInput
 
     if quiet and json:
         raise InvalidInput("--quiet and --json do not go together: choose one")
     amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
     seconds = params.seconds("--ttl", ttl)
-    window = params.window(start, end, params.seconds("--duration", duration), seconds)
+    window = params.window(
+        start, end, params.seconds("--duration", duration), seconds, earliest, after
+    )
+    if earliest and preempt:
+        raise InvalidInput("--earliest finds room without evicting anyone: drop --preempt")
     request = checked_request(
         default_name(ctx, tenant, "tenant"),
         default_name(ctx, pool, "pool"),

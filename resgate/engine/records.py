@@ -105,6 +105,37 @@ class TenantInfo:
 
 
 @dataclass(frozen=True)
+class FreeInfo:
+    """What is free in one pool at an instant (`resgate free`)."""
+
+    pool: str
+    at: datetime
+    free: Amounts
+    gpu_ids: tuple[int, ...]
+    until: datetime | None  # when a booking next takes some of it; None: nothing does
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A window in which a request fits (`resgate slots`)."""
+
+    start: datetime
+    free_until: datetime | None  # None: it stays free for ever
+    gpu_ids: tuple[int, ...]
+    # The reservation (id, tenant) whose end makes the room; None: free at the
+    # start asked for.
+    freed_by: tuple[str, str] | None
+
+
+@dataclass(frozen=True)
+class Slots:
+    tenant: str
+    pool: str
+    duration: int
+    slots: list[Slot]
+
+
+@dataclass(frozen=True)
 class ReservationInfo:
     id: str
     tenant: str

@@ -13,7 +13,7 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from resgate.clock import ends, local
-from resgate.engine import audit, devices, evictions, members, policies, replay, windows
+from resgate.engine import audit, devices, evictions, members, policies, replay, slots, windows
 from resgate.engine.preemption import Candidate
 from resgate.engine.queries import (
     RESERVATIONS,
@@ -39,7 +39,7 @@ from resgate.engine.validation import (
     check_reservation_request,
     check_window,
 )
-from resgate.errors import Hint, InsufficientResources, Refused
+from resgate.errors import Hint, InsufficientResources, InvalidInput, Refused
 from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
@@ -69,6 +69,9 @@ class ReserveRequest:
     start: datetime | None = None
     end: datetime | None = None
     duration: int | None = None
+    # Book the earliest window of that length from `after` (None: now) on.
+    earliest: bool = False
+    after: datetime | None = None
 
 
 def new_id() -> str:
@@ -107,6 +110,10 @@ def reserve_and_report(
     if replayed is not None:
         return replayed
     sweep(tx)
+    if request.earliest:
+        window = slots.earliest(
+            tx, tenant, pool, request.amounts, requested_ids, window, request.after, spelled
+        )
     if not request.lease:
         policies.check_length(pool, window.start, window.end)
     policies.check_per_tenant(tx, tenant, pool, window)
@@ -319,6 +326,13 @@ def _window(tx: Tx, request: ReserveRequest, spelled: Spelling) -> windows.Windo
     """The plan the request asks for, checked against the transaction's now."""
     if request.lease:
         return windows.Window(tx.now, request.end)
+    if request.earliest and (request.start, request.end, request.preempt) != (None, None, False):
+        # The slot decides the start; its length is the duration (or the TTL).
+        raise InvalidInput(
+            f"{_flag(spelled, 'earliest')} takes a {_flag(spelled, 'duration')} (or "
+            f"{_flag(spelled, 'ttl')}), not {_flag(spelled, 'start')}, {_flag(spelled, 'end')} "
+            f"or {_flag(spelled, 'preempt')}"
+        )
     duration = request.duration
     end = request.end
     if request.start is not None and duration is None and end is None:
@@ -327,6 +341,10 @@ def _window(tx: Tx, request: ReserveRequest, spelled: Spelling) -> windows.Windo
         end = ends(tx.now, request.ttl)
     start, end = check_window(tx.now, request.start, end, duration, spelled)
     return windows.Window(start, end)
+
+
+def _flag(spelled: Spelling, field: str) -> str:
+    return spelled.get(field, field)
 
 
 def _insert_row(tx: Tx, request: ReserveRequest, values: dict[str, Any]) -> bool:

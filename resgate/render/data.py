@@ -10,10 +10,12 @@ from typing import IO, Any
 
 from resgate import clock
 from resgate.engine.records import (
+    FreeInfo,
     ImportSummary,
     PoolInfo,
     PreemptResult,
     ReservationInfo,
+    Slot,
     StatusReport,
     StoredEvent,
     TenantInfo,
@@ -272,16 +274,28 @@ def event(event: StoredEvent) -> dict[str, Any]:
     }
 
 
-def free(
-    info: PoolInfo, until: datetime | None = None, promised: dict[str, int] | None = None
-) -> dict[str, Any]:
-    """`resgate free --json`: one pool's free amounts and GPU ids. `until` (when it
-    stops being free) and `promised` (to the queue's head,
-    not built yet either) are null and zeros until those exist."""
+def free(info: FreeInfo, promised: dict[str, int] | None = None) -> dict[str, Any]:
+    """`resgate free --json`: one pool's free amounts and GPU ids, and until when
+    (null: nothing booked takes them). `promised` (to the queue's head) is zeros
+    until the queue exists."""
     return {
-        "pool": info.name,
-        "free": info.available._asdict(),
-        "gpu_ids": [device for device, rid in info.devices if rid is None],
-        "until": iso(until),
+        "pool": info.pool,
+        "free": info.free._asdict(),
+        "gpu_ids": list(info.gpu_ids),
+        "until": iso(info.until),
         "promised": promised or dict.fromkeys(RESOURCES, 0),
+    }
+
+
+def slot(found: Slot) -> dict[str, Any]:
+    """`resgate slots --json`: one window; `because` names what frees it (null:
+    free at the start asked for)."""
+    because = None
+    if found.freed_by is not None:
+        because = {"reservation": found.freed_by[0], "tenant": found.freed_by[1]}
+    return {
+        "start": iso(found.start),
+        "free_until": iso(found.free_until),
+        "gpu_ids": list(found.gpu_ids),
+        "because": because,
     }

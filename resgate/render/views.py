@@ -7,9 +7,12 @@ from datetime import datetime
 
 from resgate.clock import span
 from resgate.engine.records import (
+    FreeInfo,
     ImportSummary,
     PoolInfo,
     ReservationInfo,
+    Slot,
+    Slots,
     StatusReport,
 )
 from resgate.limits import RESOURCES
@@ -23,6 +26,7 @@ from resgate.render.text import (
     Style,
     amount,
     bar,
+    local,
     printable,
     ranges,
     whole_percent,
@@ -174,22 +178,47 @@ def elided(names: list[str], width: int) -> str:
     return f"+{len(names)}"
 
 
-def free_table(pools: list[PoolInfo], style: Style) -> str:
-    """`free`: what each pool has free now, and its free GPU ids as ranges."""
+def free_table(pools: list[FreeInfo], style: Style) -> str:
+    """`free`: what each pool has free, its free GPU ids as ranges, and until when."""
     columns = [
-        Column("POOL", [p.name for p in pools]),
+        Column("POOL", [p.pool for p in pools]),
         *(
-            Column(LABELS[res], [amount(res, getattr(p.available, res)) for p in pools], True, drop)
-            for res, drop in (("cpu", 3), ("memory", 2), ("gpu", 4))
+            Column(LABELS[res], [amount(res, getattr(p.free, res)) for p in pools], True, drop)
+            for res, drop in (("cpu", 3), ("memory", 2), ("gpu", 5))
         ),
-        Column("DEVICES", [ranges(free_ids(p)) or "-" for p in pools], drop=1, least=7),
+        Column("DEVICES", [ranges(p.gpu_ids) or "-" for p in pools], drop=1, least=7),
+        Column("UNTIL", [beside(p.until, p.at) for p in pools], drop=4),
     ]
     return style.table(columns)
 
 
-def free_ids(pool: PoolInfo) -> list[int]:
-    """The pool's GPU ids no reservation holds."""
-    return [device for device, rid in pool.devices if rid is None]
+def beside(end: datetime | None, at: datetime) -> str:
+    """An instant as a person reads it beside `at`: `16:00` on the same day, else
+    `2026-12-03 09:00`; None is `open`."""
+    if end is None:
+        return "open"
+    shown, day = local(end), local(at)
+    return shown[11:16] if shown[:10] == day[:10] else shown[:16]
+
+
+def slots_table(found: Slots, now: datetime, style: Style) -> str:
+    """`slots`: each window's start, until when it stays free, its GPUs and what
+    frees it."""
+    rows = found.slots
+
+    def because(slot: Slot) -> str:
+        if slot.freed_by is None:
+            return "free now" if slot.start == now else "free then"
+        rid, tenant = slot.freed_by
+        return f"reservation {rid[:8]}… ({tenant}) ends {beside(slot.start, now)}"
+
+    columns = [
+        Column("START", [local(slot.start)[:16] for slot in rows]),
+        Column("FREE UNTIL", [beside(slot.free_until, slot.start) for slot in rows]),
+        Column("GPUS", [ranges(slot.gpu_ids) or "-" for slot in rows], drop=2, least=5),
+        Column("FREED BY", [because(slot) for slot in rows], drop=1, least=12),
+    ]
+    return style.table(columns)
 
 
 def import_summary(summary: ImportSummary, source: str) -> str:
