@@ -54,3 +54,19 @@ def test_the_booking_ahead_commands_run(cli: Cli):
         "reserve --tenant nlp --pool gpu-box --gpu 4 --start 'tomorrow 10:00' --duration 1h"
     ))  # fmt: skip
     assert refused.code == 3 and "insufficient resources in 'gpu-box' from " in refused.stderr
+
+
+def test_the_finding_a_slot_commands_run(cli: Cli):
+    for title in ("## Booking ahead", "### Finding a slot"):
+        (commands,) = blocks(section(title), "sh")
+        for line in commands.splitlines():
+            words = shlex.split(line, comments=True)
+            assert words[0] == "resgate", line
+            ok(cli, *words[1:])
+    # As the README shows: cv's 4 GPUs fit from 12:00, when nlp's and cv's
+    # morning bookings end, on 4-7 (cv's 12:00 booking holds 0-3).
+    booked = json.loads(ok(cli, "list", "-t", "cv", "--status", "upcoming", "--json").stdout)
+    latest = max(booked, key=lambda r: r["created_at"])
+    noon = [r for r in booked if r is not latest and r["starts_at"] == latest["starts_at"]]
+    assert noon and latest["gpu_ids"] == [4, 5, 6, 7]
+    assert latest["ends_at"] is not None

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.sqlite_only
 TIMEOUT = 60
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 CLEAR = "\x1b[2J\x1b[H"
-SHORT_ID = re.compile(r"\([0-9a-f]{8}…\)")
+SHORT_ID = re.compile(r"\(?\b[0-9a-f]{8}…\)?")  # how `pool show` and `slots` name holders
 
 BIG = "gpu-cluster-east"  # 16 characters, as every name here
 BATCH = "cpu-batch-west01"
@@ -217,6 +217,8 @@ COMMANDS = {
     "watch": ["watch", "--count", "1"],
     "audit log": ["audit", "log"],
     "free": ["free"],
+    # 22 GPUs are free now: 24 fit once the first 30-minute reservations end.
+    "slots": ["slots", "-t", TENANTS[1], "-p", BIG, "--gpu", "24", "--duration", "3h"],
 }
 # Every column each command has, as its header reads on a pipe.
 HEADERS = {
@@ -226,6 +228,7 @@ HEADERS = {
     "audit log": ["SEQ", "AT", "ACTOR", "ACTION", "SUBJECT", "DATA"],
     "free": ["POOL", "CPU", "MEMORY", "GPU", "DEVICES", "UNTIL"],
     "pool show": ["RESOURCE", "TOTAL", "RESERVED", "AVAILABLE"],
+    "slots": ["START", "FREE UNTIL", "GPUS", "FREED BY"],
 }
 HEADERS["list"] += ["EXPIRES"]
 HEADERS["list --all"] = HEADERS["list"]

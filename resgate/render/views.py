@@ -210,7 +210,8 @@ def slots_table(found: Slots, now: datetime, style: Style) -> str:
         if slot.freed_by is None:
             return "free now" if slot.start == now else "free then"
         rid, tenant = slot.freed_by
-        return f"reservation {rid[:8]}… ({tenant}) ends {beside(slot.start, now)}"
+        # It ends where the slot starts: the START beside it gives the day.
+        return f"reservation {rid[:8]}… ({tenant}) ends {local(slot.start)[11:16]}"
 
     columns = [
         Column("START", [local(slot.start)[:16] for slot in rows]),
