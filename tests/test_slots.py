@@ -11,16 +11,18 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import slot_model
 from helpers import Cli, Engine, js, ok, out
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from slot_model import Ask, Found, Plan, World
+from slot_model import Refused as ModelRefused
 
 from resgate.clock import FixedClock, local
-from resgate.engine import pools, reservations, slots, tenants
+from resgate.engine import extension, pools, reservations, slots, tenants
 from resgate.engine.policies import Policy
 from resgate.engine.records import Amounts, Limits
 from resgate.engine.reservations import ReserveRequest
@@ -205,6 +207,47 @@ def test_earliest_books_the_first_slot(
     assert minutes(base, made.ends_at) == end
 
 
+@SETTINGS
+@given(
+    spec=world,
+    pick=st.integers(0, 100),
+    by=st.sampled_from([10, 30, 60, 240, None]),  # None: open-ended
+    partial=st.booleans(),
+)
+def test_extend_to_the_latest_possible_end(
+    engine: Engine, spec: dict, pick: int, by: int | None, partial: bool
+) -> None:
+    _, base, model = build(engine, spec)
+    now = spec["advance"]
+    mine = [p for p in model.plans if p.pool == "box" and p.end is not None and p.end > now]
+    if not mine:
+        return
+    plan = mine[pick % len(mine)]
+    change = extension.Extension(ttl=0, partial=partial)
+    if by is not None:
+        change = extension.Extension(by=by * 60, partial=partial)
+    try:
+        expected: Any = ("ok", model.extended(plan, None if by is None else plan.end + by, partial))
+    except ModelRefused as refused:
+        expected = ("exit", refused.code)
+    try:  # rolled back, as in test_earliest_books_the_first_slot
+        done = engine.database.run(
+            lambda tx: extension.extend_and_report(tx, plan.id, change),
+            write=True,
+            clock=engine.clock,
+            commit=False,
+        )
+        got: Any = ("ok", minutes(base, done.reservation.expires_at))
+        assert done.partly == (got[1] != (None if by is None else plan.end + by))
+    except ResgateError as exc:
+        got = ("exit", exc.exit_code)
+        assert "cannot extend to" in exc.message, exc.message
+        # With --partial, refused only when there is no room at all.
+        assert not partial or exc.message.endswith("there is no room at all"), exc.message
+    event(f"extend: {got[0]} {got[1] if got[0] == 'exit' else ''} partial={partial}")
+    assert got == expected, plan
+
+
 def test_the_slot_model_imports_nothing_from_resgate() -> None:
     tree = ast.parse(Path(slot_model.__file__).read_text())
     imported = set()
@@ -323,3 +366,22 @@ def test_free_at_an_instant_ahead(lab: Cli, at: At, frozen: FixedClock) -> None:
     assert row == ["gpu-box", "32", "128G", "8", "0-7", shown(frozen, 3)[11:16]]
     result = lab("free", "--at", "-1h")
     assert result.code == 2 and "past" in result.stderr
+
+
+def test_extend_partial(lab: Cli, at: At, frozen: FixedClock) -> None:
+    nlp = js(lab, "list", "-t", "nlp")[0]["id"]
+    refused = lab("extend", nlp, "--by", "2h")
+    assert refused.code == 3 and refused.stdout == ""
+    assert refused.stderr == (
+        f"Error: cannot extend to {shown(frozen, 4)}: only cpu=32 mem=131072 gpu=4 are "
+        f"free from {shown(frozen, 3)}; the latest possible end is {shown(frozen, 3)}\n"
+    )
+    line = out(lab, "extend", nlp, "--by", "2h", "--partial")
+    assert line == (
+        f"Reservation '{nlp}' now expires {shown(frozen, 3)} (in 3h0m; 1h later than before; "
+        f"the latest possible end: {shown(frozen, 4)} does not fit)\n"
+    )
+    assert js(lab, "list", "-t", "nlp")[0]["expires_at"] == at(3)
+    again = lab("extend", nlp, "--by", "1h", "--partial")
+    assert again.code == 3 and again.stderr.endswith("there is no room at all\n")
+    assert js(lab, "list", "-t", "nlp")[0]["expires_at"] == at(3)

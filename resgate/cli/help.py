@@ -74,7 +74,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "extend": (
         "resgate extend 3f2a --ttl 2h",
         "resgate extend 3f2a --by 30min",
-        "resgate extend 3f2a --until 'tomorrow 09:00'",
+        "resgate extend 3f2a --until 'tomorrow 09:00' --partial",
     ),
     "unreserve": ("resgate unreserve 3f2a", "resgate unreserve 3f2a 9b71 --json"),
     "preempt": (

@@ -197,6 +197,10 @@ def extend(
     until: Annotated[
         str | None, typer.Option("--until", help="The new end.", show_default=False)
     ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option("--partial", help="Short of room, extend to the latest end that fits."),
+    ] = False,
     dry_run: DryRun = False,
     json: Json = False,
 ) -> None:
@@ -215,7 +219,9 @@ def extend(
     who = caller(ctx)
 
     def work(tx: Tx) -> ExtendResult:
-        change = Extension(ttl=seconds, by=later, until=None if end is None else end.at(tx.now))
+        change = Extension(
+            ttl=seconds, by=later, until=None if end is None else end.at(tx.now), partial=partial
+        )
         return extend_and_report(tx, rid, change, who, FLAGS)
 
     result = transact(ctx, work, write=True, dry_run=dry_run)
@@ -242,6 +248,9 @@ def _extended_line(result: ExtendResult) -> str:
             if moved == 0
             else (f"{span(abs(moved))} {'later' if moved > 0 else 'earlier'} than before")
         )
+    if result.partly:
+        asked = "open-ended" if result.asked is None else local(result.asked)
+        change += f"; the latest possible end: {asked} does not fit"
     return f"Reservation '{info.id}' now expires {local(info.expires_at)} (in {left}; {change})"
 
 

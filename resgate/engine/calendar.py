@@ -17,6 +17,7 @@ from resgate.engine.queries import PoolRow, TenantRow, is_booked
 from resgate.engine.quotas import limits_of
 from resgate.engine.records import Amounts
 from resgate.engine.windows import Window, bounds, most_at_once, overlaps, peak, plan_end
+from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 from resgate.store.models import Reservation, ReservationDevice, Tenant
 
@@ -106,14 +107,20 @@ class Calendar:
     (its quota counts them all)."""
 
     def __init__(
-        self, tx: Tx, pool: PoolRow, since: datetime, tenant: TenantRow | None = None
+        self,
+        tx: Tx,
+        pool: PoolRow,
+        since: datetime,
+        tenant: TenantRow | None = None,
+        excluding: str | None = None,  # a reservation asked about: its own plan is left out
     ) -> None:
         self.pool = pool
         self.total = Amounts(pool.cpu, pool.memory, pool.gpu)
         self.device_ids = devices.pool_ids(tx, pool.id)
-        self.plans = booked_plans(tx, since, pool.id, None)
+        self.plans = [p for p in booked_plans(tx, since, pool.id, None) if p.id != excluding]
         self.tenant = tenant
-        self.tenant_plans = [] if tenant is None else booked_plans(tx, since, None, tenant.id)
+        mine = [] if tenant is None else booked_plans(tx, since, None, tenant.id)
+        self.tenant_plans = [p for p in mine if p.id != excluding]
 
     def growth(self) -> list[datetime]:
         """Every instant at which something the request could use is given back:
@@ -183,17 +190,35 @@ class Calendar:
         return Fit(tuple(chosen))
 
     def _tenant_allows(self, need: Amounts, window: Window) -> bool:
+        return self._tenant_refusal(need, window) is None
+
+    def _tenant_refusal(self, need: Amounts, window: Window) -> str | None:
+        """The tenant's rule the request breaks somewhere in `window`: one of its
+        caps or the pool's per-tenant limit; None: neither."""
         assert self.tenant is not None
         mine = [p for p in self.tenant_plans if p.overlaps(window)]
         held = peak([(p.start, p.end, p.amounts) for p in mine], window)
-        for cap, have, want in zip(limits_of(self.tenant), held, need, strict=True):
+        caps = limits_of(self.tenant)
+        for resource, cap, have, want in zip(RESOURCES, caps, held, need, strict=True):
             if want > 0 and cap is not None and have + want > cap:
-                return False
+                return f"{resource} quota ({cap})"
         allowed = self.pool.per_tenant
         if allowed is None:
-            return True
+            return None
         here = [(p.start, p.end) for p in mine if p.pool_id == self.pool.id]
-        return most_at_once([*here, (window.start, window.end)], window) <= allowed
+        if most_at_once([*here, (window.start, window.end)], window) > allowed:
+            return f"per-tenant limit of pool '{self.pool.name}' ({allowed})"
+        return None
+
+    def tenant_refuses(self, need: Amounts, window: Window) -> tuple[datetime, str] | None:
+        """The first instant of `window` at which the tenant's caps or per-tenant
+        limit refuse the request, and which rule; None: none does."""
+        points = {window.start} | {p.start for p in self.tenant_plans if window.contains(p.start)}
+        for at in sorted(points):
+            rule = self._tenant_refusal(need, Window(at, at + INSTANT))
+            if rule is not None:
+                return at, rule
+        return None
 
     def free_until(
         self, start: datetime, need: Amounts, fit: Fit, after: datetime

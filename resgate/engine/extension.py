@@ -14,10 +14,12 @@ from sqlalchemy import Table, bindparam, select, update
 
 from resgate.clock import ends, iso, local
 from resgate.engine import audit, devices, lookup, policies, windows
+from resgate.engine.calendar import Calendar
 from resgate.engine.queries import (
     RESERVATIONS,
     reservation_info,
 )
+from resgate.engine.quotas import limits_of
 from resgate.engine.records import (
     Amounts,
     Caller,
@@ -28,9 +30,9 @@ from resgate.engine.validation import (
     Spelling,
     check_ttl,
 )
-from resgate.errors import InsufficientResources, InvalidInput, Refused
+from resgate.errors import InsufficientResources, InvalidInput, Refused, ResgateError
 from resgate.store.database import Tx
-from resgate.store.models import Pool
+from resgate.store.models import Pool, Tenant
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Row
@@ -44,6 +46,8 @@ class Extension:
     ttl: int | None = None
     by: int | None = None
     until: datetime | None = None
+    # When the whole added time does not fit: extend to the latest end that does.
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class ExtendResult:
     reservation: ReservationInfo
     before: datetime | None  # the end it had
     now: datetime
+    asked: datetime | None = None  # the end asked for
+    partly: bool = False  # with `partial`: short of `asked`, the latest end that fits
 
 
 def extend(
@@ -75,25 +81,32 @@ def extend_and_report(
 ) -> ExtendResult:
     """Move a reservation's end; what it was before, and the transaction's now."""
     before: list[datetime | None] = []
+    asked: list[datetime | None] = []
 
     def end(row: Row[Any]) -> datetime | None:
         before.append(row.expires_at)
-        if change.by is not None:
-            if row.expires_at is None:
-                raise Refused(
-                    f"reservation '{row.id}' has no end to extend: use "
-                    f"{spelled.get('ttl', 'ttl')} or {spelled.get('until', 'until')}"
-                )
-            moved: datetime = row.expires_at + timedelta(seconds=change.by)
-            return moved
-        if change.until is not None:
-            if change.until <= tx.now:
-                raise InvalidInput(f"the new end {iso(change.until)} is not after now")
-            return change.until
-        return ends(tx.now, check_ttl(change.ttl))
+        asked.append(_asked(tx, row, change, spelled))
+        return asked[0]
 
-    info = _set_expiry(tx, reservation_id, end, "reservation.extend", True, caller)
-    return ExtendResult(info, before[0], tx.now)
+    info = _set_expiry(tx, reservation_id, end, "reservation.extend", True, caller, change.partial)
+    return ExtendResult(info, before[0], tx.now, asked[0], info.expires_at != asked[0])
+
+
+def _asked(tx: Tx, row: Row[Any], change: Extension, spelled: Spelling) -> datetime | None:
+    """The end `change` asks for."""
+    if change.by is not None:
+        if row.expires_at is None:
+            raise Refused(
+                f"reservation '{row.id}' has no end to extend: use "
+                f"{spelled.get('ttl', 'ttl')} or {spelled.get('until', 'until')}"
+            )
+        moved: datetime = row.expires_at + timedelta(seconds=change.by)
+        return moved
+    if change.until is not None:
+        if change.until <= tx.now:
+            raise InvalidInput(f"the new end {iso(change.until)} is not after now")
+        return change.until
+    return ends(tx.now, check_ttl(change.ttl))
 
 
 @cache
@@ -124,15 +137,19 @@ def _set_expiry(
     action: str,
     bounded: bool = False,
     caller: Caller | None = None,
+    partial: bool = False,
 ) -> ReservationInfo:
     """`end(row)`: the new expiry. bounded: the pool's maximum TTL applies (an
-    extend; never a lease's renewal)."""
+    extend; never a lease's renewal). partial: short of room, the latest end that
+    fits."""
     reservation = lookup.require_active(tx, reservation_id, caller)
     old = {"ttl": reservation.ttl, "expires_at": _iso(reservation.expires_at)}
     expires_at = end(reservation)
+    pool = tx.connection.execute(_pool_by_id(), {"id": reservation.pool_id}).one()
+    if not reservation.lease:
+        expires_at = _room(tx, reservation, pool, expires_at, partial)
     # The stored ttl stays "seconds from the last change to the end" (docs/schema.md).
     ttl = None if expires_at is None else max(1, math.ceil((expires_at - tx.now).total_seconds()))
-    pool = tx.connection.execute(_pool_by_id(), {"id": reservation.pool_id}).one()
     if bounded:
         policies.check_length(pool, reservation.starts_at, expires_at)
     if reservation.lease:
@@ -142,7 +159,6 @@ def _set_expiry(
             expires_at = min(stops)
         ends_at = reservation.ends_at
     else:
-        _check_room(tx, reservation, pool, expires_at)
         ends_at = expires_at
     tx.connection.execute(
         _set_expiry_statement(),
@@ -153,9 +169,13 @@ def _set_expiry(
     return reservation_info(tx, reservation.id)
 
 
-def _check_room(tx: Tx, reservation: Row[Any], pool: Row[Any], end: datetime | None) -> None:
-    """The added time must fit (README "Booking ahead"): refused with the latest end
-    that would (exit 3); past a planned truncation, refused (exit 4)."""
+def _room(
+    tx: Tx, reservation: Row[Any], pool: Row[Any], end: datetime | None, partial: bool
+) -> datetime | None:
+    """The end the added time may have (README "Booking ahead"): `end` when it all
+    fits, else the latest end that does with `partial` (none later than the current
+    one: exit 3), else refused with that latest end. Past a planned truncation,
+    refused (exit 4)."""
     if reservation.preempt_at is not None and (end is None or end > reservation.preempt_at):
         raise Refused(
             f"reservation '{reservation.id}' is preempted from {local(reservation.preempt_at)}: "
@@ -163,30 +183,53 @@ def _check_room(tx: Tx, reservation: Row[Any], pool: Row[Any], end: datetime | N
         )
     old_end = reservation.ends_at
     if old_end is None or (end is not None and end <= old_end):
-        return
-    added = windows.Window(old_end, end)
+        return end
+    blocks = _blocks(tx, reservation, pool, windows.Window(old_end, end))
+    if not blocks:
+        return end
+    at, why, refusal = min(blocks, key=lambda block: block[0])
+    if partial and at > old_end:
+        return at
+    shown = "open-ended" if end is None else local(end)
+    room = f"the latest possible end is {local(at)}" if at > old_end else "there is no room at all"
+    raise refusal(f"cannot extend to {shown}: {why}; {room}")
+
+
+Block = tuple[datetime, str, type[ResgateError]]
+
+
+def _blocks(tx: Tx, reservation: Row[Any], pool: Row[Any], added: windows.Window) -> list[Block]:
+    """What stops the reservation from holding through `added`: each rule's first
+    refusing instant, why, and the exit it gives."""
     need = Amounts(reservation.cpu, reservation.memory, reservation.gpu)
-    latest: list[tuple[datetime, str]] = []
+    found: list[Block] = []
     short = windows.first_shortfall(windows.free_steps(tx, pool.id, added), need)
     if short is not None:
         at, free = short
-        latest.append(
-            (at, f"only cpu={free.cpu} mem={free.memory} gpu={free.gpu} are free from {local(at)}")
-        )
+        why = f"only cpu={free.cpu} mem={free.memory} gpu={free.gpu} are free from {local(at)}"
+        found.append((at, why, InsufficientResources))
     mine = set(devices.held_by(tx, reservation.id))
     for device, other in devices.holders(tx, pool.id, added).items():
         if device in mine and other != reservation.id:
             booked = windows.holder(tx, other)
-            latest.append(
-                (
-                    max(booked.starts_at, old_end),
-                    f"gpu {device} is booked by '{booked.tenant}' from "
-                    f"{local(booked.starts_at)} (reservation {booked.id})",
-                )
+            why = (
+                f"gpu {device} is booked by '{booked.tenant}' from "
+                f"{local(booked.starts_at)} (reservation {booked.id})"
             )
-    if latest:
-        at, why = min(latest)
-        shown = "open-ended" if end is None else local(end)
-        raise InsufficientResources(
-            f"cannot extend to {shown}: {why}; the latest possible end is {local(at)}"
-        )
+            found.append((max(booked.starts_at, added.start), why, InsufficientResources))
+    tenant = tx.connection.execute(_tenant_by_id(), {"id": reservation.tenant_id}).one()
+    if pool.per_tenant is not None or any(cap is not None for cap in limits_of(tenant)):
+        calendar = Calendar(tx, pool, added.start, tenant, excluding=reservation.id)
+        stop = calendar.tenant_refuses(need, added)
+        if stop is not None:
+            at, rule = stop
+            found.append(
+                (at, f"tenant '{tenant.name}' would exceed its {rule} from {local(at)}", Refused)
+            )
+    return found
+
+
+@cache
+def _tenant_by_id() -> Any:
+    tenants: Table = Tenant.__table__  # type: ignore[assignment]
+    return select(tenants).where(tenants.c.id == bindparam("id"))

@@ -14,6 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class Refused(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 @dataclass(frozen=True)
 class Plan:
     id: str
@@ -94,6 +100,45 @@ class World:
         if ask.pinned is not None:
             return tuple(sorted(ask.pinned)) if set(ask.pinned) <= set(free) else None
         return tuple(free[: ask.gpu]) if len(free) >= ask.gpu else None
+
+    def refusal_at(self, ask: Ask, minute: int, devices: frozenset[int]) -> int | None:
+        """Why the request, holding `devices`, cannot be held at `minute`: 3 for the
+        pool's capacity or a GPU held by another plan, 4 for the tenant's caps or
+        the per-tenant limit (3 first when both); None: it can."""
+        cpu, gpu, held, my_cpu, my_gpu, count = self._state(ask, minute)
+        if cpu + ask.cpu > self.cpu or gpu + ask.gpu > self.gpus or held & devices:
+            return 3
+        cpu_cap, gpu_cap = self.caps.get(ask.tenant, (None, None))
+        if ask.cpu and cpu_cap is not None and my_cpu + ask.cpu > cpu_cap:
+            return 4
+        if ask.gpu and gpu_cap is not None and my_gpu + ask.gpu > gpu_cap:
+            return 4
+        if self.per_tenant is not None and count + 1 > self.per_tenant:
+            return 4
+        return None
+
+    def extended(self, plan: Plan, to: int | None, partial: bool) -> int | None:
+        """Where `plan`'s end may move towards `to` (None: for ever): `to` when all
+        of it fits; else the first minute that does not, if `partial` and that is
+        later than its end. A refusal raises Refused with its exit code."""
+        assert plan.end is not None
+        others = World(
+            self.cpu,
+            self.gpus,
+            self.per_tenant,
+            self.caps,
+            tuple(p for p in self.plans if p is not plan),
+        )
+        ask = Ask(plan.tenant, plan.pool, plan.cpu, plan.gpu, None, None, plan.end, 1)
+        stop = max(self.last(), plan.end) + 1 if to is None else to
+        for minute in range(plan.end, stop):
+            code = others.refusal_at(ask, minute, plan.devices)
+            if code is None:
+                continue
+            if partial and minute > plan.end:
+                return minute
+            raise Refused(code)
+        return to
 
     def grows(self, ask: Ask, minute: int) -> bool:
         """Whether something the request could use is given back at `minute`."""
