@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from helpers import Engine
 
-from resgate.engine import check, listing, pools, release, reservations, tenants
+from resgate.engine import check, evictions, listing, pools, release, reservations, tenants
 from resgate.engine.records import Amounts, ReservationInfo
 from resgate.engine.reservations import ReserveRequest
-from resgate.errors import InsufficientResources, InvalidInput, Refused
+from resgate.errors import InsufficientResources, InvalidInput, NotFound, Refused
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -337,3 +337,22 @@ def test_the_upgrade_from_0008_keeps_what_every_view_shows(
     # The plans are back in pool_free: the pool is as full as before.
     with raw(None) as execute, pytest.raises(Exception, match="capacity"):  # type: ignore[arg-type]
         insert_row(execute, "7" * 16, 5, frozen.now(), None, gpu=3)
+
+
+def test_preempt_ends_what_has_started_and_with_upcoming_cancels_bookings(lab: Engine) -> None:
+    running = book(lab, "nlp", length=HOUR, cpu=2)
+    booked = book(lab, "nlp", start=2 * HOUR, length=HOUR, cpu=2)
+    with pytest.raises(NotFound, match="has no active reservations to preempt"):
+        lab.write(evictions.preempt, "ops", "cv")
+    done = lab.write(evictions.preempt, "ops", "nlp")
+    assert [r.id for r in done.preempted] == [running.id]
+    assert (shown(lab, running.id), shown(lab, booked.id)) == ("preempted", "upcoming")
+    done = lab.write(evictions.preempt, "ops", "nlp", upcoming=True)
+    assert [(r.id, r.status, r.ended_at) for r in done.preempted] == [
+        (booked.id, "preempted", lab.clock.now())
+    ]
+    with pytest.raises(NotFound, match="has no active or upcoming reservations"):
+        lab.write(evictions.preempt, "ops", "nlp", upcoming=True)
+    # The booking's time is free again.
+    assert book(lab, "cv", start=2 * HOUR, length=HOUR, cpu=8).status == "upcoming"
+    assert problems(lab) == []

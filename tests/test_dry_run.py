@@ -115,6 +115,7 @@ CASES: dict[str, tuple[list[str], int]] = {
     # preempt
     "preempt": (["preempt", "--tenant", "hi", "--target", "lo"], 0),
     "preempt in pool": (["preempt", "--tenant", "hi", "--target", "lo", "--pool", "q"], 0),
+    "preempt upcoming": (["preempt", "--tenant", "hi", "--target", "lo", "--upcoming"], 0),
     "preempt outranked": (["preempt", "--tenant", "lo", "--target", "hi"], 4),
     "preempt nothing": (["preempt", "--tenant", "hi", "--target", "idle"], 1),
     "preempt unknown pool": (["preempt", "--tenant", "hi", "--target", "lo", "--pool", "zz"], 1),

@@ -80,6 +80,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "preempt": (
         "resgate preempt -t prod --target batch",
         "resgate preempt -t prod --target batch -p gpu-box --dry-run",
+        "resgate preempt -t prod --target batch --upcoming",
     ),
     "free": (
         "resgate free",

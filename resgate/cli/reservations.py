@@ -265,10 +265,14 @@ def preempt(
     pool: Annotated[
         str | None, typer.Option("--pool", "-p", help="Only in this pool.", show_default=False)
     ] = None,
+    upcoming: Annotated[
+        bool, typer.Option("--upcoming", help="Cancel its upcoming bookings too.")
+    ] = False,
     dry_run: DryRun = False,
     json: Json = False,
 ) -> None:
-    """Evict every active reservation of a lower-priority tenant."""
+    """Evict every active reservation of a lower-priority tenant (--upcoming: and
+    cancel its bookings)."""
     from resgate.engine.evictions import preempt as engine_preempt
     from resgate.render import data
     from resgate.render.tables import preempt_summary
@@ -280,7 +284,7 @@ def preempt(
     who = caller(ctx)
     result = transact(
         ctx,
-        lambda tx: engine_preempt(tx, tenant, target, pool, who),
+        lambda tx: engine_preempt(tx, tenant, target, pool, who, upcoming),
         write=True,
         dry_run=dry_run,
     )

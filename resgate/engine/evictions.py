@@ -131,7 +131,10 @@ def preempt(
     target: str,
     pool_name: str | None = None,
     caller: Caller | None = None,
+    upcoming: bool = False,
 ) -> PreemptResult:
+    """End every reservation of `target` that has started (in the pool, or in
+    every pool); `upcoming`: cancel its bookings that have not started too."""
     attacker = tenant_row(tx, preemptor)
     victim = tenant_row(tx, target)
     pool = pool_row(tx, pool_name) if pool_name is not None else None
@@ -142,6 +145,8 @@ def preempt(
             f"'{victim.name}' (priority {victim.priority})"
         )
     scope = [Reservation.tenant_id == victim.id, Reservation.status == ACTIVE]
+    if not upcoming:
+        scope.append(Reservation.starts_at <= tx.now)
     if pool is not None:
         scope.append(Reservation.pool_id == pool.id)
     pool_ids = tx.session.scalars(select(Reservation.pool_id).where(*scope)).all()
@@ -153,7 +158,8 @@ def preempt(
     ).all()
     if not ids:
         where = f" in pool '{pool.name}'" if pool is not None else ""
-        raise NotFound(f"tenant '{victim.name}' has no active reservations to preempt{where}")
+        which = "active or upcoming" if upcoming else "active"
+        raise NotFound(f"tenant '{victim.name}' has no {which} reservations to preempt{where}")
     mark_preempted(tx, ids, attacker.name)
     devices.free(tx, list(ids))
     preempted = reservation_infos(tx, list(ids))
