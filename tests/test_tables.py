@@ -219,6 +219,8 @@ COMMANDS = {
     "free": ["free"],
     # 22 GPUs are free now: 24 fit once the first 30-minute reservations end.
     "slots": ["slots", "-t", TENANTS[1], "-p", BIG, "--gpu", "24", "--duration", "3h"],
+    "timeline": ["timeline", "-p", BIG],
+    "timeline of a pool without GPUs": ["timeline", "-p", BATCH, "--hours", "72"],
 }
 # Every column each command has, as its header reads on a pipe.
 HEADERS = {

@@ -125,6 +125,45 @@ def slots(
     out(slots_table(found, now, style(ctx).widened(wide)))
 
 
+def timeline(
+    ctx: typer.Context,
+    pool: OptionalPool = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--from", metavar="WHEN", show_default=False, help="Start at WHEN (default: now)."
+        ),
+    ] = None,
+    hours: Annotated[
+        str | None,
+        typer.Option("--hours", metavar="N", show_default=False, help="How many [default: 24]."),
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Draw a pool's reservations over time: each GPU's holders, and the load."""
+    from resgate.engine.timeline import timeline as drawn_from
+
+    begins = params.when("--from", since)
+    length = params.count(hours, "--hours") or 24
+    name = default_name(ctx, pool, "pool")
+    found = transact(
+        ctx,
+        lambda tx: drawn_from(
+            tx, name, None if begins is None else begins.at(tx.now), length, FLAGS
+        ),
+        write=False,
+    )
+    if json:
+        from resgate.render import data
+
+        out_json(data.timeline(found))
+        return
+    from resgate.render.timeline import timeline_text
+
+    out(timeline_text(found, style(ctx)))
+
+
 def register(app: typer.Typer) -> None:
     app.command("free")(free)
     app.command("slots")(slots)
+    app.command("timeline")(timeline)

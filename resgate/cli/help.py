@@ -92,6 +92,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "resgate slots -p gpu-box --gpu 2 --duration 8h --after 'tomorrow 09:00' --count 5",
         "resgate slots --gpu-ids 0,1 --duration 1h --json",
     ),
+    "timeline": (
+        "resgate timeline",
+        "resgate timeline -p gpu-box --from 'tomorrow 08:00' --hours 12",
+        "resgate timeline --hours 168 --json",
+    ),
     "status": ("resgate status", "resgate status --json"),
     "watch": ("resgate watch", "resgate watch --interval 5", "resgate watch --json > draws.ndjson"),
     "sweep": ("resgate sweep", "resgate sweep --json"),

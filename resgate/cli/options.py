@@ -33,6 +33,7 @@ FLAGS = {
     "after": "--after",
     "preempt": "--preempt",
     "count": "--count",
+    "hours": "--hours",
 }
 
 Quiet = Annotated[

@@ -189,16 +189,16 @@ def interval(value: str) -> float:
     return parsed
 
 
-def count(value: str | None) -> int | None:
+def count(value: str | None, option: str = "--count") -> int | None:
     if value is None:
         return None
     if not DIGITS.fullmatch(value) or whole(value) < 1:
         raise InvalidInput(
-            f"invalid value for --count: {shown(value)} (a whole number, at least 1)"
+            f"invalid value for {option}: {shown(value)} (a whole number, at least 1)"
         )
     if whole(value) > MAX_AMOUNT:
         raise InvalidInput(
-            f"invalid value for --count: {shown(value)} (a whole number from 1 to {MAX_AMOUNT})"
+            f"invalid value for {option}: {shown(value)} (a whole number from 1 to {MAX_AMOUNT})"
         )
     return whole(value)
 

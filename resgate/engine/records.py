@@ -161,6 +161,29 @@ class ReservationInfo:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A reservation and the span it holds: until it ended, else until its
+    planned end (None: open-ended)."""
+
+    reservation: ReservationInfo
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A pool's reservations over [start, end) (`resgate timeline`)."""
+
+    pool: str
+    start: datetime
+    end: datetime
+    now: datetime
+    total: Amounts
+    device_ids: tuple[int, ...]
+    held: tuple[Held, ...]
+
+
+@dataclass(frozen=True)
 class StatusReport:
     now: datetime
     pools: list[PoolInfo]

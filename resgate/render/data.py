@@ -11,6 +11,7 @@ from typing import IO, Any
 from resgate import clock
 from resgate.engine.records import (
     FreeInfo,
+    Held,
     ImportSummary,
     PoolInfo,
     PreemptResult,
@@ -19,6 +20,7 @@ from resgate.engine.records import (
     StatusReport,
     StoredEvent,
     TenantInfo,
+    Timeline,
 )
 from resgate.limits import RESOURCES
 
@@ -298,4 +300,29 @@ def slot(found: Slot) -> dict[str, Any]:
         "free_until": iso(found.free_until),
         "gpu_ids": list(found.gpu_ids),
         "because": because,
+    }
+
+
+def timeline(drawn: Timeline) -> dict[str, Any]:
+    """`resgate timeline --json`: each GPU's spans, and the reservations in full."""
+
+    def spans(device: int) -> list[dict[str, Any]]:
+        return [_span(h) for h in drawn.held if device in h.reservation.gpu_ids]
+
+    return {
+        "pool": drawn.pool,
+        "from": iso(drawn.start),
+        "to": iso(drawn.end),
+        "devices": [{"id": device, "spans": spans(device)} for device in drawn.device_ids],
+        "reservations": [reservation(h.reservation) for h in drawn.held],
+    }
+
+
+def _span(held: Held) -> dict[str, Any]:
+    return {
+        "start": iso(held.start),
+        "end": iso(held.end),
+        "reservation": held.reservation.id,
+        "tenant": held.reservation.tenant,
+        "status": held.reservation.status,
     }
