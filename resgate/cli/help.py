@@ -67,7 +67,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "run": (
         "resgate run --gpu 1 -- python train.py",
-        "resgate run -t nlp --gpu 2 --time-limit 8h -- ./train.sh",
+        "resgate run --reservation 3f2a -- ./train.sh",
         "resgate run --gpu 4 --preempt --grace 1m -- torchrun train.py",
     ),
     "list": ("resgate list", "resgate list --mine", "resgate list --all --status preempted --json"),

@@ -158,11 +158,17 @@ class TimeLimit:
     SIGTERM `grace` before it and SIGKILL at it."""
 
     def __init__(
-        self, end: float, grace: float, *, monotonic: Callable[[], float] = time.monotonic
+        self,
+        end: float,
+        grace: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        why: str = "time limit",
     ) -> None:
         self.end = end
         self.stop_at = end - grace
         self._monotonic = monotonic
+        self.why = why  # for the planned-stop line
 
     def due(self, now: float) -> bool:
         return now >= self.stop_at

@@ -55,8 +55,12 @@ Command = Annotated[
     ),
 ]
 TtlOpt = Annotated[
-    str,
-    typer.Option("--ttl", help="Lease, renewed while COMMAND runs: seconds or a duration (not 0)."),
+    str | None,
+    typer.Option(
+        "--ttl",
+        help=f"Lease, renewed while COMMAND runs: a duration, not 0 [default: {DEFAULT_TTL}].",
+        show_default=False,
+    ),
 ]
 GraceOpt = Annotated[
     str, typer.Option("--grace", help="After SIGTERM, wait this long before SIGKILL.")
@@ -83,6 +87,9 @@ class Plan:
     reserved_at: float  # no later than the lease's start
     limit: TimeLimit | None
     quiet: bool = False  # --quiet: nothing of resgate's own on stderr but Error: lines
+    # A booking (run --reservation): it holds its window anyway, so each renewal
+    # is only a look at it.
+    booking: bool = False
 
 
 def say(line: str, quiet: bool) -> None:
@@ -112,10 +119,10 @@ def _renew(ctx: typer.Context, reservation_id: str, ttl: int) -> ReservationInfo
         return transact(ctx, work, write=True)
     except Refused:
         # It stopped being active between our look and the renewal: look again.
-        return _check(ctx, reservation_id)
+        return look_at(ctx, reservation_id)
 
 
-def _check(ctx: typer.Context, reservation_id: str) -> ReservationInfo:
+def look_at(ctx: typer.Context, reservation_id: str) -> ReservationInfo:
     """Look at the reservation in a read transaction: no write lock (README
     "Running a job on reserved GPUs")."""
     from resgate.engine.queries import reservation_info
@@ -123,7 +130,7 @@ def _check(ctx: typer.Context, reservation_id: str) -> ReservationInfo:
     return transact(ctx, lambda tx: reservation_info(tx, reservation_id), write=False)
 
 
-def _finish(ctx: typer.Context, reservation_id: str, release: bool, attempts: int = 3) -> None:
+def finish(ctx: typer.Context, reservation_id: str, release: bool, attempts: int = 3) -> None:
     """The job is gone: clear the reservation's runner, and release it if asked."""
     from resgate.engine.release import end_run
     from resgate.errors import Busy, DatabaseProblem
@@ -209,7 +216,7 @@ def _keep(job: Job, lease: Lease, plan: Plan, now: float) -> None:
     reservation when due, and stop the job once the lease is lost."""
     limit = plan.limit
     if limit is not None and limit.due(now):
-        line = limit.line(lease.reservation_id)
+        line = limit.line(lease.reservation_id, limit.why)
         say(line, plan.quiet)
         job.stop(line, limit.end - now, TIME_LIMIT_EXIT)
         return
@@ -272,7 +279,7 @@ def _start(plan: Plan, command: list[str], terminal: int | None, deadline: float
     return Job(spawned)
 
 
-def _run_job(ctx: typer.Context, plan: Plan, command: list[str], signals: JobSignals) -> Outcome:
+def run_job(ctx: typer.Context, plan: Plan, command: list[str], signals: JobSignals) -> Outcome:
     """Start COMMAND on the reservation and see it through: its exit status for
     ours, and whether the reservation is still to be released."""
     info = plan.info
@@ -285,8 +292,10 @@ def _run_job(ctx: typer.Context, plan: Plan, command: list[str], signals: JobSig
         info.id,
         plan.ttl,
         plan.reserved_at,
-        lambda id_, ttl_: _renew(ctx, id_, ttl_),
-        check=lambda id_: _check(ctx, id_),
+        (lambda id_, _: look_at(ctx, id_))
+        if plan.booking
+        else (lambda id_, t: _renew(ctx, id_, t)),
+        check=lambda id_: look_at(ctx, id_),
         until=None if plan.limit is None else plan.limit.end,
     )
     terminal = process.terminal()
@@ -360,11 +369,11 @@ def _reserve_and_run(
             say(victims_summary(result.preempted), quiet)
             victims = [v.reservation.id for v in result.preempted]
             _victims_gone(ctx, victims, signals, reserved_at, quiet)
-        code, release = _run_job(ctx, plan, command, signals)
+        code, release = run_job(ctx, plan, command, signals)
     finally:
         try:
             # Whatever happened in here; a lost lease has nothing left to give back.
-            _finish(ctx, result.reservation.id, release)
+            finish(ctx, result.reservation.id, release)
         finally:
             signals.uninstall()
     return code
@@ -389,10 +398,19 @@ def run(
     memory: Memory = None,
     gpu: Gpu = None,
     gpu_ids: GpuIds = None,
-    ttl: TtlOpt = DEFAULT_TTL,
+    ttl: TtlOpt = None,
     preempt: Preempt = False,
     grace: GraceOpt = DEFAULT_GRACE,
     limit: TimeLimitOpt = None,
+    reservation: Annotated[
+        str | None,
+        typer.Option(
+            "--reservation",
+            metavar="ID",
+            show_default=False,
+            help="Run on this booking: wait for its start, stop at its end.",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> int:
     """Reserve, run COMMAND on the reservation, release it when COMMAND ends.
@@ -403,12 +421,28 @@ def run(
     then SIGKILL after --grace, and resgate exits 75; should resgate itself die,
     they get SIGTERM at once and SIGKILL after --grace or half the TTL, whichever
     is shorter. At the time limit: SIGTERM --grace before it, SIGKILL at it, exit 124."""
+    # Long only for its options and their checks: the work is in _reserve_and_run
+    # and run_booking.
     from resgate.errors import InvalidInput
 
+    if not command or not command[0]:
+        raise InvalidInput("missing COMMAND to run")
+    if reservation is not None:
+        from resgate.cli.run_booking import run_booking
+
+        given = {"--tenant": tenant, "--pool": pool, "--cpu": cpu, "--memory": memory}
+        given |= {"--gpu": gpu, "--gpu-ids": gpu_ids, "--ttl": ttl, "--time-limit": limit}
+        given |= {"--preempt": "yes" if preempt else None}
+        extra = [flag for flag, value in given.items() if value is not None]
+        if extra:
+            raise InvalidInput(
+                f"--reservation runs on the booking as it is: drop {', '.join(extra)}"
+            )
+        return run_booking(ctx, reservation, params.seconds("--grace", grace) or 0, command, quiet)
     amounts, ids = params.request(cpu, memory, gpu, gpu_ids)
     seconds = _positive(
         "--ttl",
-        ttl,
+        ttl or DEFAULT_TTL,
         "resgate run needs a lease: the reservation must expire if this process dies",
     )
     grace_seconds = params.seconds("--grace", grace)
@@ -424,8 +458,6 @@ def run(
         caller=caller(ctx),
         lease=True,
     )
-    if not command or not command[0]:
-        raise InvalidInput("missing COMMAND to run")
     return _reserve_and_run(ctx, request, (seconds, grace_seconds, limit_seconds), command, quiet)
 
 

@@ -3,9 +3,10 @@ of a `resgate run` job."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
@@ -20,9 +21,6 @@ from resgate.engine.records import (
 )
 from resgate.errors import Refused
 from resgate.store.database import Tx
-
-if TYPE_CHECKING:
-    pass
 
 
 @cache
@@ -80,3 +78,26 @@ def runners(tx: Tx, reservation_ids: list[str]) -> dict[str, str]:
         )
     )
     return {rid: runner for rid, runner in rows}
+
+
+def claim_booking(
+    tx: Tx,
+    reservation_id: str,
+    runner: str,
+    caller: Caller | None = None,
+    gone: Callable[[str], bool] = lambda runner: False,
+) -> ReservationInfo:
+    """`run --reservation`: the booking (upcoming or active), with `runner` recorded
+    as the `resgate run` that will run its job. Refused (exit 4) when another run
+    has it, unless `gone(its runner)` says that run is dead; and for the lease of a
+    `resgate run`, which is no booking."""
+    row = lookup.require_active(tx, reservation_id, caller)
+    if row.lease:
+        raise Refused(f"reservation '{row.id}' belongs to a resgate run: it is not a booking")
+    if row.runner is not None and row.runner != runner and not gone(row.runner):
+        pid, _, host = row.runner.rpartition("+")[0].partition("@")
+        raise Refused(f"reservation {row.id} is already running (pid {pid} on {host})")
+    tx.connection.execute(
+        update(RESERVATIONS).where(RESERVATIONS.c.id == row.id).values(runner=runner)
+    )
+    return reservation_info(tx, row.id)
