@@ -130,3 +130,21 @@ def test_read_on_a_missing_database_imports_no_alembic(subprocess_env, isolated_
     assert stdout == "[]\n"
     assert "alembic" not in modules
     assert not (isolated_env / "resgate.db").exists()
+
+
+def test_every_command_has_its_home() -> None:
+    """resgate.cli.HOMES names the module of every top-level command: building that
+    module alone gives the command, and the whole tree has no other."""
+    import typer
+
+    import resgate.cli as cli
+
+    whole = typer.main.get_command(cli.build())
+    assert set(whole.commands) == set(cli.HOMES)  # type: ignore[attr-defined]
+    for name, home in cli.HOMES.items():
+        alone = typer.main.get_command(cli.build(home))
+        assert name in alone.commands, name  # type: ignore[attr-defined]
+    assert cli.home_of(["--db", "x.db", "reserve", "--gpu", "1"]) == "reservations"
+    assert cli.home_of(["--color=never", "pool", "list"]) == "pools"
+    assert cli.home_of(["lst"]) is None and cli.home_of([]) is None
+    assert cli.home_of(["res"], completing=True) is None

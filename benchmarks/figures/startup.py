@@ -1,5 +1,5 @@
-"""`resgate version` and `resgate list` (with and without a configuration file)
-against bare imports (benchmarks/README.md, Figures)."""
+"""`resgate version`, `resgate list` (with and without a configuration file) and
+the completion of pool names against bare imports (benchmarks/README.md, Figures)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ def measure(cfg: Config, dbs: Databases) -> list[Row]:
         f'db = "{current}"\ntenant = "t0"\npool = "p0"\nbusy_timeout = 5\ncolor = "never"\n'
     )
     configured = {**env, "RESGATE_CONFIG": str(config)}
+    # bash asking for the pool names after `resgate reserve --pool `.
+    completing = {
+        **env,
+        "RESGATE_DB": str(current),
+        "_RESGATE_COMPLETE": "complete_bash",
+        "COMP_WORDS": "resgate reserve --pool ",
+        "COMP_CWORD": "3",
+    }
     samples = interleave(
         {
             "typer": lambda: timed([py, "-c", "import typer"], env),
@@ -31,6 +39,7 @@ def measure(cfg: Config, dbs: Databases) -> list[Row]:
             ),
             "list": lambda: timed([*rg, "--db", str(current), "list"], env),
             "configured": lambda: timed([*rg, "list"], configured),
+            "completion": lambda: timed(rg, completing),
         },
         cfg.repeat,
     )
@@ -38,6 +47,7 @@ def measure(cfg: Config, dbs: Databases) -> list[Row]:
     r1 = m["version"] / m["typer"]
     r2 = m["list"] / m["imports"]
     r3 = m["configured"] / m["imports"]
+    r4 = m["completion"] / m["typer"]
     return [
         Row(
             "resgate version",
@@ -65,5 +75,14 @@ def measure(cfg: Config, dbs: Databases) -> list[Row]:
             "<= 1.25x",
             r3 <= 1.25,
             {"subject_s": m["configured"], "baseline_s": m["imports"], "ratio": r3},
+        ),
+        Row(
+            "completion of --pool names",
+            ms(m["completion"]),
+            f"import typer: {ms(m['typer'])}",
+            f"{r4:.2f}x",
+            "<= 1.30x",
+            r4 <= 1.30,
+            {"subject_s": m["completion"], "baseline_s": m["typer"], "ratio": r4},
         ),
     ]

@@ -7,19 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import cache
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from resgate import __version__
-from resgate.cli import config, maintenance, pools, reservations, status, tenants, transfer
-from resgate.cli import free as free_command
-from resgate.cli import run as run_command
 from resgate.cli.arguments import hoist_global_options
-from resgate.cli.completion import register as register_completion
-from resgate.cli.help import GroupedCommands, finish_help
-from resgate.cli.hints import described
-from resgate.cli.params import color as parse_color
 from resgate.cli.state import State, error
 from resgate.errors import ResgateError
 from resgate.interrupts import GUARD, Interrupted
@@ -28,16 +22,6 @@ from resgate.passwords import hide
 if TYPE_CHECKING:
     from resgate.clock import Clock
 
-app = typer.Typer(
-    cls=GroupedCommands,
-    name="resgate",
-    help="Priority-aware resource reservations for shared machines.",
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
 
 def _print_version(value: bool) -> None:
     if value:
@@ -45,7 +29,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _global_options(
     ctx: typer.Context,
     db: Annotated[
@@ -65,28 +48,132 @@ def _global_options(
         ),
     ] = False,
 ) -> None:
+    from resgate.cli.params import color as parse_color
+
     settings = ctx.ensure_object(State)
     settings.db = db
     settings.color = None if color is None else parse_color(color)
 
 
-@app.command("version")
 def version_command() -> None:
     """Print the version; touches no database."""
     sys.stdout.write(f"resgate {__version__}\n")
 
 
-app.add_typer(pools.app, name="pool")
-app.add_typer(tenants.app, name="tenant")
-reservations.register(app)
-run_command.register(app)
-status.register(app)
-free_command.register(app)
-transfer.register(app)
-config.register(app)
-app.add_typer(maintenance.db_app, name="db")
-app.add_typer(maintenance.audit_app, name="audit")
-register_completion(app)
+# The module that registers each top-level command: a command line that names one
+# builds only that one (the help of `resgate` alone, and a name not here, build
+# them all). tests/test_imports.py checks the table against the whole tree.
+HOMES = {
+    **dict.fromkeys(("reserve", "unreserve", "extend", "preempt", "list", "sweep"), "reservations"),
+    **dict.fromkeys(("status", "watch"), "status"),
+    **dict.fromkeys(("free", "slots", "timeline"), "free"),
+    **dict.fromkeys(("export", "import-state"), "transfer"),
+    **dict.fromkeys(("db", "audit"), "maintenance"),
+    "run": "run",
+    "pool": "pools",
+    "tenant": "tenants",
+    "config": "config",
+    "completion": "completion",
+    "version": "version",
+}
+
+
+@cache
+def build(home: str | None = None) -> typer.Typer:
+    """The command tree: every command, or only those of the module `home` (and
+    `version` and `completion`). Built on first use, so that `resgate version`
+    imports none of the command modules (benchmarks/, startup)."""
+    from resgate.cli.completion import register as register_completion
+    from resgate.cli.help import GroupedCommands
+
+    app = typer.Typer(
+        cls=GroupedCommands,
+        name="resgate",
+        help="Priority-aware resource reservations for shared machines.",
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        no_args_is_help=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_global_options)
+    app.command("version")(version_command)
+    for module in sorted(set(HOMES.values())) if home is None else [home]:
+        _register(app, module)
+    register_completion(app)
+    return app
+
+
+def _register(app: typer.Typer, module: str) -> None:
+    # Imported here, one module at a time: each costs start-up (benchmarks/, startup).
+    if module == "reservations":
+        from resgate.cli import reservations
+
+        reservations.register(app)
+    elif module == "status":
+        from resgate.cli import status
+
+        status.register(app)
+    elif module == "free":
+        from resgate.cli import free
+
+        free.register(app)
+    elif module == "transfer":
+        from resgate.cli import transfer
+
+        transfer.register(app)
+    elif module == "maintenance":
+        from resgate.cli import maintenance
+
+        app.add_typer(maintenance.db_app, name="db")
+        app.add_typer(maintenance.audit_app, name="audit")
+    elif module == "run":
+        from resgate.cli import run
+
+        run.register(app)
+    elif module == "pools":
+        from resgate.cli import pools
+
+        app.add_typer(pools.app, name="pool")
+    elif module == "tenants":
+        from resgate.cli import tenants
+
+        app.add_typer(tenants.app, name="tenant")
+    elif module == "config":
+        from resgate.cli import config
+
+        config.register(app)
+
+
+def home_of(words: list[str], completing: bool = False) -> str | None:
+    """The module of the command `words` (the arguments, global options first)
+    name; None when they name none (all are needed). While completing, a command
+    word still being typed names none."""
+    rest = list(words)
+    while rest and rest[0].startswith("-"):
+        flag = rest.pop(0)
+        if flag in ("--db", "--color") and rest:
+            rest.pop(0)
+    if not rest or (completing and len(rest) == 1):
+        return None
+    return HOMES.get(rest[0])
+
+
+def _home(args: list[str]) -> str | None:
+    if os.environ.get("_RESGATE_COMPLETE"):
+        from resgate.cli.completion import completion_words
+
+        words = completion_words()[1:]
+        bash = os.environ["_RESGATE_COMPLETE"].endswith("bash")
+        # bash passes the words before the cursor; the others the one being typed too.
+        return home_of([*words, ""] if bash else words, completing=True)
+    return home_of(args)
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `resgate.cli.app`, as tests and tools reach for it.
+    if name == "app":
+        return build()
+    raise AttributeError(name)
 
 
 def _traceback(exc: BaseException, urls: list[str]) -> None:
@@ -148,12 +235,15 @@ def _invoke(argv: list[str] | None, urls: list[str], state: State) -> int:
         # Click object (benchmarks/README.md; benchmarks/ measures it against `import typer`).
         sys.stdout.write(f"resgate {__version__}\n")
         return 0
-    command = typer.main.get_command(app)
-    assert isinstance(command, typer.core.TyperGroup)
-    finish_help(command)
+    from resgate.cli.help import finish_help
+    from resgate.cli.hints import described
+
     debug = os.environ.get("RESGATE_DEBUG") == "1"
     try:
         args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+        command = typer.main.get_command(build(_home(args)))
+        assert isinstance(command, typer.core.TyperGroup)
+        finish_help(command)
         if not args and not os.environ.get("_RESGATE_COMPLETE"):
             # `resgate` alone: the help, and that is not an error.
             sys.stdout.write(command.get_help(typer.Context(command, info_name="resgate")) + "\n")
