@@ -10,9 +10,10 @@ them all when this process dies or stops renewing: the job never outlives its
 lease. SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND's group through it. With
 a time limit (--time-limit, or the pool's maximum TTL), the job gets SIGTERM
 --grace before the end and SIGKILL at it, and resgate exits 124. No transaction is
-held open while COMMAND runs: every renewal and every look opens the database, runs one
-transaction and closes it again. The processes are handled in resgate/cli/process.py,
-the lease, the time limit and the job as seen from here in resgate/cli/lease.py."""
+held open while COMMAND runs: every renewal and every look opens the database, runs
+one transaction and closes it again (resgate/cli/run_transactions.py). The processes
+are handled in resgate/cli/process.py, the lease, the time limit and the job as seen
+from here in resgate/cli/lease.py."""
 
 from __future__ import annotations
 
@@ -32,19 +33,24 @@ from resgate.cli.options import OptionalTenant as TenantOpt
 from resgate.cli.permissions import caller, default_name
 from resgate.cli.process import JobSignals
 from resgate.cli.reservations import checked_request
-from resgate.cli.state import error, transact
+from resgate.cli.run_transactions import (
+    DEFAULT_GRACE,
+    finish,
+    look_at,
+    renew_lease,
+    runner_of_this_process,
+    victims_gone,
+)
+from resgate.cli.state import error, say, transact
 from resgate.interrupts import GUARD
 
 if TYPE_CHECKING:
     from resgate.engine.records import ReservationInfo, ReserveResult
     from resgate.engine.reservations import ReserveRequest
 
-VICTIM_MARGIN = 5.0  # seconds past a victim's grace that its job may take to go
-VICTIM_POLL = 0.25
 EX_TEMPFAIL = 75  # sysexits.h: try again later (preempted, released, lease lost)
 TIME_LIMIT_EXIT = 124  # a planned end reached, as timeout(1) says it
 DEFAULT_TTL = "2m"
-DEFAULT_GRACE = "30s"
 
 Command = Annotated[
     list[str],
@@ -90,101 +96,6 @@ class Plan:
     # A booking (run --reservation): it holds its window anyway, so each renewal
     # is only a look at it.
     booking: bool = False
-
-
-def say(line: str, quiet: bool) -> None:
-    """One line of resgate's own on stderr (not an error), unless --quiet."""
-    if not quiet:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-
-# ---------------------------------------------------------------- the database
-
-
-def _renew(ctx: typer.Context, reservation_id: str, ttl: int) -> ReservationInfo:
-    """Poll the reservation and, if it is still active, renew its lease, in one
-    transaction. Returns the reservation (not active: what became of it)."""
-    from resgate.engine.extension import renew
-    from resgate.engine.queries import reservation_info
-    from resgate.errors import Refused
-
-    def work(tx: Any) -> ReservationInfo:
-        info = reservation_info(tx, reservation_id)
-        if info.status != "active":
-            return info
-        return renew(tx, reservation_id, ttl)
-
-    try:
-        return transact(ctx, work, write=True)
-    except Refused:
-        # It stopped being active between our look and the renewal: look again.
-        return look_at(ctx, reservation_id)
-
-
-def look_at(ctx: typer.Context, reservation_id: str) -> ReservationInfo:
-    """Look at the reservation in a read transaction: no write lock (README
-    "Running a job on reserved GPUs")."""
-    from resgate.engine.queries import reservation_info
-
-    return transact(ctx, lambda tx: reservation_info(tx, reservation_id), write=False)
-
-
-def finish(ctx: typer.Context, reservation_id: str, release: bool, attempts: int = 3) -> None:
-    """The job is gone: clear the reservation's runner, and release it if asked."""
-    from resgate.engine.release import end_run
-    from resgate.errors import Busy, DatabaseProblem
-
-    for attempt in range(attempts):
-        try:
-            transact(ctx, lambda tx: end_run(tx, reservation_id, release), write=True)
-            return
-        except (Busy, DatabaseProblem) as exc:
-            if attempt == attempts - 1:
-                what = "release" if release else "clear the runner of"
-                error(
-                    f"could not {what} reservation {reservation_id}: {exc.message} "
-                    "(its lease runs out on its own)"
-                )
-                return
-            time.sleep(0.5)
-
-
-def runner_of_this_process(grace: int) -> str:
-    """`pid@host+grace`: who runs the job, and how long it gives it after SIGTERM."""
-    import socket
-
-    return f"{os.getpid()}@{socket.gethostname()}+{grace}"
-
-
-def _victims_gone(
-    ctx: typer.Context, victims: list[str], signals: JobSignals, started: float, quiet: bool
-) -> None:
-    """An immediate preemption: wait until the victims' jobs are gone (their runner
-    cleared) or their grace plus 5 s has passed (README "Running a job on reserved
-    GPUs"), printing one line; a signal ends the wait."""
-    from resgate.engine.release import runners
-
-    left = transact(ctx, lambda tx: runners(tx, victims), write=False)
-    if not left:
-        return
-    graces = [_grace_of(runner) for runner in left.values()]
-    deadline = started + max(graces) + VICTIM_MARGIN
-    rid, runner = next(iter(left.items()))
-    pid, _, host = runner.rpartition("+")[0].partition("@")
-    say(
-        f"resgate: waiting for the job of preempted reservation {rid} (pid {pid} on {host}) "
-        "to stop…",
-        quiet,
-    )
-    while left and time.monotonic() < deadline and not signals.pending:
-        signals.wait(min(VICTIM_POLL, max(0.0, deadline - time.monotonic())))
-        left = transact(ctx, lambda tx: runners(tx, victims), write=False)
-
-
-def _grace_of(runner: str) -> float:
-    _, _, grace = runner.rpartition("+")
-    return float(grace) if grace.isdigit() else float(params.seconds("--grace", DEFAULT_GRACE) or 0)
 
 
 # ---------------------------------------------------------------- the command
@@ -294,7 +205,7 @@ def run_job(ctx: typer.Context, plan: Plan, command: list[str], signals: JobSign
         plan.reserved_at,
         (lambda id_, _: look_at(ctx, id_))
         if plan.booking
-        else (lambda id_, t: _renew(ctx, id_, t)),
+        else (lambda id_, t: renew_lease(ctx, id_, t)),
         check=lambda id_: look_at(ctx, id_),
         until=None if plan.limit is None else plan.limit.end,
     )
@@ -368,7 +279,7 @@ def _reserve_and_run(
 
             say(victims_summary(result.preempted), quiet)
             victims = [v.reservation.id for v in result.preempted]
-            _victims_gone(ctx, victims, signals, reserved_at, quiet)
+            victims_gone(ctx, victims, signals, reserved_at, quiet)
         code, release = run_job(ctx, plan, command, signals)
     finally:
         try:

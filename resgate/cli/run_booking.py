@@ -21,17 +21,9 @@ from resgate.cli import params
 from resgate.cli.lease import CHECK_EVERY, TimeLimit, lost
 from resgate.cli.permissions import caller
 from resgate.cli.process import JobSignals
-from resgate.cli.run import (
-    DEFAULT_TTL,
-    EX_TEMPFAIL,
-    Plan,
-    finish,
-    look_at,
-    run_job,
-    runner_of_this_process,
-    say,
-)
-from resgate.cli.state import error, state, transact
+from resgate.cli.run import DEFAULT_TTL, EX_TEMPFAIL, Plan, run_job
+from resgate.cli.run_transactions import finish, look_at, runner_of_this_process
+from resgate.cli.state import error, say, state, transact
 from resgate.interrupts import GUARD
 
 if TYPE_CHECKING:

@@ -230,3 +230,10 @@ def out_json(value: Any) -> None:
 
 
 DRY_RUN_LINE = "Dry run: nothing was changed"
+
+
+def say(line: str, quiet: bool) -> None:
+    """One line of resgate's own on stderr (not an error), unless --quiet."""
+    if not quiet:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
