@@ -70,6 +70,39 @@ CASES: dict[str, tuple[list[str], int]] = {
         0,
     ),
     "reserve insufficient": (["reserve", "--tenant", "hi", "--pool", "p", "--cpu", "3"], 3),
+    # A booking ahead, and one that does not fit beside lo's GPUs for their hour.
+    "reserve booking": (
+        [
+            "reserve",
+            "--tenant",
+            "idle",
+            "--pool",
+            "p",
+            "--gpu",
+            "2",
+            "--start",
+            "+2h",
+            "--duration",
+            "1h",
+        ],
+        0,
+    ),
+    "reserve booking clash": (
+        [
+            "reserve",
+            "--tenant",
+            "idle",
+            "--pool",
+            "p",
+            "--gpu",
+            "4",
+            "--start",
+            "+30m",
+            "--duration",
+            "1h",
+        ],
+        3,
+    ),
     # The earliest window: 4 GPUs once lo's 1 h ends, open-ended 3 likewise.
     "reserve earliest": (
         ["reserve", "--tenant", "idle", "--pool", "p", "--gpu", "4", "--ttl", "30m", "--earliest"],
