@@ -109,6 +109,8 @@ def test_os_user_in_data_exactly_when_the_label_differs(
         "memory": 0,
         "gpu": 0,
         "ttl": 5,
+        "starts_at": "2026-11-24T12:00:00.000000Z",
+        "ends_at": "2026-11-24T12:00:05.000000Z",
         "os_user": OS_USER,
     }
     assert sorted(e["subject"] for e in new[4:6]) == sorted([rid, other])

@@ -159,6 +159,10 @@ def test_every_command_logs_its_events(cli: Callable[..., Result]) -> None:
         "ttl": 3600,
     }
     assert create["at"] == r1["created_at"]
+    assert (create["data"]["starts_at"], create["data"]["ends_at"]) == (
+        r1["starts_at"],
+        r1["ends_at"],
+    )
     extended, (ext,) = run.json("extend", "--id", r1["id"], "--ttl", "2h")
     assert (ext["action"], ext["subject"]) == ("reservation.extend", r1["id"])
     assert ext["data"]["old"]["ttl"] == 3600 and ext["data"]["new"]["ttl"] == 7200

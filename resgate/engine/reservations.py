@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from resgate.clock import ends, local
+from resgate.clock import ends, iso, local
 from resgate.engine import audit, devices, evictions, members, policies, replay, slots, windows
 from resgate.engine.preemption import Candidate
 from resgate.engine.queries import (
@@ -383,6 +383,9 @@ def _created_data(info: ReservationInfo, preempt: bool = False) -> dict[str, obj
         "memory": info.amounts.memory,
         "gpu": info.amounts.gpu,
         "ttl": info.ttl,
+        # The window as planned (README "Booking ahead"), in the chain's own format.
+        "starts_at": None if info.starts_at is None else iso(info.starts_at),
+        "ends_at": None if info.ends_at is None else iso(info.ends_at),
     }
     if info.request_id is not None:
         data["request_id"] = info.request_id
