@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from resgate.clock import FixedClock
@@ -183,3 +184,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def imported_packages(module: ModuleType) -> set[str]:
+    """The top-level packages `module`'s source imports: a brute-force model must
+    import nothing from resgate, so that a bug in the engine cannot leak into it."""
+    import ast
+
+    tree = ast.parse(Path(str(module.__file__)).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    return imported
+
+
+STANDARD_LIBRARY = set(sys.stdlib_module_names) | {"__future__"}

@@ -8,7 +8,6 @@ statuses must agree and `db check` (which recomputes pool_free) must be clean.""
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import booking_model
 from booking_model import BookingModel, Refused
+from helpers import STANDARD_LIBRARY, imported_packages
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -156,11 +156,4 @@ test_booking_matches_the_model = BookingMatchesModel.TestCase
 
 
 def test_the_booking_model_imports_nothing_from_resgate() -> None:
-    tree = ast.parse(Path(booking_model.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    assert imported_packages(booking_model) <= STANDARD_LIBRARY

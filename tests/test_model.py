@@ -16,7 +16,6 @@ bug in the engine cannot leak into it.
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import model as rules
+from helpers import STANDARD_LIBRARY, imported_packages
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -346,11 +346,4 @@ test_engine_matches_model = EngineMatchesModel.TestCase
 
 
 def test_the_model_imports_nothing_from_resgate() -> None:
-    tree = ast.parse(Path(rules.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    assert imported_packages(rules) <= STANDARD_LIBRARY

@@ -5,17 +5,14 @@ pinned, the tenant's caps over two pools, the per-tenant limit — on both datab
 
 from __future__ import annotations
 
-import ast
 import itertools
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import slot_model
-from helpers import Cli, Engine, js, ok, out
+from helpers import STANDARD_LIBRARY, Cli, Engine, imported_packages, js, ok, out
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from slot_model import Ask, Found, Plan, World
@@ -249,14 +246,7 @@ def test_extend_to_the_latest_possible_end(
 
 
 def test_the_slot_model_imports_nothing_from_resgate() -> None:
-    tree = ast.parse(Path(slot_model.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    assert imported_packages(slot_model) <= STANDARD_LIBRARY
 
 
 # ---------------------------------------------------------------- the commands
