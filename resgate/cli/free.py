@@ -1,4 +1,5 @@
-"""resgate free | slots: what is free, now or ahead, and where a request fits."""
+"""resgate free | slots | timeline: what is free, now or ahead, where a request
+fits, and the calendar of a pool."""
 
 from __future__ import annotations
 

@@ -120,7 +120,9 @@ def _gone(runner: str) -> bool:
     on this host."""
     import socket
 
-    pid, _, host = runner.rpartition("+")[0].partition("@")
+    from resgate.engine.release import runner_parts
+
+    pid, host, _ = runner_parts(runner)
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:

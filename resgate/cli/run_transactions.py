@@ -84,7 +84,7 @@ def victims_gone(
     """An immediate preemption: wait until the victims' jobs are gone (their runner
     cleared) or their grace plus 5 s has passed (README "Running a job on reserved
     GPUs"), printing one line; a signal ends the wait."""
-    from resgate.engine.release import runners
+    from resgate.engine.release import runner_parts, runners
 
     left = transact(ctx, lambda tx: runners(tx, victims), write=False)
     if not left:
@@ -92,7 +92,7 @@ def victims_gone(
     graces = [_grace_of(runner) for runner in left.values()]
     deadline = started + max(graces) + VICTIM_MARGIN
     rid, runner = next(iter(left.items()))
-    pid, _, host = runner.rpartition("+")[0].partition("@")
+    pid, host, _ = runner_parts(runner)
     say(
         f"resgate: waiting for the job of preempted reservation {rid} (pid {pid} on {host}) "
         "to stop…",
@@ -104,5 +104,7 @@ def victims_gone(
 
 
 def _grace_of(runner: str) -> float:
-    _, _, grace = runner.rpartition("+")
+    from resgate.engine.release import runner_parts
+
+    _, _, grace = runner_parts(runner)
     return float(grace) if grace.isdigit() else float(params.seconds("--grace", DEFAULT_GRACE) or 0)

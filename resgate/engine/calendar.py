@@ -185,12 +185,9 @@ class Calendar:
             return None
         else:
             chosen = free[: need.gpu]
-        if self.tenant is not None and not self._tenant_allows(need, window):
+        if self.tenant is not None and self._tenant_refusal(need, window) is not None:
             return None
         return Fit(tuple(chosen))
-
-    def _tenant_allows(self, need: Amounts, window: Window) -> bool:
-        return self._tenant_refusal(need, window) is None
 
     def _tenant_refusal(self, need: Amounts, window: Window) -> str | None:
         """The tenant's rule the request breaks somewhere in `window`: one of its

@@ -32,7 +32,7 @@ from resgate.engine.validation import (
 )
 from resgate.errors import InsufficientResources, InvalidInput, Refused, ResgateError
 from resgate.store.database import Tx
-from resgate.store.models import Pool, Tenant
+from resgate.store.models import Pool
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Row
@@ -217,7 +217,7 @@ def _blocks(tx: Tx, reservation: Row[Any], pool: Row[Any], added: windows.Window
                 f"{local(booked.starts_at)} (reservation {booked.id})"
             )
             found.append((max(booked.starts_at, added.start), why, InsufficientResources))
-    tenant = tx.connection.execute(_tenant_by_id(), {"id": reservation.tenant_id}).one()
+    tenant = lookup.tenant_by_id(tx, reservation.tenant_id)
     if pool.per_tenant is not None or any(cap is not None for cap in limits_of(tenant)):
         calendar = Calendar(tx, pool, added.start, tenant, excluding=reservation.id)
         stop = calendar.tenant_refuses(need, added)
@@ -227,9 +227,3 @@ def _blocks(tx: Tx, reservation: Row[Any], pool: Row[Any], added: windows.Window
                 (at, f"tenant '{tenant.name}' would exceed its {rule} from {local(at)}", Refused)
             )
     return found
-
-
-@cache
-def _tenant_by_id() -> Any:
-    tenants: Table = Tenant.__table__  # type: ignore[assignment]
-    return select(tenants).where(tenants.c.id == bindparam("id"))

@@ -83,7 +83,7 @@ def _told_apart(ids: list[str]) -> list[str]:
     return [rid if length == 16 else f"{rid[:length]}…" for rid in ids]
 
 
-def _tenant_by_id(tx: Tx, tenant_id: int) -> Row[Any]:
+def tenant_by_id(tx: Tx, tenant_id: int) -> Row[Any]:
     tenants: Table = Tenant.__table__  # type: ignore[assignment]
     return tx.connection.execute(select(tenants).where(tenants.c.id == tenant_id)).one()
 
@@ -93,7 +93,7 @@ def require_active(tx: Tx, reservation_id: str, caller: Caller | None = None) ->
     its tenant and it is effective-active."""
     reservation = find(tx, reservation_id)
     if caller is not None and not caller.admin:
-        members.check_may_act(tx, _tenant_by_id(tx, reservation.tenant_id), caller)
+        members.check_may_act(tx, tenant_by_id(tx, reservation.tenant_id), caller)
     lock_rows(tx, Pool, [reservation.pool_id])
     lock_rows(tx, Tenant, [reservation.tenant_id])
     lock_reservation(tx, reservation.id)

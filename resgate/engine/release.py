@@ -95,9 +95,16 @@ def claim_booking(
     if row.lease:
         raise Refused(f"reservation '{row.id}' belongs to a resgate run: it is not a booking")
     if row.runner is not None and row.runner != runner and not gone(row.runner):
-        pid, _, host = row.runner.rpartition("+")[0].partition("@")
+        pid, host, _ = runner_parts(row.runner)
         raise Refused(f"reservation {row.id} is already running (pid {pid} on {host})")
     tx.connection.execute(
         update(RESERVATIONS).where(RESERVATIONS.c.id == row.id).values(runner=runner)
     )
     return reservation_info(tx, row.id)
+
+
+def runner_parts(runner: str) -> tuple[str, str, str]:
+    """A runner `pid@host+grace` (docs/schema.md) as its pid, host and grace."""
+    who, _, grace = runner.rpartition("+")
+    pid, _, host = who.partition("@")
+    return pid, host, grace
