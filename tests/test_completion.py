@@ -9,11 +9,15 @@ import os
 import re
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import typer
 from harness import resgate_command
 from helpers import ok, reserve_id
+
+from resgate.cli import build, completion, invoke
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -284,3 +288,69 @@ def test_a_locked_database_offers_nothing_quickly(subprocess_env, live, isolated
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+# ---------------------------------------------------------------- the quick answer
+
+
+def _name_options(command, path: tuple[str, ...] = ()):
+    """(command words, option spelling) for every option that offers names."""
+    for param in command.params:
+        for spelling in param.opts:
+            if spelling in completion.OPTION_SOURCES:
+                yield path, spelling
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _name_options(sub, (*path, name))
+
+
+def _answer(monkeypatch, capsys, line: str, shell: str, quick: bool) -> str:
+    with monkeypatch.context() as m:
+        m.setenv("_RESGATE_COMPLETE", f"complete_{shell}")
+        m.setenv("COMP_WORDS", line)
+        m.setenv("COMP_CWORD", str(len(line.split()) - (not line.endswith(" "))))
+        m.setenv("_TYPER_COMPLETE_ARGS", line)
+        m.setenv("_TYPER_COMPLETE_FISH_ACTION", "get-args")
+        if not quick:
+            m.setattr(completion, "quick_answer", lambda: False)
+        try:
+            assert invoke([]) == 0 and quick
+        except SystemExit as exc:
+            assert exc.code == 0 and not quick  # the full path ends in Click's sys.exit
+    return capsys.readouterr().out
+
+
+def test_the_quick_answer_is_the_full_paths_answer(live, monkeypatch, capsys):
+    """Every option that offers names, in every shell: the answer given without building
+    the command tree reads exactly as the one the tree gives."""
+    cases = sorted(set(_name_options(typer.main.get_command(build()))))
+    assert len(cases) > 20
+    for path, spelling in cases:
+        for typed in ("", "g", "a"):
+            line = " ".join(("resgate", *path, spelling, typed))
+            line = line if typed else line + " "
+            for shell in ("bash", "zsh", "fish"):
+                quick = _answer(monkeypatch, capsys, line, shell, quick=True)
+                full = _answer(monkeypatch, capsys, line, shell, quick=False)
+                assert quick == full, (line, shell)
+    both = _answer(monkeypatch, capsys, "resgate reserve --pool ", "bash", quick=True)
+    assert both.split() == ["cpu-farm", "gpu-box"]
+
+
+def test_the_quick_answer_builds_no_command(subprocess_env, live):
+    code = (
+        "import sys; from resgate.cli import invoke; code = invoke([]);"
+        " print(sorted(m for m in sys.modules if m.startswith('resgate.cli.')), code)"
+    )
+    env = dict(
+        subprocess_env,
+        _RESGATE_COMPLETE="complete_bash",
+        COMP_WORDS="resgate reserve --pool ",
+        COMP_CWORD="3",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    *names, loaded = done.stdout.splitlines()
+    assert names == ["cpu-farm", "gpu-box"]
+    assert "resgate.cli.reservations" not in loaded and "resgate.cli.completion" in loaded
+    assert loaded.endswith(" 0")

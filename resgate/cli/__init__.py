@@ -235,6 +235,11 @@ def _invoke(argv: list[str] | None, urls: list[str], state: State) -> int:
         # Click object (benchmarks/README.md; benchmarks/ measures it against `import typer`).
         sys.stdout.write(f"resgate {__version__}\n")
         return 0
+    if os.environ.get("_RESGATE_COMPLETE"):
+        from resgate.cli.completion import quick_answer
+
+        if quick_answer():
+            return 0
     from resgate.cli.help import finish_help
     from resgate.cli.hints import described
 

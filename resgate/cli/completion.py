@@ -89,6 +89,45 @@ def _completing(chosen: object) -> type[typer.core.TyperGroup]:
     return CompletingGroup
 
 
+# ---------------------------------------------------------------- the quick answer
+
+
+# What the shell's class is given for the command tree it never looks at here.
+_NO_TREE: Any = None
+
+
+def quick_answer() -> bool:
+    """Answer the shell without building the command tree, when the word being completed
+    is the value of an option that offers names (`--pool `, `-t al`): every command
+    spells those options alike and offers the same names for them, so the command need
+    not be built to know what to offer (benchmarks/, completion of --pool names). False
+    when the question needs the tree; the shell's own class (Typer's) formats the answer,
+    so it reads exactly as the full path's would."""
+    from typer._click.shell_completion import CompletionItem, get_completion_class
+    from typer._completion_classes import completion_init
+
+    completion_init()
+    shell_class = get_completion_class(os.environ.get(COMPLETE_VAR, "").partition("_")[2])
+    if shell_class is None:
+        return False
+    # The shell's class reads the words; only the completions are resgate's own.
+    args, incomplete = shell_class(_NO_TREE, {}, "resgate", COMPLETE_VAR).get_completion_args()
+    kind = OPTION_SOURCES.get(args[-1]) if args else None
+    if kind is None or "--" in args or incomplete.startswith("-"):
+        return False
+
+    def database_names(self: object, args: list[str], incomplete: str) -> list[CompletionItem]:
+        try:
+            found = offered(str(kind), database_file(None), incomplete)
+        except Exception:  # completion never fails visibly
+            return []
+        return [CompletionItem(value, help=help or None) for value, help in found]
+
+    answering = type("QuickAnswer", (shell_class,), {"get_completions": database_names})
+    sys.stdout.write(answering(_NO_TREE, {}, "resgate", COMPLETE_VAR).complete() + "\n")
+    return True
+
+
 # ---------------------------------------------------------------- which parameter completes what
 
 # Options by any of their spellings, wherever they are declared.
@@ -213,7 +252,7 @@ ACTIVE_RESERVATIONS = (
 )
 
 
-def database_file(ctx: Context) -> Path | None:
+def database_file(ctx: Context | None) -> Path | None:
     """The SQLite file the settings name, as a command would choose it; None for a
     server URL. A bad setting or configuration file raises (the caller offers nothing)."""
     from resgate.store.target import resolve_target
@@ -227,7 +266,7 @@ def database_file(ctx: Context) -> Path | None:
     return resolve_target(value).path
 
 
-def given_db(ctx: Context) -> str | None:
+def given_db(ctx: Context | None) -> str | None:
     """`--db` on the command line being completed, before or after the command (never
     after a `--`); the last one given wins."""
     found = None
@@ -239,7 +278,7 @@ def given_db(ctx: Context) -> str | None:
             found = words[i + 1]
         elif word.startswith("--db="):
             found = word[len("--db=") :]
-    if found is None:
+    if found is None and ctx is not None:
         root = ctx.find_root().params.get("db")
         found = root if isinstance(root, str) else None
     return found
