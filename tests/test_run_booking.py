@@ -167,3 +167,42 @@ def _wait_for_runner(cli: Cli, rid: str, pid: int | None = None) -> None:
             return
         assert time.monotonic() < deadline, "the run never claimed the booking"
         time.sleep(0.05)
+
+
+def test_a_run_truncated_by_a_booking_ahead_is_warned_and_stopped_then(
+    box: Cli, subprocess_env, tmp_path: Path
+) -> None:
+    """README "Booking ahead": a higher-priority booking that truncates the running
+    reservation; `run` learns of it at its next renewal or look, says so at once,
+    and stops the job at that instant by the planned-stop rule (exit 75)."""
+    ok(box, "tenant", "add", "--name", "prod", "--priority", "9")
+    done = subprocess.Popen(
+        [*resgate_command(), "run", "-t", "t", "--gpu", "2", "--ttl", "6s", "--grace", "1s",
+         "--", *job(tmp_path, "sleep")],
+        env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + TIMEOUT
+    while not (tmp_path / "job.json").exists():
+        assert time.monotonic() < deadline and done.poll() is None, done.communicate()
+        time.sleep(0.05)
+    rid = json.loads((tmp_path / "job.json").read_text())["id"]
+    booked = js(box, "reserve", "-t", "prod", "--gpu", "2", "--start", "+6s", "--duration",
+                "1m", "--preempt")  # fmt: skip
+    preempt_at = _epoch(reservation(box, rid)["preempt_at"])
+    _, err = done.communicate(timeout=TIMEOUT)
+    ended = time.time()
+    assert done.returncode == 75, err
+    line = f"resgate: reservation {rid} ends at "
+    assert any(
+        ln.startswith(line) and ln.endswith(" (preempted by 'prod'); stopping the job")
+        for ln in err.splitlines()
+    ), err
+    # Stopped by the instant (SIGTERM a grace before it), not long after.
+    assert preempt_at - 2.5 <= ended <= preempt_at + 2.5, (ended, preempt_at)
+    # Not given back early: it ends at the instant, as preempted.
+    assert reservation(box, rid)["status"] == (
+        "active" if time.time() < preempt_at else "preempted"
+    )
+    time.sleep(max(0.0, preempt_at - time.time()) + 0.1)
+    assert reservation(box, rid)["status"] == "preempted"
+    assert booked["preempted"][0]["id"] == rid

@@ -36,6 +36,8 @@ class Standing(Protocol):
     def status(self) -> str: ...
     @property
     def preempted_by(self) -> str | None: ...
+    @property
+    def preempt_at(self) -> datetime | None: ...
 
 
 def lost(info: Standing) -> str:
@@ -82,6 +84,8 @@ class Lease:
         self.next_check = started_at + check_every if check is not None else math.inf
         self._monotonic = monotonic
         self._retry_pause = retry_pause
+        # The reservation as last seen: a planned truncation shows there first.
+        self.seen: Standing | None = None
 
     def due(self, now: float) -> bool:
         """Whether a renewal is due."""
@@ -130,6 +134,7 @@ class Lease:
             return (
                 f"cannot renew reservation {self.reservation_id}: {exc.message}; stopping the job"
             )
+        self.seen = current
         if current.status != "active":
             return lost(current)
         self.end = renewed_at + ttl
@@ -150,6 +155,7 @@ class Lease:
             return (
                 f"cannot check reservation {self.reservation_id}: {exc.message}; stopping the job"
             )
+        self.seen = current
         return None if current.status == "active" else lost(current)
 
 
@@ -164,11 +170,15 @@ class TimeLimit:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         why: str = "time limit",
+        code: int = 124,
+        announced: bool = False,
     ) -> None:
         self.end = end
         self.stop_at = end - grace
         self._monotonic = monotonic
         self.why = why  # for the planned-stop line
+        self.code = code  # run's exit status: 124 for a time limit, 75 for a preemption
+        self.announced = announced  # the planned-stop line was printed when it was learnt
 
     def due(self, now: float) -> bool:
         return now >= self.stop_at

@@ -156,7 +156,7 @@ def reserve(
     # The transaction's now: a replay later shows the time left, as `list` does.
     text = f"Reservation created: {info.id}\n{reservation_detail(info, result.now)}"
     if preempt:
-        text += "\n" + victims_summary(result.preempted)
+        text += "\n" + victims_summary(result.preempted, result.pardons)
     emit(json, dry_run, {}, text)
 
 
@@ -173,14 +173,22 @@ def unreserve(
 
     wanted = params.reservation_ids(ids, id)
     who = caller(ctx)
-    released = transact(
-        ctx, lambda tx: unreserve_many(tx, wanted, who), write=True, dry_run=dry_run
+    from resgate.render.tables import pardons_summary
+
+    result = transact(ctx, lambda tx: unreserve_many(tx, wanted, who), write=True, dry_run=dry_run)
+    released = result.reservations
+    lines = "\n".join(
+        [f"Reservation '{info.id}' released" for info in released]
+        + ([pardons_summary(result.pardons)] if result.pardons else [])
     )
-    lines = "\n".join(f"Reservation '{info.id}' released" for info in released)
-    if len(released) == 1:
-        emit(json, dry_run, data.reservation(released[0]), lines)
-    else:
-        emit(json, dry_run, {"released": [data.reservation(i) for i in released]}, lines)
+    payload = (
+        data.reservation(released[0])
+        if len(released) == 1
+        else {"released": [data.reservation(i) for i in released]}
+    )
+    if result.pardons:
+        payload = {**payload, "pardoned": [data.pardon(p) for p in result.pardons]}
+    emit(json, dry_run, payload, lines)
 
 
 def extend(

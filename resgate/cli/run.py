@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -83,7 +84,7 @@ TimeLimitOpt = Annotated[
 Outcome = tuple[int, bool]  # run's exit status; whether the reservation is to be released
 
 
-@dataclass(frozen=True)
+@dataclass
 class Plan:
     """One run: its reservation, lease, grace and time limit (monotonic clock)."""
 
@@ -91,7 +92,7 @@ class Plan:
     ttl: int
     grace: int
     reserved_at: float  # no later than the lease's start
-    limit: TimeLimit | None
+    limit: TimeLimit | None  # a planned truncation learnt while running replaces it
     quiet: bool = False  # --quiet: nothing of resgate's own on stderr but Error: lines
     # A booking (run --reservation): it holds its window anyway, so each renewal
     # is only a look at it.
@@ -128,8 +129,9 @@ def _keep(job: Job, lease: Lease, plan: Plan, now: float) -> None:
     limit = plan.limit
     if limit is not None and limit.due(now):
         line = limit.line(lease.reservation_id, limit.why)
-        say(line, plan.quiet)
-        job.stop(line, limit.end - now, TIME_LIMIT_EXIT)
+        if not limit.announced:
+            say(line, plan.quiet)
+        job.stop(line, limit.end - now, limit.code)
         return
     if now < lease.next_event:
         return
@@ -138,8 +140,29 @@ def _keep(job: Job, lease: Lease, plan: Plan, now: float) -> None:
     if reason is not None:
         error(reason)
         job.stop(reason, plan.grace, EX_TEMPFAIL)
-    elif lease.end != end:
+        return
+    if lease.end != end:
         job.renewed(lease.end)  # the supervisor's deadline
+    _learn_truncation(lease, plan, now)
+
+
+def _learn_truncation(lease: Lease, plan: Plan, now: float) -> None:
+    """A planned preemption seen on the reservation (README "Booking ahead"): say so
+    at once, and stop the job by the planned-stop rule at that instant (exit 75)."""
+    seen = lease.seen
+    at = None if seen is None else seen.preempt_at
+    if seen is None or at is None:
+        return
+    end = now + (at - datetime.now(UTC).replace(tzinfo=None)).total_seconds()
+    if plan.limit is not None and plan.limit.code == EX_TEMPFAIL and plan.limit.end <= end + 1:
+        return  # already known
+    if plan.limit is not None and plan.limit.end < end:
+        return  # the time limit comes first
+    limit = TimeLimit(
+        end, plan.grace, why=f"preempted by '{seen.preempted_by}'", code=EX_TEMPFAIL, announced=True
+    )
+    say(limit.line(lease.reservation_id, limit.why), plan.quiet)
+    plan.limit = limit
 
 
 def _next_wait(job: Job, lease: Lease, plan: Plan) -> float:

@@ -111,7 +111,12 @@ def _plan(ctx: typer.Context, info: ReservationInfo, grace: int, quiet: bool) ->
         ttl = params.seconds("--ttl", DEFAULT_TTL) or 120
         return Plan(info, ttl, grace, started, None, quiet, booking=True)
     left = max(1.0, (min(ends) - _now(ctx)).total_seconds())
-    limit = TimeLimit(started + left, grace, why=WHY)
+    if info.preempt_at is not None and info.preempt_at == min(ends):
+        # Truncated by a booking of higher priority: a preemption (exit 75).
+        why = f"preempted by '{info.preempted_by}'"
+        limit = TimeLimit(started + left, grace, why=why, code=EX_TEMPFAIL)
+    else:
+        limit = TimeLimit(started + left, grace, why=WHY)
     return Plan(info, math.ceil(left), grace, started, limit, quiet, booking=True)
 
 

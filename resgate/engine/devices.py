@@ -207,3 +207,15 @@ def held_by(tx: Tx, reservation_id: str) -> list[int]:
             .order_by(ReservationDevice.device)
         )
     )
+
+
+def holders_over(tx: Tx, pool_id: int, window: Window) -> dict[int, frozenset[str]]:
+    """Every device of the pool → the reservations holding it at some instant of
+    `window` (none: free for the whole window)."""
+    found: dict[int, set[str]] = {device: set() for device in pool_ids(tx, pool_id)}
+    rows = tx.connection.execute(
+        _holders(window.end is None), {"pool_id": pool_id, **bounds(window)}
+    )
+    for device, rid in rows:
+        found.setdefault(device, set()).add(rid)
+    return {device: frozenset(ids) for device, ids in found.items()}

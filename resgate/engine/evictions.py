@@ -1,19 +1,24 @@
 """Making room by preemption (README "Preemption"): who holds the GPUs asked for by
-id, evicting the victims engine/preemption.py chooses, and logging each eviction."""
+id, evicting the victims engine/preemption.py chooses (now) or engine/window_victims.py
+chooses (over a window that reaches into the booked future), and logging each eviction."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 
-from resgate.engine import audit, devices, members
+from resgate.clock import iso, local
+from resgate.engine import audit, devices, members, window_victims, windows
+from resgate.engine.pardon import pardon
 from resgate.engine.preemption import Candidate, Shortfall, choose_victims
 from resgate.engine.queries import (
     ACTIVE,
     PoolRow,
     TenantRow,
     insertion_order,
+    is_booked,
     lock_reservation,
     lock_rows,
     pool_row,
@@ -22,6 +27,8 @@ from resgate.engine.queries import (
 )
 from resgate.engine.records import Amounts, Caller, PreemptResult, ReservationInfo, Victim
 from resgate.engine.sweep import sweep
+from resgate.engine.window_victims import Booked, Room
+from resgate.engine.windows import Window
 from resgate.errors import InsufficientResources, NotFound, Refused
 from resgate.store.database import Tx
 from resgate.store.models import Pool, Reservation, Tenant
@@ -164,4 +171,131 @@ def preempt(
     devices.free(tx, list(ids))
     preempted = reservation_infos(tx, list(ids))
     log_preempted(tx, preempted, attacker.name)
-    return PreemptResult(target=victim.name, preempted=preempted)
+    return PreemptResult(victim.name, preempted, pardon(tx, list(ids)))
+
+
+# ------------------------------------------------------------ preempting the future
+
+
+def evict_over_window(
+    tx: Tx,
+    tenant: TenantRow,
+    pool: PoolRow,
+    need: Amounts,
+    requested: list[int] | None,
+    window: Window,
+    new_id_: str,
+) -> list[Victim]:
+    """README "Booking ahead": make room over the whole window with the best set of
+    lower-priority plans that overlap it (engine/window_victims.py), or refuse (exit
+    3). A victim that starts before a window that has not started is truncated to end
+    at the window's start; any other is ended now (cancelled, if it had not started)."""
+    candidates = _booked_candidates(tx, tenant, pool, window)
+    holders = devices.holders_over(tx, pool.id, window)
+    forced: list[Booked] = []
+    if requested:
+        by_id = {c.id: c for c in candidates}
+        in_the_way = sorted({rid for d in requested for rid in holders.get(d, ())})
+        for rid in in_the_way:
+            if rid not in by_id:
+                raise InsufficientResources(
+                    f"insufficient resources in '{pool.name}': GPU(s) asked for are booked by "
+                    f"reservation '{rid}', which '{tenant.name}' (priority {tenant.priority}) "
+                    "does not outrank"
+                )
+            forced.append(by_id[rid])
+    room = Room(
+        window.start,
+        window.end,
+        windows.free_steps(tx, pool.id, window),
+        need,
+        Amounts(pool.cpu, pool.memory, pool.gpu),
+        holders,
+        None if requested is None else tuple(requested),
+    )
+    chosen = window_victims.choose(candidates, room, forced)
+    if chosen is None:
+        raise InsufficientResources(
+            f"insufficient resources in '{pool.name}' from {local(window.start)} even after "
+            "preempting every lower-priority reservation over the window"
+        )
+    truncated = [v.id for v in chosen if v.start < window.start and window.start > tx.now]
+    ended = [v.id for v in chosen if v.id not in truncated]
+    for reservation_id in sorted(v.id for v in chosen):
+        lock_reservation(tx, reservation_id)
+    if truncated:
+        truncate(tx, truncated, window.start, tenant.name, new_id_)
+    if ended:
+        devices.free(tx, ended)
+        mark_preempted(tx, ended, tenant.name, new_id_)
+    priorities = {v.id: v.priority for v in chosen}
+    infos = reservation_infos(tx, [v.id for v in chosen])
+    log_preempted(tx, [i for i in infos if i.id in ended], tenant.name, new_id_)
+    audit.record(
+        tx,
+        [
+            audit.Change(
+                "reservation.truncate",
+                info.id,
+                {
+                    "by": tenant.name,
+                    "for": new_id_,
+                    "tenant": info.tenant,
+                    "pool": info.pool,
+                    "preempt_at": iso(window.start),
+                },
+            )
+            for info in infos
+            if info.id in truncated
+        ],
+    )
+    return [Victim(info, priorities[info.id]) for info in infos]
+
+
+def _booked_candidates(tx: Tx, tenant: TenantRow, pool: PoolRow, window: Window) -> list[Booked]:
+    """The plans of strictly lower-priority tenants in the pool that overlap `window`."""
+    rows = tx.session.execute(
+        select(
+            Reservation.id,
+            Tenant.priority,
+            Reservation.created_at,
+            Reservation.cpu,
+            Reservation.memory,
+            Reservation.gpu,
+            Reservation.starts_at,
+            windows.plan_end(),
+        )
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .where(
+            Reservation.pool_id == pool.id,
+            windows.overlaps(window),
+            is_booked(tx.now),
+            Tenant.priority < tenant.priority,
+        )
+        .order_by(*insertion_order(tx)),
+        windows.bounds(window),
+    ).all()
+    return [
+        Booked(rid, priority, created, Amounts(cpu, memory, gpu), start, end)
+        for rid, priority, created, cpu, memory, gpu, start, end in rows
+    ]
+
+
+def truncate(tx: Tx, ids: Sequence[str], at: datetime, by: str, for_id: str) -> None:
+    """Plan `ids` to end at `at` as preempted by tenant `by` for reservation `for_id`
+    (expires_at is never after the planned end)."""
+    tx.session.execute(
+        update(Reservation)
+        .where(Reservation.id.in_(ids))
+        .values(
+            preempt_at=at,
+            expires_at=case(
+                (Reservation.expires_at.is_(None), at),
+                (Reservation.expires_at > at, at),
+                else_=Reservation.expires_at,
+            ),
+            preempted_by=by,
+            preempted_for=for_id,
+        )
+        .execution_options(synchronize_session=False)
+    )

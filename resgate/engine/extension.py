@@ -121,7 +121,7 @@ def _set_expiry_statement() -> Any:
 
 
 @cache
-def _pool_by_id() -> Any:
+def pool_by_id() -> Any:
     pools: Table = Pool.__table__  # type: ignore[assignment]
     return select(pools).where(pools.c.id == bindparam("id"))
 
@@ -145,7 +145,7 @@ def _set_expiry(
     reservation = lookup.require_active(tx, reservation_id, caller)
     old = {"ttl": reservation.ttl, "expires_at": _iso(reservation.expires_at)}
     expires_at = end(reservation)
-    pool = tx.connection.execute(_pool_by_id(), {"id": reservation.pool_id}).one()
+    pool = tx.connection.execute(pool_by_id(), {"id": reservation.pool_id}).one()
     if not reservation.lease:
         expires_at = _room(tx, reservation, pool, expires_at, partial)
     # The stored ttl stays "seconds from the last change to the end" (docs/schema.md).
@@ -184,10 +184,10 @@ def _room(
     old_end = reservation.ends_at
     if old_end is None or (end is not None and end <= old_end):
         return end
-    blocks = _blocks(tx, reservation, pool, windows.Window(old_end, end))
-    if not blocks:
+    found = blocks(tx, reservation, pool, windows.Window(old_end, end))
+    if not found:
         return end
-    at, why, refusal = min(blocks, key=lambda block: block[0])
+    at, why, refusal = min(found, key=lambda block: block[0])
     if partial and at > old_end:
         return at
     shown = "open-ended" if end is None else local(end)
@@ -198,7 +198,7 @@ def _room(
 Block = tuple[datetime, str, type[ResgateError]]
 
 
-def _blocks(tx: Tx, reservation: Row[Any], pool: Row[Any], added: windows.Window) -> list[Block]:
+def blocks(tx: Tx, reservation: Row[Any], pool: Row[Any], added: windows.Window) -> list[Block]:
     """What stops the reservation from holding through `added`: each rule's first
     refusing instant, why, and the exit it gives."""
     need = Amounts(reservation.cpu, reservation.memory, reservation.gpu)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, NamedTuple, TypeVar
 
@@ -136,6 +136,22 @@ class Slots:
 
 
 @dataclass(frozen=True)
+class Pardon:
+    """A truncated reservation whose preemptor ended before its start (README
+    "Booking ahead"): the end it had, the end it has now (None: open) and, when
+    that is not its whole planned end, why (what has since been booked there)."""
+
+    id: str
+    truncated_at: datetime
+    until: datetime | None
+    why: str | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.why is None
+
+
+@dataclass(frozen=True)
 class ReservationInfo:
     id: str
     tenant: str
@@ -206,6 +222,8 @@ class ReserveResult:
     preempted: list[Victim]
     # The transaction's moment: for a replay, later than the reservation's creation.
     now: datetime
+    # Victims of the bookings this one cancelled, given their time back.
+    pardons: list[Pardon] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -220,6 +238,15 @@ class Removal(Generic[Removed]):
 class PreemptResult:
     target: str
     preempted: list[ReservationInfo]
+    pardons: list[Pardon] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Released:
+    """What `unreserve` gave back, and the pardons that followed."""
+
+    reservations: list[ReservationInfo]
+    pardons: list[Pardon] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,14 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from resgate.engine import audit, devices, lookup
+from resgate.engine.pardon import pardon
 from resgate.engine.queries import (
     RESERVATIONS,
     reservation_info,
 )
 from resgate.engine.records import (
     Caller,
+    Released,
     ReservationInfo,
 )
 from resgate.errors import Refused
@@ -32,11 +34,10 @@ def _release() -> Any:
     )
 
 
-def unreserve_many(
-    tx: Tx, reservation_ids: list[str], caller: Caller | None = None
-) -> list[ReservationInfo]:
+def unreserve_many(tx: Tx, reservation_ids: list[str], caller: Caller | None = None) -> Released:
     """Release each, in order, in this one transaction: all or, if one is refused,
-    none. An id given twice (or two prefixes of one) releases it once."""
+    none. An id given twice (or two prefixes of one) releases it once. A booking
+    that truncated others gives them back their time (engine/pardon.py)."""
     released: list[ReservationInfo] = []
     seen: set[str] = set()
     for given in reservation_ids:
@@ -44,7 +45,7 @@ def unreserve_many(
         if rid not in seen:
             seen.add(rid)
             released.append(unreserve(tx, given, caller))
-    return released
+    return Released(released, pardon(tx, [info.id for info in released]))
 
 
 def unreserve(tx: Tx, reservation_id: str, caller: Caller | None = None) -> ReservationInfo:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from resgate.clock import ends, iso, local
 from resgate.engine import audit, devices, evictions, members, policies, replay, slots, windows
+from resgate.engine.pardon import pardon
 from resgate.engine.preemption import Candidate
 from resgate.engine.queries import (
     RESERVATIONS,
@@ -138,7 +139,9 @@ def reserve_and_report(
     created = _created(request, tenant, pool, values, held_ids)
     data = _created_data(created, request.preempt)
     audit.record(tx, [audit.Change("reservation.create", created.id, data)])
-    return ReserveResult(created, victims, tx.now)
+    # A booking this one cancelled gives its own victims back what still fits.
+    cancelled = [v.reservation.id for v in victims if v.reservation.status == "preempted"]
+    return ReserveResult(created, victims, tx.now, pardon(tx, cancelled))
 
 
 def _created(
@@ -186,10 +189,19 @@ def _make_room(
     need = request.amounts
     short = windows.first_shortfall(windows.free_steps(tx, pool.id, window), need)
     forced: list[Candidate] = []
+    starts_now = window.start == tx.now
     if requested_ids is not None:
         devices.check_requested(tx, pool.name, pool.id, requested_ids)
-        if window.start == tx.now:
+        if starts_now:
             forced = evictions.device_holders(tx, tenant, pool, requested_ids, request.preempt)
+    if request.preempt and (not starts_now or (short is not None and short[0] > tx.now)):
+        # The future is in the way (README "Booking ahead"): what is booked there
+        # is truncated or cancelled, with notice.
+        if short is None and not _devices_short(tx, pool, need, requested_ids, window):
+            return []
+        return evictions.evict_over_window(
+            tx, tenant, pool, need, requested_ids, window, reservation_id
+        )
     if not forced and short is None:
         return []
     if short is not None and short[0] > tx.now:
@@ -205,11 +217,32 @@ def _make_room(
         )
     victims = evictions.evict_for(tx, tenant, pool, available, need, reservation_id, forced)
     # What the victims gave back is free now; a booking later in the window may
-    # still be in the way.
-    later = windows.first_shortfall(windows.free_steps(tx, pool.id, window), need)
-    if later is not None:
-        raise shortfall(tx, pool, need, window, *later, spelled)
-    return victims
+    # still be in the way: that part of the room is made over the window.
+    if windows.first_shortfall(
+        windows.free_steps(tx, pool.id, window), need
+    ) is None and not _devices_short(tx, pool, need, requested_ids, window):
+        return victims
+    later = evictions.evict_over_window(
+        tx, tenant, pool, need, requested_ids, window, reservation_id
+    )
+    return victims + later
+
+
+def _devices_short(
+    tx: Tx,
+    pool: PoolRow,
+    need: Amounts,
+    requested_ids: list[int] | None,
+    window: windows.Window,
+) -> bool:
+    """Whether the GPUs the request needs are not all free for its whole window."""
+    if not need.gpu and not requested_ids:
+        return False
+    held = devices.holders(tx, pool.id, window)
+    if requested_ids is not None:
+        return any(device in held for device in requested_ids)
+    free = [device for device in devices.pool_ids(tx, pool.id) if device not in held]
+    return len(free) < need.gpu
 
 
 def _free_now(tx: Tx, pool: PoolRow, window: windows.Window) -> Amounts:

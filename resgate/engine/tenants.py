@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from resgate.engine import audit, members
+from resgate.engine.pardon import pardon
 from resgate.engine.pools import release_all
 from resgate.engine.queries import (
     booked_phrase,
@@ -166,4 +167,5 @@ def remove_tenant_and_report(
     tenant.deleted_at = tx.now
     tx.session.flush()
     audit.record(tx, [audit.Change("tenant.remove", name, {"force": force, "released": released})])
+    pardon(tx, released)  # its bookings' victims get back what still fits
     return Removal(_info(tenant), reservation_infos(tx, released))

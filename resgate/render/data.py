@@ -13,6 +13,7 @@ from resgate.engine.records import (
     FreeInfo,
     Held,
     ImportSummary,
+    Pardon,
     PoolInfo,
     PreemptResult,
     ReservationInfo,
@@ -120,7 +121,21 @@ def status(report: StatusReport) -> dict[str, Any]:
 
 
 def preempt(result: PreemptResult) -> dict[str, Any]:
-    return {"target": result.target, "preempted": [reservation(r) for r in result.preempted]}
+    payload = {"target": result.target, "preempted": [reservation(r) for r in result.preempted]}
+    if result.pardons:
+        payload["pardoned"] = [pardon(p) for p in result.pardons]
+    return payload
+
+
+def pardon(given: Pardon) -> dict[str, Any]:
+    """A truncated reservation given back its time (whole: all of it)."""
+    return {
+        "id": given.id,
+        "truncated_at": iso(given.truncated_at),
+        "until": iso(given.until),
+        "whole": given.whole,
+        "why": given.why,
+    }
 
 
 def dumps_for(value: Any, encoding: str | None) -> str:

@@ -3,11 +3,13 @@ fitted to the terminal (render/fit.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from resgate.clock import span
 from resgate.engine.records import (
+    Pardon,
     PoolInfo,
     PreemptResult,
     ReservationInfo,
@@ -222,17 +224,39 @@ def preempt_summary(result: PreemptResult) -> str:
             f"  {r.id}  cpu={r.amounts.cpu} mem={r.amounts.memory} gpu={r.amounts.gpu}"
             f"  pool={r.pool}"
         )
+    if result.pardons:
+        lines.append(pardons_summary(result.pardons))
     return "\n".join(lines)
 
 
-def victims_summary(victims: list[Victim]) -> str:
+def victims_summary(victims: list[Victim], pardons: Sequence[Pardon] = ()) -> str:
+    """The victims of `reserve --preempt`: ended now, or truncated to end at the new
+    window's start (README "Booking ahead"); then the pardons that followed."""
     lines = [f"Preempted {len(victims)} reservation(s)"]
     for victim in victims:
         r = victim.reservation
+        truncated = r.status in ("active", "upcoming") and r.preempt_at is not None
         lines.append(
             f"  {r.id}  tenant={r.tenant} (priority {victim.priority})"
             f"  cpu={r.amounts.cpu} mem={r.amounts.memory} gpu={r.amounts.gpu}"
+            + (f"  now ends at {local(r.preempt_at)}" if truncated and r.preempt_at else "")
         )
+    if pardons:
+        lines.append(pardons_summary(pardons))
+    return "\n".join(lines)
+
+
+def pardons_summary(pardons: Sequence[Pardon]) -> str:
+    """Truncated reservations given their time back: whole, in part, or not at all."""
+    lines = []
+    for p in pardons:
+        until = "open-ended" if p.until is None else f"until {local(p.until)}"
+        if p.whole:
+            lines.append(f"Reservation '{p.id}' gets its time back: {until}")
+        elif p.until == p.truncated_at:
+            lines.append(f"Reservation '{p.id}' stays truncated at {local(p.until)}: {p.why}")
+        else:
+            lines.append(f"Reservation '{p.id}' gets part of its time back: {until} ({p.why})")
     return "\n".join(lines)
 
 
