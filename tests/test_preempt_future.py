@@ -181,3 +181,20 @@ def test_the_database_refuses_to_undo_a_truncation_behind_resgate(cli, frozen, b
         ):
             db.execute(sql)
     assert shown(cli, morning)["preempt_at"] is not None
+
+
+def test_the_higher_priority_victim_is_pardoned_first(cli, frozen, box) -> None:
+    ok(cli, "tenant", "add", "ops", "--priority", "1")
+    lab = book(cli, frozen, "lab", 20, 23, "--gpu", "2", "--cpu", "8")
+    vision = book(cli, frozen, "vision", 20, 23, "--gpu", "2", "--cpu", "8")
+    prod = out(cli, "reserve", "-q", "-t", "prod", "-p", "box", "--gpu", "4",
+               "--start", at(frozen, 21), "--duration", "1h", "--preempt").strip()  # fmt: skip
+    # Room for only one of them again: half the CPUs are booked meanwhile.
+    book(cli, frozen, "ops", 21, 23, "--cpu", "8")
+    pardoned = {p["id"]: p for p in js(cli, "unreserve", prod)["pardoned"]}
+    assert pardoned[vision]["whole"] is True
+    assert (
+        pardoned[lab]["whole"] is False and pardoned[lab]["until"] == pardoned[lab]["truncated_at"]
+    )
+    assert shown(cli, vision)["preempt_at"] is None
+    assert shown(cli, lab)["preempt_at"] == at(frozen, 21).replace("Z", ".000000Z")
