@@ -35,6 +35,7 @@ PURE = (
     "resgate.engine.validation",
     "resgate.engine.records",
     "resgate.engine.preemption",
+    "resgate.engine.window_victims",
     "resgate.engine.statefile",
     "resgate.engine.import_plan",
 )

@@ -198,3 +198,18 @@ def test_the_higher_priority_victim_is_pardoned_first(cli, frozen, box) -> None:
     )
     assert shown(cli, vision)["preempt_at"] is None
     assert shown(cli, lab)["preempt_at"] == at(frozen, 21).replace("Z", ".000000Z")
+
+
+def test_the_victims_see_the_coming_end(cli, frozen, box) -> None:
+    morning = book(cli, frozen, "lab", 1, 5, "--gpu", "4")
+    ok(cli, "reserve", "-t", "prod", "-p", "box", "--gpu", "1",
+       "--start", at(frozen, 3), "--duration", "1h", "--preempt")  # fmt: skip
+    shown_pool = js(cli, "pool", "show", "box")
+    assert shown_pool["preempted_ahead"] == [
+        {"reservation": morning, "tenant": "lab", "by": "prod",
+         "preempt_at": at(frozen, 3).replace("Z", ".000000Z")}
+    ]  # fmt: skip
+    assert f"Preempted ahead: {morning[:8]}… (lab) at " in out(cli, "pool", "show", "box")
+    frozen.advance(2 * 3600)  # running now, one hour left
+    (line,) = [ln for ln in out(cli, "list").splitlines() if ln.startswith(morning)]
+    assert line.rstrip().endswith("1h0m (preempted)")

@@ -70,3 +70,20 @@ def test_the_finding_a_slot_commands_run(cli: Cli):
     noon = [r for r in booked if r is not latest and r["starts_at"] == latest["starts_at"]]
     assert noon and latest["gpu_ids"] == [4, 5, 6, 7]
     assert latest["ends_at"] is not None
+
+
+def test_the_preempting_the_future_commands_run(cli: Cli):
+    for title in ("## Booking ahead", "### Preempting the future"):
+        (commands,) = blocks(section(title), "sh")
+        for line in commands.splitlines():
+            words = shlex.split(line, comments=True)
+            assert words[0] == "resgate", line
+            ok(cli, *words[1:])
+    # As the README says: both morning bookings end at prod's start, the noon one stays.
+    booked = json.loads(ok(cli, "list", "--status", "upcoming", "--json").stdout)
+    prod = [r for r in booked if r["tenant"] == "prod"]
+    truncated = [r for r in booked if r["preempt_at"] is not None]
+    assert len(prod) == 1 and len(truncated) == 2
+    assert {r["tenant"] for r in truncated} == {"nlp", "cv"}
+    assert all(r["preempt_at"] == prod[0]["starts_at"] for r in truncated)
+    assert "Preempted ahead: " in ok(cli, "pool", "show", "gpu-box").stdout

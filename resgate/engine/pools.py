@@ -20,12 +20,13 @@ from resgate.engine.queries import (
     booked_phrase,
     by_name,
     is_active_now,
+    is_booked,
     live_pool,
     lock_rows,
     pool_usage,
     reservation_infos,
 )
-from resgate.engine.records import Amounts, PoolInfo, Removal
+from resgate.engine.records import Amounts, PoolInfo, Removal, Truncation
 from resgate.engine.sweep import sweep
 from resgate.engine.validation import (
     FIELD_NAMES,
@@ -141,10 +142,22 @@ def show_pool(tx: Tx, name: str) -> PoolInfo:
     ).all()
     held = {device: rid for device, rid, _ in rows}
     info = _info(pool, pool_usage(tx, [pool.id]).get(pool.id, Amounts()))
+    truncated = tx.session.execute(
+        select(Reservation.id, Tenant.name, Reservation.preempt_at, Reservation.preempted_by)
+        .join(Tenant, Tenant.id == Reservation.tenant_id)
+        .where(
+            Reservation.pool_id == pool.id,
+            is_booked(tx.now),
+            Reservation.preempt_at.is_not(None),
+            Reservation.preempt_at > tx.now,
+        )
+        .order_by(Reservation.preempt_at, Reservation.id)
+    ).all()
     return replace(
         info,
         devices=tuple((d, held.get(d)) for d in devices.pool_ids(tx, pool.id)),
         holders=tuple(sorted({(rid, tenant) for _, rid, tenant in rows})),
+        truncations=tuple(Truncation(rid, who, at, by) for rid, who, at, by in truncated if at),
     )
 
 

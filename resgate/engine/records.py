@@ -54,6 +54,16 @@ def health(utilization: dict[str, float]) -> str:
 
 
 @dataclass(frozen=True)
+class Truncation:
+    """A booked reservation that a higher-priority booking will end early."""
+
+    id: str
+    tenant: str
+    at: datetime
+    by: str | None
+
+
+@dataclass(frozen=True)
 class PoolInfo:
     name: str
     total: Amounts
@@ -67,6 +77,8 @@ class PoolInfo:
     max_ttl: int | None = None
     # The tenant of each reservation in `devices`: (reservation id, tenant name).
     holders: tuple[tuple[str, str], ...] = ()
+    # Planned truncations (filled by `pool show`, README "Booking ahead").
+    truncations: tuple[Truncation, ...] = ()
 
     @property
     def available(self) -> Amounts:

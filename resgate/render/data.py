@@ -81,6 +81,10 @@ def pool(info: PoolInfo, with_devices: bool = False) -> dict[str, Any]:
     shape = _pool(info)
     if with_devices:
         shape["devices"] = [{"id": device, "reservation": rid} for device, rid in info.devices]
+        shape["preempted_ahead"] = [
+            {"reservation": t.id, "tenant": t.tenant, "preempt_at": iso(t.at), "by": t.by}
+            for t in info.truncations
+        ]
     return shape
 
 

@@ -79,6 +79,11 @@ def pool_detail(pool: PoolInfo, style: Style) -> str:
     ]
     if pool.devices:
         head += ["", *listed("GPU devices: ", device_holders(pool, style), style)]
+    if pool.truncations:
+        ending = [
+            f"{t.id[:8]}… ({t.tenant}) at {local(t.at)} by '{t.by}'" for t in pool.truncations
+        ]
+        head += ["", *listed("Preempted ahead: ", ending, style)]
     return "\n".join(head)
 
 

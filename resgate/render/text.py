@@ -170,14 +170,17 @@ def _escape(char: str) -> str:
 
 
 def expires(info: ReservationInfo, now: datetime) -> str:
-    """`list`'s EXPIRES: the time left, or for a booking not yet started, when it starts."""
+    """`list`'s EXPIRES: the time left (and whether a preemption ends it), or for a
+    booking not yet started, when it starts."""
     if info.status == "upcoming" and info.starts_at is not None:
         return "starts in " + span(int((info.starts_at - now).total_seconds()), countdown=True)
     if info.status != "active":
         return "-"
     if info.expires_at is None:
         return "never"
-    return span(int((info.expires_at - now).total_seconds()), countdown=True)
+    left = span(int((info.expires_at - now).total_seconds()), countdown=True)
+    truncated = info.preempt_at is not None and info.preempt_at <= info.expires_at
+    return f"{left} (preempted)" if truncated else left
 
 
 def memory(mb: int) -> str:
