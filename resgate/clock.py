@@ -44,6 +44,13 @@ def local(value: datetime) -> str:
     return shown.isoformat(" ", "seconds")
 
 
+def beside(value: datetime, now: datetime) -> str:
+    """An instant as a message shows it beside `now`: `16:00` on the same local
+    day, else `2026-12-24 16:00`."""
+    shown, today = local(value), local(now)
+    return shown[11:16] if shown[:10] == today[:10] else shown[:16]
+
+
 def iso(value: datetime) -> str:
     """2026-11-24T13:05:00.123456Z: the one way resgate writes a time as text (the
     audit log, JSON, CSV). isoformat() is several times faster than strftime()."""

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from slot_model import Ask, Found, Plan, World
 from slot_model import Refused as ModelRefused
 
-from resgate.clock import FixedClock, local
+from resgate.clock import FixedClock, beside, local
 from resgate.engine import extension, pools, reservations, slots, tenants
 from resgate.engine.policies import Policy
 from resgate.engine.records import Amounts, Limits
@@ -276,6 +276,28 @@ def shown(frozen: FixedClock, hours: float) -> str:
     return local(frozen.now() + timedelta(hours=hours))
 
 
+def near(frozen: FixedClock, hours: float) -> str:
+    """As a message shows an instant beside now: HH:MM today, else with the date."""
+    return beside(frozen.now() + timedelta(hours=hours), frozen.now())
+
+
+def test_extend_names_the_gpus_booked_in_the_way(cli: Cli, frozen: FixedClock) -> None:
+    ok(cli, "pool", "create", "--name", "gpu-box", "--cpu", "32", "--gpu", "8",
+       "--per-tenant", "unlimited")  # fmt: skip
+    ok(cli, "tenant", "add", "--name", "nlp")
+    ok(cli, "tenant", "add", "--name", "vision")
+    nlp = js(cli, "reserve", "-t", "nlp", "--gpu", "4", "--duration", "2h")["id"]
+    vision = js(cli, "reserve", "-t", "vision", "--gpu", "4", "--start", "+3h", "--duration",
+                "1h", "--gpu-ids", "0-3")  # fmt: skip
+    refused = cli("extend", nlp, "--by", "3h")
+    assert refused.code == 3
+    assert refused.stderr == (
+        f"Error: cannot extend to {near(frozen, 5)}: gpu 0-3 are booked by 'vision' from "
+        f"{near(frozen, 3)} (reservation {vision['id'][:8]}…); the latest possible end is "
+        f"{near(frozen, 3)}\n"
+    )
+
+
 def test_slots_in_json_and_text(lab: Cli, at: At, frozen: FixedClock) -> None:
     nlp = js(lab, "list", "-t", "nlp")[0]["id"]
     found = js(lab, "slots", "-t", "cv", "--gpu", "4", "--duration", "3h")
@@ -363,8 +385,8 @@ def test_extend_partial(lab: Cli, at: At, frozen: FixedClock) -> None:
     refused = lab("extend", nlp, "--by", "2h")
     assert refused.code == 3 and refused.stdout == ""
     assert refused.stderr == (
-        f"Error: cannot extend to {shown(frozen, 4)}: only cpu=32 mem=131072 gpu=4 are "
-        f"free from {shown(frozen, 3)}; the latest possible end is {shown(frozen, 3)}\n"
+        f"Error: cannot extend to {near(frozen, 4)}: only cpu=32 mem=131072 gpu=4 are "
+        f"free from {near(frozen, 3)}; the latest possible end is {near(frozen, 3)}\n"
     )
     line = out(lab, "extend", nlp, "--by", "2h", "--partial")
     assert line == (

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, select, update
 
-from resgate.clock import ends, iso, local
+from resgate.clock import beside, ends, iso, local
 from resgate.engine import audit, devices, lookup, policies, windows
 from resgate.engine.calendar import Calendar
 from resgate.engine.queries import (
@@ -24,6 +24,7 @@ from resgate.engine.records import (
     Amounts,
     Caller,
     ReservationInfo,
+    ranges,
 )
 from resgate.engine.validation import (
     FIELD_NAMES,
@@ -190,8 +191,12 @@ def _room(
     at, why, refusal = min(found, key=lambda block: block[0])
     if partial and at > old_end:
         return at
-    shown = "open-ended" if end is None else local(end)
-    room = f"the latest possible end is {local(at)}" if at > old_end else "there is no room at all"
+    shown = "open-ended" if end is None else beside(end, tx.now)
+    room = (
+        f"the latest possible end is {beside(at, tx.now)}"
+        if at > old_end
+        else "there is no room at all"
+    )
     raise refusal(f"cannot extend to {shown}: {why}; {room}")
 
 
@@ -206,24 +211,30 @@ def blocks(tx: Tx, reservation: Row[Any], pool: Row[Any], added: windows.Window)
     short = windows.first_shortfall(windows.free_steps(tx, pool.id, added), need)
     if short is not None:
         at, free = short
-        why = f"only cpu={free.cpu} mem={free.memory} gpu={free.gpu} are free from {local(at)}"
+        why = (
+            f"only cpu={free.cpu} mem={free.memory} gpu={free.gpu} are free from "
+            f"{beside(at, tx.now)}"
+        )
         found.append((at, why, InsufficientResources))
     mine = set(devices.held_by(tx, reservation.id))
+    taken: dict[str, list[int]] = {}
     for device, other in devices.holders(tx, pool.id, added).items():
         if device in mine and other != reservation.id:
-            booked = windows.holder(tx, other)
-            why = (
-                f"gpu {device} is booked by '{booked.tenant}' from "
-                f"{local(booked.starts_at)} (reservation {booked.id})"
-            )
-            found.append((max(booked.starts_at, added.start), why, InsufficientResources))
+            taken.setdefault(other, []).append(device)
+    for other, ids in taken.items():
+        booked = windows.holder(tx, other)
+        verb = "is" if len(ids) == 1 else "are"
+        why = (
+            f"gpu {ranges(ids)} {verb} booked by '{booked.tenant}' from "
+            f"{beside(booked.starts_at, tx.now)} (reservation {booked.id[:8]}…)"
+        )
+        found.append((max(booked.starts_at, added.start), why, InsufficientResources))
     tenant = lookup.tenant_by_id(tx, reservation.tenant_id)
     if pool.per_tenant is not None or any(cap is not None for cap in limits_of(tenant)):
         calendar = Calendar(tx, pool, added.start, tenant, excluding=reservation.id)
         stop = calendar.tenant_refuses(need, added)
         if stop is not None:
             at, rule = stop
-            found.append(
-                (at, f"tenant '{tenant.name}' would exceed its {rule} from {local(at)}", Refused)
-            )
+            why = f"tenant '{tenant.name}' would exceed its {rule} from {beside(at, tx.now)}"
+            found.append((at, why, Refused))
     return found

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, NamedTuple, TypeVar
@@ -301,3 +302,14 @@ class StoredEvent:
     data: str | None
     prev_hash: str | None
     hash: str | None
+
+
+def ranges(ids: Iterable[int]) -> str:
+    """GPU ids as ranges: `0-1,4-7`."""
+    runs: list[list[int]] = []
+    for device in sorted(ids):
+        if runs and device == runs[-1][1] + 1:
+            runs[-1][1] = device
+        else:
+            runs.append([device, device])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)

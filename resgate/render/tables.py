@@ -15,6 +15,7 @@ from resgate.engine.records import (
     ReservationInfo,
     TenantInfo,
     Victim,
+    ranges,
 )
 from resgate.limits import RESOURCES
 from resgate.render.fit import Column, cut, text_width
@@ -30,7 +31,6 @@ from resgate.render.text import (
     local,
     memory,
     printable,
-    ranges,
     usage_cell,
 )
 

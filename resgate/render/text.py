@@ -5,7 +5,6 @@ render/tables.py, the views made of several parts in render/views.py."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import IO
@@ -15,6 +14,7 @@ from resgate.clock import span
 from resgate.engine.records import (
     PoolInfo,
     ReservationInfo,
+    ranges,
 )
 from resgate.render.fit import Column, clip, table
 
@@ -198,17 +198,6 @@ def memory(mb: int) -> str:
 
 def amount(resource: str, value: int) -> str:
     return memory(value) if resource == "memory" else str(value)
-
-
-def ranges(ids: Iterable[int]) -> str:
-    """GPU ids as ranges: `0-1,4-7`."""
-    runs: list[list[int]] = []
-    for device in sorted(ids):
-        if runs and device == runs[-1][1] + 1:
-            runs[-1][1] = device
-        else:
-            runs.append([device, device])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def device_holders(pool: PoolInfo, style: Style) -> list[str]:

@@ -14,6 +14,7 @@ from resgate.engine.records import (
     Slot,
     Slots,
     StatusReport,
+    ranges,
 )
 from resgate.limits import RESOURCES
 from resgate.render.fit import Column, cut, text_width
@@ -28,7 +29,6 @@ from resgate.render.text import (
     bar,
     local,
     printable,
-    ranges,
     whole_percent,
 )
 
