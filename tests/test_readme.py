@@ -24,6 +24,16 @@ def blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, re.S)
 
 
+def run_blocks(cli: Cli, *titles: str) -> None:
+    """Every line of each section's `sh` block, in order, as `resgate` runs it."""
+    for title in titles:
+        (commands,) = blocks(section(title), "sh")
+        for line in commands.splitlines():
+            words = shlex.split(line, comments=True)
+            assert words[0] == "resgate", line
+            ok(cli, *words[1:])
+
+
 def test_the_state_file_example_imports(cli: Cli, tmp_path: Path):
     (example,) = [b for b in blocks(section("## Coming from the Go version"), "json")
                   if '"history"' in b]  # fmt: skip
@@ -35,19 +45,11 @@ def test_the_state_file_example_imports(cli: Cli, tmp_path: Path):
 
 
 def test_the_pool_policies_commands_run(cli: Cli):
-    (commands,) = blocks(section("### Pool policies"), "sh")
-    for line in commands.splitlines():
-        words = shlex.split(line, comments=True)
-        assert words[0] == "resgate", line
-        ok(cli, *words[1:])
+    run_blocks(cli, "### Pool policies")
 
 
 def test_the_booking_ahead_commands_run(cli: Cli):
-    (commands,) = blocks(section("## Booking ahead"), "sh")
-    for line in commands.splitlines():
-        words = shlex.split(line, comments=True)
-        assert words[0] == "resgate", line
-        ok(cli, *words[1:])
+    run_blocks(cli, "## Booking ahead")
     upcoming = ok(cli, "list", "--status", "upcoming", "--json").stdout
     assert [r["status"] for r in json.loads(upcoming)] == ["upcoming"] * 3
     refused = cli(*shlex.split(
@@ -57,12 +59,7 @@ def test_the_booking_ahead_commands_run(cli: Cli):
 
 
 def test_the_finding_a_slot_commands_run(cli: Cli):
-    for title in ("## Booking ahead", "### Finding a slot"):
-        (commands,) = blocks(section(title), "sh")
-        for line in commands.splitlines():
-            words = shlex.split(line, comments=True)
-            assert words[0] == "resgate", line
-            ok(cli, *words[1:])
+    run_blocks(cli, "## Booking ahead", "### Finding a slot")
     # As the README shows: cv's 4 GPUs fit from 12:00, when nlp's and cv's
     # morning bookings end, on 4-7 (cv's 12:00 booking holds 0-3).
     booked = json.loads(ok(cli, "list", "-t", "cv", "--status", "upcoming", "--json").stdout)
@@ -73,12 +70,7 @@ def test_the_finding_a_slot_commands_run(cli: Cli):
 
 
 def test_the_preempting_the_future_commands_run(cli: Cli):
-    for title in ("## Booking ahead", "### Preempting the future"):
-        (commands,) = blocks(section(title), "sh")
-        for line in commands.splitlines():
-            words = shlex.split(line, comments=True)
-            assert words[0] == "resgate", line
-            ok(cli, *words[1:])
+    run_blocks(cli, "## Booking ahead", "### Preempting the future")
     # As the README says: both morning bookings end at prod's start, the noon one stays.
     booked = json.loads(ok(cli, "list", "--status", "upcoming", "--json").stdout)
     prod = [r for r in booked if r["tenant"] == "prod"]
