@@ -206,3 +206,38 @@ def test_a_run_truncated_by_a_booking_ahead_is_warned_and_stopped_then(
     time.sleep(max(0.0, preempt_at - time.time()) + 0.1)
     assert reservation(box, rid)["status"] == "preempted"
     assert booked["preempted"][0]["id"] == rid
+
+
+def test_a_pardoned_run_goes_on(box: Cli, subprocess_env, tmp_path: Path) -> None:
+    """The truncation is withdrawn (its booking cancelled before its start): the run
+    says so and its job goes on past the instant it would have stopped at."""
+    ok(box, "tenant", "add", "--name", "prod", "--priority", "9")
+    errors = (tmp_path / "stderr").open("w")
+    done = subprocess.Popen(
+        [*resgate_command(), "run", "-t", "t", "--gpu", "2", "--ttl", "6s", "--grace", "1s",
+         "--", *job(tmp_path, "sleep")],
+        env=subprocess_env, stdout=subprocess.PIPE, stderr=errors, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (tmp_path / "job.json").exists():
+            assert time.monotonic() < deadline and done.poll() is None
+            time.sleep(0.05)
+        rid = json.loads((tmp_path / "job.json").read_text())["id"]
+        prod = js(box, "reserve", "-t", "prod", "--gpu", "2", "--start", "+8s", "--duration",
+                  "1m", "--preempt")["reservation"]["id"]  # fmt: skip
+        stop_at = _epoch(reservation(box, rid)["preempt_at"])
+        while "(preempted by 'prod'); stopping the job" not in (tmp_path / "stderr").read_text():
+            assert time.monotonic() < deadline and done.poll() is None
+            time.sleep(0.05)
+        ok(box, "unreserve", prod)
+        assert reservation(box, rid)["preempt_at"] is None
+        time.sleep(max(0.0, stop_at - time.time()) + 2)
+        assert done.poll() is None, (tmp_path / "stderr").read_text()
+        assert reservation(box, rid)["status"] == "active"
+        assert "is no longer preempted" in (tmp_path / "stderr").read_text()
+    finally:
+        done.send_signal(signal.SIGTERM)
+        done.communicate(timeout=TIMEOUT)
+        errors.close()
+    assert done.returncode == 143

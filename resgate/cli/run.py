@@ -97,6 +97,12 @@ class Plan:
     # A booking (run --reservation): it holds its window anyway, so each renewal
     # is only a look at it.
     booking: bool = False
+    # The planned stop before any truncation was learnt: back in force after a pardon.
+    unpreempted: TimeLimit | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is None or self.limit.code != EX_TEMPFAIL:
+            self.unpreempted = self.limit
 
 
 # ---------------------------------------------------------------- the command
@@ -150,14 +156,22 @@ def _learn_truncation(lease: Lease, plan: Plan, now: float) -> None:
     """A planned preemption seen on the reservation (README "Booking ahead"): say so
     at once, and stop the job by the planned-stop rule at that instant (exit 75)."""
     seen = lease.seen
-    at = None if seen is None else seen.preempt_at
-    if seen is None or at is None:
+    if seen is None:
+        return
+    at = seen.preempt_at
+    if at is None:
+        if plan.limit is not None and plan.limit.code == EX_TEMPFAIL:
+            # Pardoned: the preemptor went before its start (README "Booking ahead").
+            say(f"resgate: reservation {lease.reservation_id} is no longer preempted", plan.quiet)
+            plan.limit = plan.unpreempted
         return
     end = now + (at - datetime.now(UTC).replace(tzinfo=None)).total_seconds()
-    if plan.limit is not None and plan.limit.code == EX_TEMPFAIL and plan.limit.end <= end + 1:
+    current = plan.limit
+    if current is not None and current.code == EX_TEMPFAIL and abs(current.end - end) <= 1:
         return  # already known
-    if plan.limit is not None and plan.limit.end < end:
-        return  # the time limit comes first
+    if plan.unpreempted is not None and plan.unpreempted.end < end:
+        plan.limit = plan.unpreempted  # the time limit (or the booking's end) comes first
+        return
     limit = TimeLimit(
         end, plan.grace, why=f"preempted by '{seen.preempted_by}'", code=EX_TEMPFAIL, announced=True
     )

@@ -110,14 +110,18 @@ def _plan(ctx: typer.Context, info: ReservationInfo, grace: int, quiet: bool) ->
     if not ends:
         ttl = params.seconds("--ttl", DEFAULT_TTL) or 120
         return Plan(info, ttl, grace, started, None, quiet, booking=True)
-    left = max(1.0, (min(ends) - _now(ctx)).total_seconds())
-    if info.preempt_at is not None and info.preempt_at == min(ends):
-        # Truncated by a booking of higher priority: a preemption (exit 75).
-        why = f"preempted by '{info.preempted_by}'"
-        limit = TimeLimit(started + left, grace, why=why, code=EX_TEMPFAIL)
-    else:
-        limit = TimeLimit(started + left, grace, why=WHY)
-    return Plan(info, math.ceil(left), grace, started, limit, quiet, booking=True)
+    now = _now(ctx)
+    left = max(1.0, (min(ends) - now).total_seconds())
+    # The booking's own end, in force again should a truncation be pardoned.
+    booked = None
+    if info.ends_at is not None:
+        booked = TimeLimit(started + max(1.0, (info.ends_at - now).total_seconds()), grace, why=WHY)
+    if info.preempt_at is None or info.preempt_at != min(ends):
+        return Plan(info, math.ceil(left), grace, started, booked, quiet, booking=True)
+    # Truncated by a booking of higher priority: a preemption (exit 75).
+    why = f"preempted by '{info.preempted_by}'"
+    limit = TimeLimit(started + left, grace, why=why, code=EX_TEMPFAIL)
+    return Plan(info, math.ceil(left), grace, started, limit, quiet, True, booked)
 
 
 def _gone(runner: str) -> bool:
