@@ -219,6 +219,46 @@ class Reservation(Base):
     )
 
 
+class Request(Base):
+    """A ticket in the line (README "Waiting in line"): a request waiting for room,
+    and how it ended. Never deleted; an ended one never changes (migration 0010)."""
+
+    __tablename__ = "requests"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id"))
+    cpu: Mapped[int] = mapped_column(Integer)
+    memory: Mapped[int] = mapped_column(Integer)
+    gpu: Mapped[int] = mapped_column(Integer)
+    gpu_ids: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    duration: Mapped[int | None] = mapped_column(Integer, nullable=True)  # seconds
+    preempt: Mapped[bool] = mapped_column(Boolean)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(255))
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime)
+    deadline: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # `pid@host:start` of the waiting process: its liveness on one host.
+    waiter: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # waiting, admitted, cancelled, …
+    reservation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("reservations.id", deferrable=True, initially="DEFERRED"), nullable=True
+    )
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("(status = 'waiting') = (ended_at IS NULL)", name="ended_iff_not_waiting"),
+        CheckConstraint(
+            "(status = 'admitted') = (reservation_id IS NOT NULL)",
+            name="admitted_iff_reservation",
+        ),
+        # A write with an empty line pays one lookup on this index.
+        Index("ix_requests_waiting", "pool_id", "enqueued_at", **_partial("status = 'waiting'")),
+    )
+
+
 class Event(Base):
     """The audit log (README "The audit log"): append-only; triggers refuse UPDATE and DELETE."""
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 
 
 def migrations_dir() -> Path:
