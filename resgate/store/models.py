@@ -256,6 +256,13 @@ class Request(Base):
         ),
         # A write with an empty line pays one lookup on this index.
         Index("ix_requests_waiting", "pool_id", "enqueued_at", **_partial("status = 'waiting'")),
+        # One key across the line and the reservations (and triggers, migration 0010).
+        Index(
+            "uq_requests_request_id",
+            "request_id",
+            unique=True,
+            **_partial("request_id IS NOT NULL AND status IN ('waiting', 'admitted')"),
+        ),
     )
 
 
