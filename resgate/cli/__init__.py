@@ -71,6 +71,7 @@ HOMES = {
     **dict.fromkeys(("db", "audit"), "maintenance"),
     "run": "run",
     "pool": "pools",
+    "queue": "queue",
     "tenant": "tenants",
     "config": "config",
     "completion": "completion",
@@ -134,6 +135,10 @@ def _register(app: typer.Typer, module: str) -> None:
         from resgate.cli import pools
 
         app.add_typer(pools.app, name="pool")
+    elif module == "queue":
+        from resgate.cli import queue
+
+        app.add_typer(queue.app, name="queue")
     elif module == "tenants":
         from resgate.cli import tenants
 

@@ -63,7 +63,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "reserve": (
         "resgate reserve --gpu 1 --ttl 2h",
         "ID=$(resgate reserve -q --gpu 2 --request-id job-42)",
-        "resgate reserve -t nlp --gpu 4 --duration 3h --earliest --after 'tomorrow 09:00'",
+        "resgate reserve --gpu 4 --duration 2h --wait --timeout 1h",
     ),
     "run": (
         "resgate run --gpu 1 -- python train.py",
@@ -87,6 +87,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "resgate free --at 'tomorrow 09:00'",
         "resgate free -p gpu-box --json",
     ),
+    "queue": (
+        "resgate queue",
+        "resgate queue -p gpu-box --json",
+        "resgate queue cancel 0a7d",
+    ),
+    "queue cancel": ("resgate queue cancel 0a7d", "resgate queue cancel 0a7d3e9f12345678 --json"),
     "slots": (
         "resgate slots --gpu 4 --duration 3h",
         "resgate slots -p gpu-box --gpu 2 --duration 8h --after 'tomorrow 09:00' --count 5",

@@ -96,6 +96,19 @@ After = Annotated[
         show_default=False,
     ),
 ]
+Wait = Annotated[
+    bool,
+    typer.Option("--wait", help="When it does not fit, wait in line for it (see: resgate queue)."),
+]
+Timeout = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        metavar="DURATION",
+        help="With --wait: give up after this long (exit 3).",
+        show_default=False,
+    ),
+]
 Preempt = Annotated[
     bool, typer.Option("--preempt", help="Evict lower-priority reservations if needed.")
 ]

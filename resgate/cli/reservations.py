@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -27,12 +28,15 @@ from resgate.cli.options import (
     Preempt,
     Quiet,
     Start,
+    Timeout,
     Ttl,
+    Wait,
     Wide,
 )
 from resgate.cli.permissions import caller, default_name
 from resgate.cli.state import emit, out, out_json, transact
 from resgate.engine.validation import check_name
+from resgate.errors import InsufficientResources
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -103,12 +107,14 @@ def reserve(
     gpu_ids: GpuIds = None,
     preempt: Preempt = False,
     request_id: RequestId = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
     dry_run: DryRun = False,
     quiet: Quiet = False,
     json: Json = False,
 ) -> None:
     """Reserve a slice of a pool for a tenant (yours, and the only pool, when left
-    out), now or ahead."""
+    out), now or ahead, or wait in line for it."""
     # Long only for its options: the body is parse, transact, render.
     from resgate.errors import InvalidInput
 
@@ -121,6 +127,7 @@ def reserve(
     )
     if earliest and preempt:
         raise InvalidInput("--earliest finds room without evicting anyone: drop --preempt")
+    patience = _patience(wait, timeout, start, end, earliest)
     request = checked_request(
         default_name(ctx, tenant, "tenant"),
         default_name(ctx, pool, "pool"),
@@ -134,12 +141,20 @@ def reserve(
     from resgate.engine.reservations import reserve_and_report
     from resgate.render import data
 
-    result = transact(
-        ctx,
-        lambda tx: reserve_and_report(tx, window.applied(request, tx.now), FLAGS),
-        write=True,
-        dry_run=dry_run,
-    )
+    try:
+        result = transact(
+            ctx,
+            lambda tx: reserve_and_report(tx, window.applied(request, tx.now), FLAGS),
+            write=True,
+            dry_run=dry_run,
+        )
+    except InsufficientResources as refusal:
+        if not wait or dry_run:
+            raise
+        from resgate.cli.waiting import wait_in_line
+
+        asked = replace(request, duration=window.duration or request.ttl)
+        result = wait_in_line(ctx, asked, refusal, patience, quiet)
     info = result.reservation
     if quiet:  # for scripts: ID=$(resgate reserve -q …)
         out(info.id)
@@ -158,6 +173,22 @@ def reserve(
     if preempt:
         text += "\n" + victims_summary(result.preempted, result.pardons)
     emit(json, dry_run, {}, text)
+
+
+def _patience(
+    wait: bool, timeout: str | None, start: str | None, end: str | None, earliest: bool
+) -> int | None:
+    """`--wait`'s timeout in seconds (None: as long as it takes), checked (exit 2)."""
+    from resgate.errors import InvalidInput
+
+    if timeout is not None and not wait:
+        raise InvalidInput("--timeout goes with --wait")
+    if wait and (start is not None or end is not None or earliest):
+        raise InvalidInput(
+            "--wait takes a request that starts once it is let in: "
+            "give --duration or --ttl, not --start, --end or --earliest"
+        )
+    return params.seconds("--timeout", timeout) if timeout is not None else None
 
 
 def unreserve(

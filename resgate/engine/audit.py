@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, lru_cache
@@ -56,9 +58,28 @@ def actor() -> str:
     """Who is acting: RESGATE_ACTOR, else the OS user name, else `uid:<n>`.
     Refused (exit 2) when it is not printable UTF-8 or longer than the column
     (validation.check_actor): it is shown by `audit log` and stored on both
-    databases alike."""
+    databases alike. While a waiting request is admitted on its owner's behalf
+    (`on_behalf_of`), its owner."""
+    owner = _ON_BEHALF.get()
+    if owner is not None:
+        return owner[0]
     chosen = os.environ.get("RESGATE_ACTOR")
     return _checked(chosen) if chosen else _os_actor()
+
+
+# (owner, the actor of the transaction): README "Waiting in line".
+_ON_BEHALF: ContextVar[tuple[str, str] | None] = ContextVar("resgate_on_behalf", default=None)
+
+
+@contextmanager
+def on_behalf_of(owner: str) -> Iterator[None]:
+    """Within: events are the owner's, and their data says `via` whom."""
+    via = actor()
+    token = _ON_BEHALF.set((owner, via))
+    try:
+        yield
+    finally:
+        _ON_BEHALF.reset(token)
 
 
 def os_user_label() -> str | None:
@@ -122,6 +143,9 @@ def head(tx: Tx) -> tuple[int, str]:
 
 def record(tx: Tx, changes: Iterable[Change]) -> None:
     """Append events for `changes`, in order, in the caller's transaction."""
+    owner = _ON_BEHALF.get()
+    if owner is not None:
+        changes = [Change(c.action, c.subject, {**c.data, "via": owner[1]}) for c in changes]
     append(tx, ((c.action, c.subject, _canonical(c.data)) for c in changes))
 
 

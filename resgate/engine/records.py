@@ -313,3 +313,26 @@ def ranges(ids: Iterable[int]) -> str:
         else:
             runs.append([device, device])
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A request in the line (README "Waiting in line"), as `queue` shows it."""
+
+    id: str
+    pool: str
+    tenant: str
+    created_by: str
+    priority: int
+    amounts: Amounts
+    gpu_ids: tuple[int, ...] | None
+    duration: int | None  # seconds; None: open-ended
+    enqueued_at: datetime
+    deadline: datetime | None
+    status: str  # waiting, admitted, cancelled, timed_out, abandoned
+    reservation_id: str | None = None
+    ended_at: datetime | None = None
+    reason: str | None = None
+    position: int | None = None  # 1-based among the pool's waiting tickets
+    waiting: int | None = None  # how many wait in the pool
+    eta: datetime | None = None  # when it is expected in (None: unknown)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from resgate.clock import ends, iso, local
 from resgate.engine import audit, devices, evictions, members, policies, replay, slots, windows
+from resgate.engine.line import line_guard
 from resgate.engine.pardon import pardon
 from resgate.engine.preemption import Candidate
 from resgate.engine.queries import (
@@ -73,6 +74,9 @@ class ReserveRequest:
     # Book the earliest window of that length from `after` (None: now) on.
     earliest: bool = False
     after: datetime | None = None
+    # The new reservation's id, chosen by the caller (a ticket admitted from the
+    # line names it first); None: a new one.
+    reservation_id: str | None = None
 
 
 def new_id() -> str:
@@ -119,7 +123,8 @@ def reserve_and_report(
         policies.check_length(pool, window.start, window.end)
     policies.check_per_tenant(tx, tenant, pool, window)
     check_quota(tx, tenant, request.amounts, window)
-    reservation_id = new_id()
+    reservation_id = request.reservation_id or new_id()
+    line_check = line_guard(tx, pool, tenant.priority)
     victims = _make_room(tx, request, tenant, pool, requested_ids, reservation_id, window, spelled)
     # Who is acting, once: the same actor the reservation.create event records.
     values = _row(tx, request, tenant, pool, reservation_id, audit.actor(), window)
@@ -136,6 +141,8 @@ def reserve_and_report(
         held_ids = devices.assign(
             tx, pool.name, pool.id, reservation_id, request.amounts.gpu, requested_ids, window
         )
+    if line_check is not None:
+        line_check(reservation_id)  # it may not move the head of the line's shadow later
     created = _created(request, tenant, pool, values, held_ids)
     data = _created_data(created, request.preempt)
     audit.record(tx, [audit.Change("reservation.create", created.id, data)])

@@ -95,16 +95,19 @@ def _after(tx: Tx, after: datetime | None, duration: int | None, spelled: Spelli
 
 def search(
     tx: Tx,
-    tenant: TenantRow,
+    tenant: TenantRow | None,
     pool: PoolRow,
     need: Amounts,
     wanted: list[int] | None,
     duration: int | None,
     after: datetime,
     count: int,
+    calendar: Calendar | None = None,
 ) -> list[Slot]:
-    """Up to `count` slots of `duration` (None: for ever) from `after` on, earliest first."""
-    calendar = Calendar(tx, pool, after, tenant)
+    """Up to `count` slots of `duration` (None: for ever) from `after` on, earliest
+    first; over `calendar` when one is given (the line's estimates)."""
+    if calendar is None:
+        calendar = Calendar(tx, pool, after, tenant)
     horizon = tx.now + HORIZON
     candidates = [after] + [at for at in calendar.growth() if after < at <= horizon]
     found: list[Slot] = []

@@ -46,6 +46,12 @@ def sweep(tx: Tx) -> list[str]:
     # by row, and comparing SQLAlchemy Rows is ~30x slower than comparing ids.
     expired = sorted(tx.connection.execute(_SWEEP, {"now": tx.now}).all(), key=itemgetter(0))
     windows.prune(tx)
+    # Whatever this transaction goes on to do, the line is looked at before it
+    # commits (README "Waiting in line"). Imported here: the pass makes
+    # reservations, and reservations sweep.
+    from resgate.engine.queue import admit_waiting
+
+    tx.at_commit(admit_waiting)
     if not expired:
         return []
     devices.free_ended(tx)

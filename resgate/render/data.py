@@ -21,6 +21,7 @@ from resgate.engine.records import (
     StatusReport,
     StoredEvent,
     TenantInfo,
+    Ticket,
     Timeline,
 )
 from resgate.limits import RESOURCES
@@ -305,6 +306,27 @@ def free(info: FreeInfo, promised: dict[str, int] | None = None) -> dict[str, An
         "gpu_ids": list(info.gpu_ids),
         "until": iso(info.until),
         "promised": promised or dict.fromkeys(RESOURCES, 0),
+    }
+
+
+def ticket(shown: Ticket) -> dict[str, Any]:
+    """`resgate queue --json`: one ticket (`eta` null: unknown)."""
+    return {
+        "ticket": shown.id,
+        "pool": shown.pool,
+        "tenant": shown.tenant,
+        "created_by": shown.created_by,
+        "priority": shown.priority,
+        "request": {
+            **shown.amounts._asdict(),
+            "gpu_ids": None if shown.gpu_ids is None else list(shown.gpu_ids),
+            "duration": shown.duration,
+        },
+        "position": shown.position,
+        "enqueued_at": iso(shown.enqueued_at),
+        "eta": iso(shown.eta),
+        "reason": shown.reason,
+        "status": shown.status,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from resgate import clock
 from resgate.clock import span
 from resgate.engine.records import (
     FreeInfo,
@@ -14,6 +15,7 @@ from resgate.engine.records import (
     Slot,
     Slots,
     StatusReport,
+    Ticket,
     ranges,
 )
 from resgate.limits import RESOURCES
@@ -193,12 +195,8 @@ def free_table(pools: list[FreeInfo], style: Style) -> str:
 
 
 def beside(end: datetime | None, at: datetime) -> str:
-    """An instant as a person reads it beside `at`: `16:00` on the same day, else
-    `2026-12-03 09:00`; None is `open`."""
-    if end is None:
-        return "open"
-    shown, day = local(end), local(at)
-    return shown[11:16] if shown[:10] == day[:10] else shown[:16]
+    """An instant as a person reads it beside `at` (resgate.clock.beside); None is `open`."""
+    return "open" if end is None else clock.beside(end, at)
 
 
 def slots_table(found: Slots, now: datetime, style: Style) -> str:
@@ -218,6 +216,35 @@ def slots_table(found: Slots, now: datetime, style: Style) -> str:
         Column("FREE UNTIL", [beside(slot.free_until, slot.start) for slot in rows]),
         Column("GPUS", [ranges(slot.gpu_ids) or "-" for slot in rows], drop=2, least=5),
         Column("FREED BY", [because(slot) for slot in rows], drop=1, least=12),
+    ]
+    return style.table(columns)
+
+
+def queue_table(tickets: list[Ticket], now: datetime, style: Style) -> str:
+    """`queue`: the waiting tickets in admission order, per pool."""
+
+    def request(t: Ticket) -> str:
+        wanted = [f"{r}={amount(r, getattr(t.amounts, r))}" for r in RESOURCES
+                  if getattr(t.amounts, r)]  # fmt: skip
+        length = "open" if t.duration is None else span(t.duration)
+        return " ".join(wanted).replace("memory=", "mem=") + f" for {length}"
+
+    columns = [
+        Column("POS", [f"{t.position}/{t.waiting}" for t in tickets], right=True),
+        Column("TICKET", [t.id[:8] for t in tickets]),
+        Column("POOL", [t.pool for t in tickets], drop=4),
+        Column("TENANT", [t.tenant for t in tickets]),
+        Column("USER", [t.created_by for t in tickets], drop=3),
+        Column("PRIORITY", [str(t.priority) for t in tickets], right=True, drop=5),
+        Column("REQUEST", [request(t) for t in tickets]),
+        Column(
+            "WAITED",
+            [span(int((now - t.enqueued_at).total_seconds())) for t in tickets],
+            right=True,
+            drop=2,
+        ),
+        Column("ETA", ["unknown" if t.eta is None else beside(t.eta, now) for t in tickets]),
+        Column("REASON", [t.reason or "-" for t in tickets], drop=1),
     ]
     return style.table(columns)
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
@@ -63,10 +63,27 @@ class Tx:
     # the session for it again costs more than many a statement (benchmarks/README.md).
     # Inside session.begin_nested(), ask the session: that emits the SAVEPOINT.
     connection: Connection
+    # Work that must see everything the transaction did, run once each just before
+    # it commits (the engine's line of waiting requests asks for this).
+    before_commit: list[Callable[[Tx], None]] = field(default_factory=list)
 
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
+
+    def at_commit(self, hook: Callable[[Tx], None]) -> None:
+        """Run `hook(tx)` just before this transaction commits (once, however often
+        it is asked for)."""
+        if hook not in self.before_commit:
+            self.before_commit.append(hook)
+
+    def run_before_commit(self) -> None:
+        done: list[Callable[[Tx], None]] = []
+        while self.before_commit:
+            hook = self.before_commit.pop(0)
+            if hook not in done:
+                done.append(hook)
+                hook(self)
 
 
 class Database:
@@ -160,8 +177,10 @@ class Database:
                 # waited must not act at the moment it started waiting
                 # (tests/test_hammer.py).
                 now = self._now(session, clock, write)
-                yield Tx(session=session, now=now, dialect=self.dialect, connection=connection)
+                tx = Tx(session=session, now=now, dialect=self.dialect, connection=connection)
+                yield tx
                 if commit and write and not schema_change:
+                    tx.run_before_commit()
                     # From here the command's work stands (resgate/interrupts.py).
                     with GUARD.commit_point():
                         session.commit()

@@ -1,0 +1,144 @@
+"""`reserve --wait` (README "Waiting in line"): take a ticket, wait in line, and come
+back with the reservation it got.
+
+The database is the only truth. The writes that make room run the admission pass
+themselves, so this process mostly reads: its ticket every POLL seconds (one row by
+its key) and how it stands every STANDING seconds. It runs a write transaction only
+when the clock alone may have made room (its ETA has come), for a heartbeat on
+PostgreSQL, and to leave the line (a timeout, SIGINT, SIGTERM)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from resgate.cli.state import say, target, transact
+from resgate.errors import InsufficientResources, Refused
+from resgate.interrupts import GUARD, Interrupted
+
+if TYPE_CHECKING:
+    from resgate.engine.records import ReserveResult, Ticket
+    from resgate.engine.reservations import ReserveRequest
+
+POLL = 0.25  # seconds between looks at the ticket
+STANDING = 2.0  # seconds between looks at its place in line
+HEARTBEAT = 10.0  # PostgreSQL: seconds between signs of life
+
+
+def wait_in_line(
+    ctx: typer.Context,
+    request: ReserveRequest,
+    refusal: InsufficientResources,
+    timeout: int | None,
+    quiet: bool,
+) -> ReserveResult:
+    """Wait until the ticket for `request` is admitted; its reservation then, as
+    `reserve` would have made it. A timeout ends the ticket (exit 3, with how long
+    it waited, its place and ETA); a signal cancels it (exit 130 or 143)."""
+    from resgate.engine import queue
+
+    started = time.monotonic()
+    deadline = None
+    if timeout is not None:
+        deadline = _utcnow(ctx) + timedelta(seconds=timeout)
+    ticket = transact(
+        ctx, lambda tx: queue.join(tx, request, queue.waiter_label(), deadline), write=True
+    )
+    shown = ""
+    last = ticket
+    postgres = target(ctx).path is None  # a server: heartbeats tell it we are alive
+    ticket_id = ticket.id
+    try:
+        looked = beat = time.monotonic()
+        while ticket.status == "waiting":
+            last = ticket  # where it stood, for the timeout's message
+            line = waiting_line(ticket)
+            if line != shown:
+                say(line, quiet)
+                shown = line
+            time.sleep(POLL)
+            noted = GUARD.take_noted()  # the ticket's commit settled the guard: signals wait here
+            if noted:
+                raise Interrupted(noted[0])
+            now = time.monotonic()
+            due = ticket.eta is not None and ticket.eta <= _utcnow(ctx)
+            if due or (deadline is not None and _utcnow(ctx) >= deadline):
+                # Room by the clock alone, or the timeout: a write lets the pass run.
+                ticket = transact(ctx, lambda tx: queue.heartbeat(tx, ticket_id), write=True)
+                looked = now
+            elif postgres and now - beat >= HEARTBEAT:
+                ticket = transact(ctx, lambda tx: queue.heartbeat(tx, ticket_id), write=True)
+                beat = looked = now
+            elif now - looked >= STANDING:
+                ticket = transact(ctx, lambda tx: queue.standing(tx, ticket_id), write=False)
+                looked = now
+            else:
+                status = transact(ctx, lambda tx: queue.status_of(tx, ticket_id), write=False)
+                if status != "waiting":
+                    ticket = transact(ctx, lambda tx: queue.standing(tx, ticket_id), write=False)
+    except Interrupted:
+        _leave(ctx, ticket_id)
+        raise
+    return _outcome(ctx, ticket, last, refusal, time.monotonic() - started)
+
+
+def _outcome(
+    ctx: typer.Context,
+    ticket: Ticket,
+    last: Ticket,
+    refusal: InsufficientResources,
+    waited: float,
+) -> ReserveResult:
+    from resgate.clock import beside, span
+    from resgate.engine.queries import reservation_info
+    from resgate.engine.records import ReserveResult
+
+    if ticket.status == "admitted" and ticket.reservation_id is not None:
+        rid = ticket.reservation_id
+        info = transact(ctx, lambda tx: reservation_info(tx, rid), write=False)
+        return ReserveResult(info, [], _utcnow(ctx))
+    if ticket.status == "timed_out":
+        where = "" if last.position is None else f", position {last.position}"
+        eta = "unknown" if last.eta is None else beside(last.eta, _utcnow(ctx))
+        raise InsufficientResources(
+            f"{refusal.message}; waited {span(int(waited))}{where}, ETA {eta}"
+        )
+    raise Refused(f"ticket {ticket.id} was {ticket.status.replace('_', ' ')}: {ticket.reason}")
+
+
+def _leave(ctx: typer.Context, ticket_id: str) -> None:
+    """Cancel the ticket on the way out; a second signal meanwhile is let through."""
+    from resgate.engine import queue
+
+    transact(ctx, lambda tx: queue.leave(tx, ticket_id, "cancelled", "interrupted"), write=True)
+
+
+def waiting_line(ticket: Ticket) -> str:
+    """`resgate: waiting for gpu=4 in 'box': position 2 of 3, ETA 16:00 (…)`."""
+    from resgate.clock import local
+    from resgate.limits import RESOURCES
+
+    wanted = " ".join(
+        f"{r}={getattr(ticket.amounts, r)}" for r in RESOURCES if getattr(ticket.amounts, r)
+    ).replace("memory=", "mem=")
+    place = "" if ticket.position is None else f": position {ticket.position} of {ticket.waiting}"
+    eta = "unknown" if ticket.eta is None else local(ticket.eta)[11:16]
+    why = {"quota": "the tenant's quota", "per-tenant": "the pool's per-tenant limit"}.get(
+        ticket.reason or "", "waiting for room"
+    )
+    return (
+        f"resgate: waiting for {wanted} in '{ticket.pool}'{place}, ETA {eta} "
+        f"({why}; ticket {ticket.id[:8]}…)"
+    )
+
+
+def _utcnow(ctx: typer.Context) -> datetime:
+    from resgate.cli.state import state
+    from resgate.clock import SystemClock
+
+    clock: Any = state(ctx).clock or SystemClock()
+    now: datetime = clock.now()
+    return now

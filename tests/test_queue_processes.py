@@ -1,0 +1,131 @@
+"""`reserve --wait` with real processes on both databases (README "Waiting in line"):
+a waiter gets in when a release makes room (and how soon is measured), prints where
+it stands, leaves the line on SIGINT (exit 130) or at its timeout (exit 3), and a
+waiter killed outright has its ticket abandoned by the next write. Nothing is
+reserved for a ticket that did not get in."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from typing import Any
+
+import pytest
+from harness import resgate_command
+from helpers import js, ok, out
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+TIMEOUT = 60
+
+
+@pytest.fixture
+def full(cli: Any) -> str:
+    """Pool box with 4 GPUs, all held by nlp; the id of that reservation."""
+    ok(cli, "pool", "create", "--name", "box", "--cpu", "8", "--gpu", "4",
+       "--per-tenant", "unlimited")  # fmt: skip
+    ok(cli, "tenant", "add", "nlp")
+    ok(cli, "tenant", "add", "cv")
+    return out(cli, "reserve", "-q", "-t", "nlp", "-p", "box", "--gpu", "4").strip()
+
+
+def waiter(env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*resgate_command(), "reserve", "-t", "cv", "-p", "box", "--gpu", "2",
+         "--duration", "1h", "--wait", "--json", *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def in_line(cli: Any, done: subprocess.Popen[str]) -> dict[str, Any]:
+    """The waiter's ticket, once it has one."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        tickets = js(cli, "queue")
+        if tickets:
+            return dict(tickets[0])
+        assert done.poll() is None and time.monotonic() < deadline, done.communicate()
+        time.sleep(0.05)
+
+
+def test_a_release_lets_the_waiter_in(cli: Any, full: str, subprocess_env, backend) -> None:
+    done = waiter(subprocess_env)
+    ticket = in_line(cli, done)
+    assert (ticket["tenant"], ticket["position"], ticket["reason"]) == ("cv", 1, "capacity")
+    assert ticket["eta"] is None  # an open-ended holder is in the way
+    out(cli, "unreserve", full)
+    released = time.monotonic()
+    stdout, stderr = done.communicate(timeout=TIMEOUT)
+    took = time.monotonic() - released
+    assert done.returncode == 0, stderr
+    got = json.loads(stdout)
+    assert (got["tenant"], got["gpu"], got["status"]) == ("cv", 2, "active")
+    assert stderr.startswith("resgate: waiting for gpu=2 in 'box': position 1 of 1, ETA unknown")
+    # Admitted by the release's own transaction; the waiter sees it on its next look.
+    assert took < 1.0, took
+    print(f"{backend}: the waiter came back {took * 1000:.0f} ms after the release")
+    assert js(cli, "queue") == []
+
+
+def test_sigint_leaves_the_line_with_nothing_reserved(cli: Any, full: str, subprocess_env) -> None:
+    done = waiter(subprocess_env)
+    ticket = in_line(cli, done)
+    done.send_signal(signal.SIGINT)
+    _, stderr = done.communicate(timeout=TIMEOUT)
+    assert done.returncode == 130, stderr
+    assert stderr.rstrip().endswith("interrupted; nothing was changed")
+    assert js(cli, "queue") == []
+    out(cli, "unreserve", full)
+    assert [r["tenant"] for r in js(cli, "list")] == []  # nothing was reserved for cv
+    events = [e for e in json.loads(out(cli, "audit", "log", "--json"))
+              if e["subject"] == ticket["ticket"]]  # fmt: skip
+    assert [e["action"] for e in events] == ["request.enqueue", "request.cancel"]
+
+
+def test_the_timeout_ends_the_ticket_with_exit_3(cli: Any, full: str, subprocess_env) -> None:
+    done = waiter(subprocess_env, "--timeout", "2s")
+    _, stderr = done.communicate(timeout=TIMEOUT)
+    assert done.returncode == 3, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: insufficient resources in 'box'")
+    assert "; waited 2s, position 1, ETA unknown" in last, last
+    assert js(cli, "queue") == []
+
+
+@pytest.mark.sqlite_only  # one host: the waiter's pid tells (PostgreSQL: its heartbeat)
+def test_a_killed_waiter_is_abandoned_by_the_next_write(
+    cli: Any, full: str, subprocess_env
+) -> None:
+    done = waiter(subprocess_env)
+    ticket = in_line(cli, done)
+    done.kill()
+    done.communicate(timeout=TIMEOUT)
+    ok(cli, "sweep")
+    assert js(cli, "queue") == []
+    events = [e for e in json.loads(out(cli, "audit", "log", "--json"))
+              if e["subject"] == ticket["ticket"]]  # fmt: skip
+    assert events[-1]["action"] == "request.abandon"
+
+
+def test_what_never_fits_and_wrong_options_are_refused_at_once(cli: Any, full: str) -> None:
+    huge = cli("reserve", "-t", "cv", "-p", "box", "--gpu", "5", "--wait")
+    assert huge.code == 3 and "can never be admitted" in huge.stderr
+    assert cli("reserve", "-t", "cv", "-p", "box", "--gpu", "1", "--timeout", "1m").code == 2
+    early = cli("reserve", "-t", "cv", "-p", "box", "--gpu", "1", "--wait", "--start", "+1h")
+    assert early.code == 2 and "--wait" in early.stderr
+    assert js(cli, "queue") == []
+
+
+def test_queue_cancel_withdraws_a_ticket(cli: Any, full: str, subprocess_env) -> None:
+    done = waiter(subprocess_env)
+    ticket = in_line(cli, done)
+    shown = out(cli, "queue")
+    assert ticket["ticket"][:8] in shown and "capacity" in shown
+    assert out(cli, "queue", "cancel", ticket["ticket"][:6]) == (
+        f"Ticket '{ticket['ticket']}' cancelled\n"
+    )
+    _, stderr = done.communicate(timeout=TIMEOUT)
+    assert done.returncode == 4, stderr
+    assert "was cancelled: withdrawn" in stderr
