@@ -69,13 +69,16 @@ def test_a_release_lets_the_waiter_in(cli: Any, full: str, subprocess_env, backe
     assert js(cli, "queue") == []
 
 
-def test_sigint_leaves_the_line_with_nothing_reserved(cli: Any, full: str, subprocess_env) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_leaves_the_line_with_nothing_reserved(
+    cli: Any, full: str, subprocess_env, signum: int, code: int
+) -> None:
     done = waiter(subprocess_env)
     ticket = in_line(cli, done)
-    done.send_signal(signal.SIGINT)
+    done.send_signal(signum)
     _, stderr = done.communicate(timeout=TIMEOUT)
-    assert done.returncode == 130, stderr
-    assert stderr.rstrip().endswith("interrupted; nothing was changed")
+    assert done.returncode == code, stderr
+    assert stderr.rstrip().endswith("; nothing was changed")
     assert js(cli, "queue") == []
     out(cli, "unreserve", full)
     assert [r["tenant"] for r in js(cli, "list")] == []  # nothing was reserved for cv
@@ -129,3 +132,23 @@ def test_queue_cancel_withdraws_a_ticket(cli: Any, full: str, subprocess_env) ->
     _, stderr = done.communicate(timeout=TIMEOUT)
     assert done.returncode == 4, stderr
     assert "was cancelled: withdrawn" in stderr
+
+
+def test_twins_under_one_request_id_share_a_ticket(cli: Any, full: str, subprocess_env) -> None:
+    first = waiter(subprocess_env, "--request-id", "job-7")
+    in_line(cli, first)
+    twins = [first, waiter(subprocess_env, "--request-id", "job-7")]
+    time.sleep(2)  # the second has joined by now: the first's ticket
+    assert len(js(cli, "queue")) == 1
+    out(cli, "unreserve", full)
+    got = [json.loads(done.communicate(timeout=TIMEOUT)[0])["id"] for done in twins]
+    assert got[0] == got[1]
+    assert all(done.returncode == 0 for done in twins)
+
+
+def test_a_dry_run_says_where_it_would_wait(cli: Any, full: str) -> None:
+    said = out(cli, "reserve", "-t", "cv", "-p", "box", "--gpu", "2", "--wait", "--dry-run")
+    assert said.splitlines()[1].startswith(
+        "Would wait in line for gpu=2 in 'box': position 1 of 1, ETA unknown"
+    )
+    assert js(cli, "queue") == []

@@ -149,11 +149,14 @@ def reserve(
             dry_run=dry_run,
         )
     except InsufficientResources as refusal:
-        if not wait or dry_run:
+        if not wait:
             raise
-        from resgate.cli.waiting import wait_in_line
+        from resgate.cli.waiting import wait_in_line, would_wait
 
         asked = replace(request, duration=window.duration or request.ttl)
+        if dry_run:
+            would_wait(ctx, asked, json)
+            return
         result = wait_in_line(ctx, asked, refusal, patience, quiet)
     info = result.reservation
     if quiet:  # for scripts: ID=$(resgate reserve -q …)

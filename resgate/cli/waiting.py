@@ -85,6 +85,18 @@ def wait_in_line(
     return _outcome(ctx, ticket, last, refusal, time.monotonic() - started)
 
 
+def would_wait(ctx: typer.Context, request: ReserveRequest, json: bool) -> None:
+    """`reserve --wait --dry-run` of a request that does not fit now: where it would
+    join the line, and its ETA; nothing is changed."""
+    from resgate.cli.state import emit
+    from resgate.engine import queue
+    from resgate.render import data
+
+    ticket = transact(ctx, lambda tx: queue.join(tx, request), write=True, dry_run=True)
+    line = waiting_line(ticket).replace("resgate: waiting for", "Would wait in line for", 1)
+    emit(json, True, {"reservation": None, "ticket": data.ticket(ticket)}, line)
+
+
 def _outcome(
     ctx: typer.Context,
     ticket: Ticket,
