@@ -65,8 +65,8 @@ def _bare_step(path: str, sync: str, tenant: str) -> Callable[[], None]:
         ).fetchall()
         conn.execute(
             "INSERT INTO reservations (id, tenant_id, pool_id, cpu, memory, gpu, status,"
-            " created_at) VALUES (?, ?, ?, 1, 0, 0, 'active', ?)",
-            (rid, tenant_id, pool_id, at),
+            " created_at, starts_at, lease) VALUES (?, ?, ?, 1, 0, 0, 'active', ?, ?, 0)",
+            (rid, tenant_id, pool_id, at, at),
         )
         conn.execute("COMMIT")
         at = now_stamp()
