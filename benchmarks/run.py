@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from figures import audit, cycles, export, history, startup, sweep
+from figures import audit, cycles, export, history, queue, startup, sweep
 from fixtures import Databases
 from harness import Config, Row, log, table
 
@@ -33,6 +33,7 @@ FIGURES: dict[str, Callable[[Config, Databases], list[Row]]] = {
     "cycles": cycles.measure,
     "audit": audit.measure,
     "export": export.measure,
+    "queue": queue.measure,
 }
 
 

@@ -270,25 +270,40 @@ def admit_waiting(tx: Tx) -> None:
 
 
 def _admit_in(tx: Tx, pool_id: int) -> None:
-    """One pool's pass, in admission order (see the module's docstring)."""
+    """One pool's pass, in admission order (see the module's docstring). What is
+    free is read once into a calendar, so a ticket that cannot fit costs no
+    statement; only one that might is tried for real (and the calendar read again
+    once it got in)."""
     lock_rows(tx, Pool, [pool_id])
     waiting = tx.session.execute(waiting_rows().where(Request.pool_id == pool_id)).all()
+    pool = tx.connection.execute(select(Pool).where(Pool.id == pool_id)).one()
+    room = Calendar(tx, pool, tx.now)
     head: Row[Any] | None = None
     promised: datetime | None = None  # the head's shadow
     for row in waiting:
         if _lapsed(tx, row):
             continue
+        might = row.preempt or _fits_now(room, row, tx.now)
+        if head is not None and not might:
+            _note(tx, row, BLOCKING)
+            continue
         blocked = _own_rules(tx, row)
         if blocked is not None:
             _note(tx, row, blocked)
             continue
-        if head is None:
-            if not _admit(tx, row):
-                head, promised = row, shadow(tx, row)
-                _note(tx, row, BLOCKING)
+        keeps = None if head is None else _keeps(tx, head, promised)
+        if might and _admit(tx, row, keeps):
+            room = Calendar(tx, pool, tx.now)
             continue
-        if not _admit(tx, row, _keeps(tx, head, promised)):
-            _note(tx, row, BLOCKING)
+        if head is None:
+            head, promised = row, shadow(tx, row)
+        _note(tx, row, BLOCKING)
+
+
+def _fits_now(room: Calendar, row: Row[Any], now: datetime) -> bool:
+    """Whether the ticket's request fits from now on by the pool's capacity and GPUs."""
+    end = None if row.duration is None else after(now, row.duration)
+    return room.fits(amounts_of(row), Window(now, end), ids_of(row.gpu_ids)) is not None
 
 
 def _keeps(tx: Tx, head: Row[Any], promised: datetime | None) -> Callable[[str], bool]:
