@@ -202,3 +202,21 @@ def imported_packages(module: ModuleType) -> set[str]:
 
 
 STANDARD_LIBRARY = set(sys.stdlib_module_names) | {"__future__"}
+
+
+@contextlib.contextmanager
+def raw_sql() -> Iterator[Callable[..., Any]]:
+    """A connection of the database's own client library (`sqlite3`, `psycopg`), not
+    SQLAlchemy's, to write behind resgate's back; each statement commits on its own,
+    foreign keys enforced as resgate's own connections enforce them."""
+    url = os.environ["RESGATE_DB"]
+    if "://" in url:
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as db:
+            db.autocommit = True
+            yield db.execute
+    else:
+        with contextlib.closing(sqlite3.connect(url, isolation_level=None)) as db:
+            db.execute("PRAGMA foreign_keys = ON")
+            yield db.execute

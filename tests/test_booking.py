@@ -5,14 +5,13 @@ per-tenant limit, written behind resgate's back with `sqlite3` and psycopg."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import Engine
+from helpers import Engine, raw_sql
 
 from resgate.engine import check, evictions, listing, pools, release, reservations, tenants
 from resgate.engine.records import Amounts, ReservationInfo
@@ -173,16 +172,8 @@ def test_extending_into_a_booking_names_the_latest_end(lab: Engine) -> None:
 @contextmanager
 def raw(engine: Engine) -> Iterator[Callable[[str], Any]]:
     """A connection of the database's own client library, not SQLAlchemy's."""
-    url = os.environ["RESGATE_DB"]
-    if "://" in url:
-        import psycopg
-
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as db:
-            db.autocommit = True
-            yield db.execute
-    else:
-        with closing(sqlite3.connect(url, isolation_level=None)) as db:
-            yield db.execute
+    with raw_sql() as execute:
+        yield execute
 
 
 def _stamp(at: datetime) -> str:

@@ -6,34 +6,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 import pytest
-from helpers import alembic, js, ok
+from helpers import alembic, js, ok, raw_sql
 
 pytestmark = pytest.mark.usefixtures("backend")
 
 NOW = "2026-12-03 12:00:00.000000"
 LATER = "2026-12-03 13:00:00.000000"
-
-
-@contextmanager
-def raw() -> Iterator[Callable[..., Any]]:
-    """A connection of the database's own client library, foreign keys enforced as
-    resgate's own connections enforce them; each statement commits on its own."""
-    url = os.environ["RESGATE_DB"]
-    if "://" in url:
-        import psycopg
-
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as db:
-            db.autocommit = True
-            yield db.execute
-    else:
-        with closing(sqlite3.connect(url, isolation_level=None)) as db:
-            db.execute("PRAGMA foreign_keys = ON")
-            yield db.execute
 
 
 def ticket(n: int, *, status: str = "waiting", key: str | None = None, **columns: Any) -> str:
@@ -70,7 +53,7 @@ def refused(execute: Callable[..., Any], sql: str, match: str) -> None:
 
 
 def test_a_ticket_is_what_the_columns_say(box: str) -> None:
-    with raw() as execute:
+    with raw_sql() as execute:
         execute(ticket(1))
         execute(ticket(2, status="cancelled", reason="interrupted"))
         refused(execute, ticket(3, status="lost"), "status_known")
@@ -86,7 +69,7 @@ def test_a_ticket_is_what_the_columns_say(box: str) -> None:
 
 
 def test_a_key_is_one_request_across_tickets_and_reservations(cli: Any, box: str) -> None:
-    with raw() as execute:
+    with raw_sql() as execute:
         refused(execute, ticket(1, key="taken"), "request id already used")
         execute(ticket(2, key="k"))
         refused(execute, ticket(3, key="k"), "(?i)unique|duplicate")
@@ -114,7 +97,7 @@ def test_an_admission_marks_the_ticket_then_inserts_its_reservation(cli: Any, bo
         "UPDATE requests SET status = 'admitted', reservation_id = '{rid}',"
         f" ended_at = '{LATER}' WHERE id = '{1:016x}'"
     )
-    with raw() as execute:
+    with raw_sql() as execute:
         execute(ticket(1, key="k"))
     if "://" in url:
         import psycopg
@@ -141,7 +124,7 @@ def test_an_admission_marks_the_ticket_then_inserts_its_reservation(cli: Any, bo
 
 
 def test_an_ended_ticket_never_changes_and_none_is_deleted(box: str) -> None:
-    with raw() as execute:
+    with raw_sql() as execute:
         execute(ticket(1, status="cancelled"))
         execute(ticket(2))
         refused(execute, f"UPDATE requests SET reason = 'x' WHERE id = '{1:016x}'", "never changes")
@@ -154,7 +137,7 @@ def test_the_migration_goes_back_only_with_nobody_waiting(cli: Any, box: str) ->
     db = os.environ["RESGATE_DB"]
     alembic(db, "downgrade", "0009")
     alembic(db, "upgrade", "head")
-    with raw() as execute:
+    with raw_sql() as execute:
         execute(ticket(1))
     with pytest.raises(Exception, match="waiting ticket"):
         alembic(db, "downgrade", "0009")
