@@ -154,3 +154,18 @@ def _host() -> str:
     import socket
 
     return socket.gethostname()
+
+
+def test_a_deleted_pool_or_removed_tenant_ends_its_tickets(lab: Engine) -> None:
+    holder = hold(lab, "nlp", gpu=4)
+    gone = wait(lab, "cv", gpu=4)
+    lab.write(tenants.remove_tenant, "cv")
+    lab.write(release.unreserve, holder)  # the next write: the ticket ends, nobody gets in
+    assert (status(lab, gone).status, status(lab, gone).reason) == (
+        "cancelled",
+        "the tenant was removed",
+    )
+    hold(lab, "nlp", gpu=4)
+    waiting = wait(lab, "ops", gpu=1)
+    lab.write(pools.delete_pool, "box", force=True)
+    assert status(lab, waiting).status == "cancelled"

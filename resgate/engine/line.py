@@ -128,6 +128,7 @@ def rows() -> Any:
             Request.reservation_id,
             Request.ended_at,
             Request.reason,
+            Tenant.deleted_at.is_not(None).label("tenant_gone"),
         )
         .join(Tenant, Tenant.id == Request.tenant_id)
         .join(Pool, Pool.id == Request.pool_id)

@@ -277,11 +277,18 @@ def _admit_in(tx: Tx, pool_id: int) -> None:
     lock_rows(tx, Pool, [pool_id])
     waiting = tx.session.execute(waiting_rows().where(Request.pool_id == pool_id)).all()
     pool = tx.connection.execute(select(Pool).where(Pool.id == pool_id)).one()
+    if pool.deleted_at is not None:
+        for row in waiting:
+            _end(tx, row.id, "cancelled", "the pool was deleted")
+        return
     room = Calendar(tx, pool, tx.now)
     head: Row[Any] | None = None
     promised: datetime | None = None  # the head's shadow
     for row in waiting:
         if _lapsed(tx, row):
+            continue
+        if row.tenant_gone:
+            _end(tx, row.id, "cancelled", "the tenant was removed")
             continue
         might = row.preempt or _fits_now(room, row, tx.now)
         if head is not None and not might:
