@@ -128,6 +128,23 @@ class LineMatchesModel(RuleBasedStateMachine):
         self.model.advance(minutes)
 
     @rule()
+    def reach_the_eta(self) -> None:
+        """The head's ETA is a promise: with nobody releasing early and nobody of
+        higher rank arriving, at that instant (to the second) it gets in."""
+        rows = self.database.run(lambda tx: queue.line(tx), write=False, clock=self.clock)
+        if not rows or rows[0].eta is None:
+            return
+        head, eta = rows[0], rows[0].eta
+        self.clock.advance((eta - self.clock.now()).total_seconds())
+        self.model.advance((eta - START) // timedelta(minutes=1) - self.model.now)
+        self.both(sweep, self.model.poke)
+        shown = self.database.run(
+            lambda tx: queue.standing(tx, head.id), write=False, clock=self.clock
+        )
+        assert shown.status == "admitted", (shown, eta)
+        event("reached an ETA")
+
+    @rule()
     def poke(self) -> None:
         """A write that gives nothing back: the pass runs with the clock alone."""
         self.both(sweep, self.model.poke)

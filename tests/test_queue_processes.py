@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -152,3 +153,48 @@ def test_a_dry_run_says_where_it_would_wait(cli: Any, full: str) -> None:
         "Would wait in line for gpu=2 in 'box': position 1 of 1, ETA unknown"
     )
     assert js(cli, "queue") == []
+
+
+@pytest.mark.sqlite_only  # the file's data_version counts every commit
+def test_idle_waiters_write_nothing(cli: Any, full: str, subprocess_env) -> None:
+    """Twenty waiters behind an open-ended holder (no ETA): in three seconds none of
+    them commits anything; they only read."""
+    import os
+    import sqlite3
+
+    waiters = [waiter(subprocess_env) for _ in range(20)]
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while len(js(cli, "queue")) < len(waiters):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1)  # every one has said where it stands
+        watcher = sqlite3.connect(os.environ["RESGATE_DB"])
+        before = watcher.execute("PRAGMA data_version").fetchone()[0]
+        time.sleep(3)
+        after = watcher.execute("PRAGMA data_version").fetchone()[0]
+        watcher.close()
+        assert after == before, "an idle waiter wrote"
+    finally:
+        for done in waiters:
+            done.send_signal(signal.SIGINT)
+        for done in waiters:
+            done.communicate(timeout=TIMEOUT)
+    assert js(cli, "queue") == []
+
+
+def test_the_clock_alone_lets_a_waiter_in(cli: Any, subprocess_env) -> None:
+    """A holder that ends by its TTL, and nobody else writing: the waiter takes its
+    turn at the holder's end, by itself."""
+    ok(cli, "pool", "create", "--name", "box", "--cpu", "8", "--gpu", "4")
+    ok(cli, "tenant", "add", "nlp")
+    ok(cli, "tenant", "add", "cv")
+    held = js(cli, "reserve", "-t", "nlp", "-p", "box", "--gpu", "4", "--ttl", "3s")
+    done = waiter(subprocess_env)
+    stdout, stderr = done.communicate(timeout=TIMEOUT)
+    came = time.time()
+    assert done.returncode == 0, stderr
+    ends = datetime.fromisoformat(held["expires_at"].rstrip("Z")).replace(tzinfo=UTC).timestamp()
+    assert ends <= came < ends + 1.5, (ends, came)
+    assert "ETA " in stderr and "ETA unknown" not in stderr
+    assert json.loads(stdout)["status"] == "active"

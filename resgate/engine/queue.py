@@ -195,16 +195,17 @@ def standing(tx: Tx, ticket_id: str) -> Ticket:
     row = _ticket_row(tx, ticket_id)
     if row.status != WAITING:
         return _ticket(row)
-    for ticket in line(tx, row.pool_id):
+    for ticket in line(tx, row.pool_id, up_to=ticket_id):
         if ticket.id == ticket_id:
             return ticket
     return _ticket(row)
 
 
-def line(tx: Tx, pool_id: int | None = None) -> list[Ticket]:
+def line(tx: Tx, pool_id: int | None = None, up_to: str | None = None) -> list[Ticket]:
     """The waiting tickets (of one pool, or all), in admission order per pool, each
     with its position and ETA: the start of the window it would get behind the
-    tickets ahead of it (None: unknown, an open-ended holder is in the way)."""
+    tickets ahead of it (None: unknown, an open-ended holder is in the way).
+    `up_to`: no ETA is worked out behind that ticket (a waiter asking for its own)."""
     query = waiting_rows()
     if pool_id is not None:
         query = query.where(Request.pool_id == pool_id)
@@ -216,10 +217,12 @@ def line(tx: Tx, pool_id: int | None = None) -> list[Ticket]:
     for pid, waiting in sorted(pools.items(), key=lambda item: item[1][0].pool):
         pool = tx.connection.execute(select(Pool).where(Pool.id == pid)).one()
         calendar = Calendar(tx, pool, tx.now)
+        behind = False
         for position, row in enumerate(waiting, 1):
             eta = None
-            if row.reason not in NOT_BLOCKING:
+            if row.reason not in NOT_BLOCKING and not behind:
                 eta = _place(tx, calendar, row, tx.now)
+            behind = behind or row.id == up_to
             shown.append(replace(_ticket(row), position=position, waiting=len(waiting), eta=eta))
     return shown
 
