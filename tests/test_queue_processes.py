@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -198,3 +199,26 @@ def test_the_clock_alone_lets_a_waiter_in(cli: Any, subprocess_env) -> None:
     assert ends <= came < ends + 1.5, (ends, came)
     assert "ETA " in stderr and "ETA unknown" not in stderr
     assert json.loads(stdout)["status"] == "active"
+
+
+def test_run_waits_in_line_then_runs_on_a_lease(cli: Any, full: str, subprocess_env) -> None:
+    """`run --wait`: the job starts once a release lets the run in, on a lease that
+    run renews, with its runner recorded; the reservation is given back at the end."""
+    job = "import os, time; print(os.environ['RESGATE_RESERVATION_ID'], flush=True); time.sleep(1)"
+    done = subprocess.Popen(
+        [*resgate_command(), "run", "-t", "cv", "-p", "box", "--gpu", "2", "--ttl", "6s",
+         "--wait", "--", sys.executable, "-c", job],
+        env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ticket = in_line(cli, done)
+    assert ticket["request"]["duration"] is None  # a lease: open in the plan, as run's are
+    out(cli, "unreserve", full)
+    assert done.stdout is not None
+    rid = done.stdout.readline().strip()
+    (running,) = [r for r in js(cli, "list") if r["id"] == rid]
+    assert (running["tenant"], running["lease"], running["gpu"]) == ("cv", True, 2)
+    _, stderr = done.communicate(timeout=TIMEOUT)
+    assert done.returncode == 0, stderr
+    assert "resgate: waiting for gpu=2 in 'box'" in stderr
+    (ended,) = [r for r in js(cli, "list", "--all") if r["id"] == rid]
+    assert ended["status"] == "released"

@@ -5,7 +5,9 @@ room, kept by the database.
   ticket ends as `admitted` (with the reservation it got), `cancelled`, `timed_out`
   or `abandoned`; `ended_at` is set exactly when it is no longer waiting. `waiter`
   is `pid@host:start` of the waiting process (its liveness on one host),
-  `heartbeat_at` its last sign of life (across hosts).
+  `heartbeat_at` its last sign of life (across hosts). A ticket of `resgate run
+  --wait` also says its lease (`lease_ttl`) and its `runner`, as its reservation
+  will have them.
 - A `request_id` is unique among waiting and admitted tickets and reservations
   together: a partial unique index over the tickets, and triggers both ways
   between the tickets and the reservations (an admitted ticket and its reservation
@@ -65,6 +67,8 @@ def upgrade() -> None:
         sa.Column("deadline", sa.DateTime, nullable=True),
         sa.Column("heartbeat_at", sa.DateTime, nullable=True),
         sa.Column("waiter", sa.String(255), nullable=True),
+        sa.Column("lease_ttl", sa.Integer, nullable=True),
+        sa.Column("runner", sa.String(255), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column(
             "reservation_id",
@@ -90,6 +94,10 @@ def upgrade() -> None:
             name="admitted_iff_reservation",
         ),
         sa.CheckConstraint("deadline IS NULL OR deadline > enqueued_at", name="deadline_after"),
+        sa.CheckConstraint(
+            f"lease_ttl IS NULL OR (lease_ttl > 0 AND lease_ttl <= {MAX_AMOUNT})",
+            name="lease_ttl_range",
+        ),
     )
     op.create_index(
         "ix_requests_waiting",

@@ -28,7 +28,7 @@ import typer
 
 from resgate.cli import params, process
 from resgate.cli.lease import IDLE_POLL, Job, Lease, TimeLimit
-from resgate.cli.options import FLAGS, Cpu, Gpu, GpuIds, Memory, Preempt, Quiet
+from resgate.cli.options import FLAGS, Cpu, Gpu, GpuIds, Memory, Preempt, Quiet, Timeout, Wait
 from resgate.cli.options import OptionalPool as PoolOpt
 from resgate.cli.options import OptionalTenant as TenantOpt
 from resgate.cli.permissions import caller, default_name
@@ -283,10 +283,13 @@ def _reserve_and_run(
     settings: tuple[int, int, int | None],
     command: list[str],
     quiet: bool = False,
+    patience: tuple[bool, int | None] = (False, None),
 ) -> int:
-    """Reserve, run COMMAND, release: `settings` are the lease, the grace and
-    --time-limit, in seconds."""
+    """Reserve (or, with `patience` = (--wait, --timeout), wait in line), run
+    COMMAND, release: `settings` are the lease, the grace and --time-limit, in
+    seconds."""
     from resgate.engine.reservations import reserve_and_report
+    from resgate.errors import InsufficientResources
 
     def work(tx: Any) -> tuple[ReserveResult, int | None]:
         result = reserve_and_report(tx, request, FLAGS)
@@ -295,7 +298,12 @@ def _reserve_and_run(
     ttl, grace, option = settings
     request = replace(request, runner=runner_of_this_process(grace))
     reserved_at = time.monotonic()  # no later than the lease's start
-    result, pool_max = transact(ctx, work, write=True)
+    try:
+        result, pool_max = transact(ctx, work, write=True)
+    except InsufficientResources as refusal:
+        if not patience[0]:
+            raise
+        result, pool_max, reserved_at = _wait_in_line(ctx, request, refusal, patience[1], quiet)
     limit = time_limit(option, pool_max)
     plan = Plan(
         result.reservation,
@@ -327,6 +335,26 @@ def _reserve_and_run(
     return code
 
 
+def _wait_in_line(
+    ctx: typer.Context,
+    request: ReserveRequest,
+    refusal: Exception,
+    timeout: int | None,
+    quiet: bool,
+) -> tuple[ReserveResult, int | None, float]:
+    """`run --wait`: the lease the line gave, the pool's maximum, and a monotonic
+    instant no later than the lease's start (another write may have admitted it)."""
+    from resgate.cli.waiting import wait_in_line
+    from resgate.errors import InsufficientResources
+
+    assert isinstance(refusal, InsufficientResources)
+    result = wait_in_line(ctx, request, refusal, timeout, quiet)
+    info = result.reservation
+    since = max(0.0, (result.now - info.created_at).total_seconds())
+    pool_max = transact(ctx, lambda tx: _pool_max_ttl(tx, info.pool), write=False)
+    return result, pool_max, time.monotonic() - since
+
+
 def _positive(option: str, value: str | None, why: str) -> int | None:
     """A duration that may be absent but not 0."""
     from resgate.errors import InvalidInput
@@ -350,6 +378,8 @@ def run(
     preempt: Preempt = False,
     grace: GraceOpt = DEFAULT_GRACE,
     limit: TimeLimitOpt = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
     reservation: Annotated[
         str | None,
         typer.Option(
@@ -380,7 +410,7 @@ def run(
 
         given = {"--tenant": tenant, "--pool": pool, "--cpu": cpu, "--memory": memory}
         given |= {"--gpu": gpu, "--gpu-ids": gpu_ids, "--ttl": ttl, "--time-limit": limit}
-        given |= {"--preempt": "yes" if preempt else None}
+        given |= {"--preempt": "yes" if preempt else None, "--wait": "yes" if wait else None}
         extra = [flag for flag, value in given.items() if value is not None]
         if extra:
             raise InvalidInput(
@@ -406,7 +436,11 @@ def run(
         caller=caller(ctx),
         lease=True,
     )
-    return _reserve_and_run(ctx, request, (seconds, grace_seconds, limit_seconds), command, quiet)
+    if timeout is not None and not wait:
+        raise InvalidInput("--timeout goes with --wait")
+    patience = (wait, None if timeout is None else params.seconds("--timeout", timeout))
+    settings = (seconds, grace_seconds, limit_seconds)
+    return _reserve_and_run(ctx, request, settings, command, quiet, patience)
 
 
 def register(app: typer.Typer) -> None:

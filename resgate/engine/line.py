@@ -124,6 +124,8 @@ def rows() -> Any:
             Request.deadline,
             Request.heartbeat_at,
             Request.waiter,
+            Request.lease_ttl,
+            Request.runner,
             Request.status,
             Request.reservation_id,
             Request.ended_at,

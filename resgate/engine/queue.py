@@ -96,8 +96,12 @@ def join(
         )
     if ids is not None:
         devices.check_requested(tx, pool.name, pool.id, ids)
-    duration = request.duration or ttl or policies.default_ttl(pool, None) or None
-    policies.check_length(pool, tx.now, None if duration is None else after(tx.now, duration))
+    if request.lease:
+        # `run --wait`: a lease, open-ended in the plan as run's are; its time limit is run's.
+        duration = None
+    else:
+        duration = request.duration or ttl or policies.default_ttl(pool, None) or None
+        policies.check_length(pool, tx.now, None if duration is None else after(tx.now, duration))
     ticket_id = reservations.new_id()
     tx.connection.execute(
         insert(Request),
@@ -117,6 +121,8 @@ def join(
             "deadline": deadline,
             "heartbeat_at": tx.now,
             "waiter": waiter,
+            "lease_ttl": ttl if request.lease else None,
+            "runner": request.runner,
             "status": WAITING,
         },
     )
@@ -342,6 +348,9 @@ def _admit(tx: Tx, row: Row[Any], keeps: Callable[[str], bool] | None = None) ->
         gpu_ids=None if row.gpu_ids is None else tuple(ids_of(row.gpu_ids) or ()),
         duration=row.duration,
         reservation_id=new_id,
+        lease=row.lease_ttl is not None,
+        ttl=row.lease_ttl,
+        runner=row.runner,
     )
     try:
         with tx.session.begin_nested(), audit.on_behalf_of(row.created_by):

@@ -241,6 +241,9 @@ class Request(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # `pid@host:start` of the waiting process: its liveness on one host.
     waiter: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # `resgate run --wait`: the lease its reservation gets, and who will run on it.
+    lease_ttl: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    runner: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str] = mapped_column(String(16))  # waiting, admitted, cancelled, …
     reservation_id: Mapped[str | None] = mapped_column(
         ForeignKey("reservations.id", deferrable=True, initially="DEFERRED"), nullable=True
