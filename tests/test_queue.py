@@ -15,6 +15,7 @@ from resgate.engine import pools, queue, release, reservations, tenants
 from resgate.engine.queries import reservation_info
 from resgate.engine.records import Amounts, Ticket
 from resgate.engine.reservations import ReserveRequest
+from resgate.engine.sweep import sweep
 from resgate.errors import InsufficientResources
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -169,3 +170,20 @@ def test_a_deleted_pool_or_removed_tenant_ends_its_tickets(lab: Engine) -> None:
     waiting = wait(lab, "ops", gpu=1)
     lab.write(pools.delete_pool, "box", force=True)
     assert status(lab, waiting).status == "cancelled"
+
+
+def test_a_waiter_elsewhere_is_gone_once_its_heartbeat_lapses(lab: Engine, backend: str) -> None:
+    """A waiter on another host: PostgreSQL tells it is gone by its heartbeat (30 s);
+    SQLite is one host's database, where only a pid tells, so it keeps waiting."""
+    hold(lab, "nlp", gpu=4)
+    request = ReserveRequest("cv", "box", Amounts(0, 0, 4), duration=HOUR)
+    elsewhere = lab.write(queue.join, request, "4242@another-host:1")
+    lab.clock.advance(20)
+    lab.write(queue.heartbeat, elsewhere.id)  # alive at 20 s
+    lab.clock.advance(25)
+    lab.write(sweep)
+    assert status(lab, elsewhere).status == "waiting"  # 25 s since its heartbeat
+    lab.clock.advance(10)
+    lab.write(sweep)
+    expected = "abandoned" if backend == "postgresql" else "waiting"
+    assert status(lab, elsewhere).status == expected
