@@ -64,7 +64,10 @@ def test_a_release_lets_the_waiter_in(cli: Any, full: str, subprocess_env, backe
     assert done.returncode == 0, stderr
     got = json.loads(stdout)
     assert (got["tenant"], got["gpu"], got["status"]) == ("cv", 2, "active")
-    assert stderr.startswith("resgate: waiting for gpu=2 in 'box': position 1 of 1, ETA unknown")
+    assert stderr.startswith(
+        f"resgate: waiting for gpu=2 in 'box': position 1 of 1, ETA unknown "
+        f"(held by nlp {full[:8]}… open-ended; ticket {ticket['ticket'][:8]}…)"
+    )
     # Admitted by the release's own transaction; the waiter sees it on its next look.
     assert took < 1.0, took
     print(f"{backend}: the waiter came back {took * 1000:.0f} ms after the release")

@@ -141,6 +141,11 @@ def waiting_line(ticket: Ticket) -> str:
     why = {"quota": "the tenant's quota", "per-tenant": "the pool's per-tenant limit"}.get(
         ticket.reason or "", "waiting for room"
     )
+    if ticket.held_by and ticket.reason not in ("quota", "per-tenant"):
+        tenant, rid, end = ticket.held_by[0]
+        until = "open-ended" if end is None else f"until {local(end)[11:16]}"
+        others = len(ticket.held_by) - 1
+        why = f"held by {tenant} {rid[:8]}… {until}" + (f" and {others} more" if others else "")
     return (
         f"resgate: waiting for {wanted} in '{ticket.pool}'{place}, ETA {eta} "
         f"({why}; ticket {ticket.id[:8]}…)"

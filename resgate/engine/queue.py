@@ -44,7 +44,7 @@ from resgate.engine.quotas import check_quota
 from resgate.engine.records import Amounts, Caller, ReserveResult, Ticket
 from resgate.engine.reservations import ReserveRequest
 from resgate.engine.validation import FIELD_NAMES, Spelling, check_reservation_request
-from resgate.engine.windows import Window
+from resgate.engine.windows import Window, holders_at
 from resgate.errors import InsufficientResources, NotFound, Refused
 from resgate.limits import RESOURCES
 from resgate.store.database import Tx
@@ -203,8 +203,19 @@ def standing(tx: Tx, ticket_id: str) -> Ticket:
         return _ticket(row)
     for ticket in line(tx, row.pool_id, up_to=ticket_id):
         if ticket.id == ticket_id:
-            return ticket
+            return replace(ticket, held_by=_held_by(tx, row))
     return _ticket(row)
+
+
+def _held_by(tx: Tx, row: Row[Any]) -> tuple[tuple[str, str, datetime | None], ...]:
+    """The reservations holding, now, some of a resource the ticket asks for: the
+    ones that end first first (open-ended last)."""
+    wanted = [r for r, amount in zip(RESOURCES, amounts_of(row), strict=True) if amount]
+    holders = [
+        h for h in holders_at(tx, row.pool_id, tx.now) if any(getattr(h.amounts, r) for r in wanted)
+    ]
+    holders.sort(key=lambda h: (h.end is None, h.end or tx.now, h.id))
+    return tuple((h.tenant, h.id, h.end) for h in holders)
 
 
 def line(tx: Tx, pool_id: int | None = None, up_to: str | None = None) -> list[Ticket]:

@@ -336,3 +336,5 @@ class Ticket:
     position: int | None = None  # 1-based among the pool's waiting tickets
     waiting: int | None = None  # how many wait in the pool
     eta: datetime | None = None  # when it is expected in (None: unknown)
+    # Who holds what it waits for now: (tenant, reservation id, planned end or None).
+    held_by: tuple[tuple[str, str, datetime | None], ...] = ()
