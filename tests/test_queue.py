@@ -187,3 +187,15 @@ def test_a_waiter_elsewhere_is_gone_once_its_heartbeat_lapses(lab: Engine, backe
     lab.write(sweep)
     expected = "abandoned" if backend == "postgresql" else "waiting"
     assert status(lab, elsewhere).status == expected
+
+
+def test_an_extension_may_not_take_what_the_head_was_promised(lab: Engine) -> None:
+    from resgate.engine import extension
+
+    soon = hold(lab, "nlp", gpu=2, ttl=HOUR)
+    wait(lab, "cv", gpu=4)  # the head: all four GPUs in an hour
+    longer = extension.Extension(by=HOUR)
+    with pytest.raises(InsufficientResources, match="queued requests are ahead"):
+        lab.write(extension.extend_and_report, soon, longer)
+    shorter = extension.Extension(by=-HOUR // 2)
+    lab.write(extension.extend_and_report, soon, shorter)  # giving time back is fine

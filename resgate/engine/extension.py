@@ -15,6 +15,7 @@ from sqlalchemy import Table, bindparam, select, update
 from resgate.clock import beside, ends, iso, local
 from resgate.engine import audit, devices, lookup, policies, windows
 from resgate.engine.calendar import Calendar
+from resgate.engine.line import line_guard
 from resgate.engine.queries import (
     RESERVATIONS,
     reservation_info,
@@ -161,10 +162,18 @@ def _set_expiry(
         ends_at = reservation.ends_at
     else:
         ends_at = expires_at
+    # An extension may not take what the head of the line was promised (README
+    # "Waiting in line"); a lease's renewal is never refused.
+    behind = None
+    if not reservation.lease:
+        tenant = lookup.tenant_by_id(tx, reservation.tenant_id)
+        behind = line_guard(tx, pool, tenant.priority)
     tx.connection.execute(
         _set_expiry_statement(),
         {"rid": reservation.id, "ttl": ttl, "expires_at": expires_at, "ends_at": ends_at},
     )
+    if behind is not None:
+        behind(reservation.id)
     new = {"ttl": ttl, "expires_at": _iso(expires_at)}
     audit.record(tx, [audit.Change(action, reservation.id, {"old": old, "new": new})])
     return reservation_info(tx, reservation.id)
