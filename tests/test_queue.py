@@ -199,3 +199,14 @@ def test_an_extension_may_not_take_what_the_head_was_promised(lab: Engine) -> No
         lab.write(extension.extend_and_report, soon, longer)
     shorter = extension.Extension(by=-HOUR // 2)
     lab.write(extension.extend_and_report, soon, shorter)  # giving time back is fine
+
+
+def test_a_preempting_ticket_evicts_instead_of_waiting(lab: Engine) -> None:
+    held = hold(lab, "nlp", gpu=4)
+    strong = ReserveRequest("ops", "box", Amounts(0, 0, 4), duration=HOUR, preempt=True)
+    ticket = lab.write(queue.join, strong, NOBODY)
+    assert status(lab, ticket).status == "admitted"
+    assert lab.read(reservation_info, held).status == "preempted"
+    # Nobody below ops holds anything now: a second one waits.
+    again = lab.write(queue.join, strong, NOBODY)
+    assert status(lab, again).status == "waiting"
