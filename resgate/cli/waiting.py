@@ -10,6 +10,8 @@ PostgreSQL, and to leave the line (a timeout, SIGINT, SIGTERM)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
     from resgate.engine.records import ReserveResult, Ticket
     from resgate.engine.reservations import ReserveRequest
 
-POLL = 0.25  # seconds between looks at the ticket
+POLL = 0.25  # seconds between looks at the ticket (PostgreSQL: the longest wait for a NOTIFY)
+LINE_CHANNEL = "resgate"  # what the admission pass NOTIFYs on PostgreSQL
 STANDING = 2.0  # seconds between looks at its place in line
 HEARTBEAT = 10.0  # PostgreSQL: seconds between signs of life
 
@@ -47,42 +50,80 @@ def wait_in_line(
     ticket = transact(
         ctx, lambda tx: queue.join(tx, request, queue.waiter_label(), deadline), write=True
     )
-    shown = ""
-    last = ticket
-    postgres = target(ctx).path is None  # a server: heartbeats tell it we are alive
-    ticket_id = ticket.id
+    waiting = _Waiting(ctx, ticket, deadline)
     try:
-        looked = beat = time.monotonic()
-        while ticket.status == "waiting":
-            last = ticket  # where it stood, for the timeout's message
-            line = waiting_line(ticket)
-            if line != shown:
-                say(line, quiet)
-                shown = line
-            time.sleep(POLL)
-            noted = GUARD.take_noted()  # the ticket's commit settled the guard: signals wait here
-            if noted:
-                raise Interrupted(noted[0])
-            now = time.monotonic()
-            due = ticket.eta is not None and ticket.eta <= _utcnow(ctx)
-            if due or (deadline is not None and _utcnow(ctx) >= deadline):
-                # Room by the clock alone, or the timeout: a write lets the pass run.
-                ticket = transact(ctx, lambda tx: queue.heartbeat(tx, ticket_id), write=True)
-                looked = now
-            elif postgres and now - beat >= HEARTBEAT:
-                ticket = transact(ctx, lambda tx: queue.heartbeat(tx, ticket_id), write=True)
-                beat = looked = now
-            elif now - looked >= STANDING:
-                ticket = transact(ctx, lambda tx: queue.standing(tx, ticket_id), write=False)
-                looked = now
-            else:
-                status = transact(ctx, lambda tx: queue.status_of(tx, ticket_id), write=False)
-                if status != "waiting":
-                    ticket = transact(ctx, lambda tx: queue.standing(tx, ticket_id), write=False)
+        with _listening(ctx, waiting.postgres) as heard:
+            while waiting.ticket.status == "waiting":
+                waiting.show(quiet)
+                # PostgreSQL: a NOTIFY says a ticket ended; SQLite: a short sleep.
+                told = True if heard is None else heard(POLL)
+                if heard is None:
+                    time.sleep(POLL)
+                noted = GUARD.take_noted()  # the ticket's commit settled the guard
+                if noted:
+                    raise Interrupted(noted[0])
+                waiting.look(told)
     except Interrupted:
-        _leave(ctx, ticket_id)
+        _leave(ctx, ticket.id)
         raise
-    return _outcome(ctx, ticket, last, refusal, time.monotonic() - started)
+    return _outcome(ctx, waiting.ticket, waiting.last, refusal, time.monotonic() - started)
+
+
+class _Waiting:
+    """One waiter's view of its ticket, and when it looks again."""
+
+    def __init__(self, ctx: typer.Context, ticket: Ticket, deadline: datetime | None) -> None:
+        self.ctx = ctx
+        self.ticket = ticket
+        self.last = ticket  # where it last stood while waiting, for the timeout's message
+        self.deadline = deadline
+        self.postgres = target(ctx).path is None  # a server: heartbeats say we are alive
+        self.shown = ""
+        self.looked = self.beat = time.monotonic()
+
+    def show(self, quiet: bool) -> None:
+        self.last = self.ticket
+        line = waiting_line(self.ticket)
+        if line != self.shown:
+            say(line, quiet)
+            self.shown = line
+
+    def look(self, told: bool) -> None:
+        """A write when the clock may have made room or a heartbeat is due, else a
+        read: where it stands every STANDING seconds, its status when `told`."""
+        from resgate.engine import queue
+
+        ctx, ticket_id, now = self.ctx, self.ticket.id, time.monotonic()
+        eta = self.ticket.eta
+        if (eta is not None and eta <= _utcnow(ctx)) or (
+            self.deadline is not None and _utcnow(ctx) >= self.deadline
+        ):
+            # Room by the clock alone, or the timeout: a write lets the pass run.
+            self.ticket = transact(ctx, lambda tx: queue.heartbeat(tx, ticket_id), write=True)
+            self.looked = now
+        elif self.postgres and now - self.beat >= HEARTBEAT:
+            self.ticket = transact(ctx, lambda tx: queue.heartbeat(tx, ticket_id), write=True)
+            self.beat = self.looked = now
+        elif now - self.looked >= STANDING:
+            self.ticket = transact(ctx, lambda tx: queue.standing(tx, ticket_id), write=False)
+            self.looked = now
+        elif told:
+            status = transact(ctx, lambda tx: queue.status_of(tx, ticket_id), write=False)
+            if status != "waiting":
+                self.ticket = transact(ctx, lambda tx: queue.standing(tx, ticket_id), write=False)
+
+
+@contextmanager
+def _listening(ctx: typer.Context, postgres: bool) -> Iterator[Callable[[float], bool] | None]:
+    """On PostgreSQL, a connection that LISTENs for the line's NOTIFY while this
+    process waits (its `wait(seconds)` says whether one came); None on SQLite."""
+    if not postgres:
+        yield None
+        return
+    from resgate.store.postgres import listening
+
+    with listening(target(ctx), LINE_CHANNEL) as heard:
+        yield heard
 
 
 def would_wait(ctx: typer.Context, request: ReserveRequest, json: bool) -> None:

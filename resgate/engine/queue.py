@@ -376,6 +376,7 @@ def _admit(tx: Tx, row: Row[Any], keeps: Callable[[str], bool] | None = None) ->
                 raise _Behind
             data = {"reservation": result.reservation.id}
             audit.record(tx, [audit.Change("request.admit", row.id, data)])
+            _notify(tx, row.id)
     except (InsufficientResources, Refused, _Behind):
         return False
     return True
@@ -450,6 +451,14 @@ def _end(tx: Tx, ticket_id: str, status: str, reason: str) -> None:
         status, "request.abandon"
     )
     audit.record(tx, [audit.Change(action, ticket_id, {"reason": reason})])
+    _notify(tx, ticket_id)
+
+
+def _notify(tx: Tx, ticket_id: str) -> None:
+    """PostgreSQL: tell the waiters (LISTEN resgate) at the commit that a ticket
+    ended, so its own waiter looks at once; SQLite waiters look every POLL."""
+    if tx.is_postgres:
+        tx.connection.exec_driver_sql("SELECT pg_notify('resgate', %(t)s)", {"t": ticket_id})
 
 
 def _note(tx: Tx, row: Row[Any], reason: str) -> None:

@@ -3,6 +3,8 @@ a server (README "Running on PostgreSQL")."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event, text
@@ -64,6 +66,27 @@ def server_engine(target: Target) -> tuple[Engine, str]:
         connection.exec_driver_sql(f"SET LOCAL lock_timeout = {timeout_ms}")
 
     return engine, f"{url.host or 'localhost'}:{url.port or 5432}"
+
+
+@contextmanager
+def listening(target: Target, channel: str) -> Iterator[Callable[[float], bool]]:
+    """A connection of its own that LISTENs on `channel` while the block runs:
+    `wait(seconds)` is True as soon as a notification comes, False after `seconds`."""
+    engine, _ = server_engine(target)
+    raw = engine.raw_connection()
+    try:
+        connection = raw.driver_connection
+        assert connection is not None
+        connection.autocommit = True
+        connection.execute(f"LISTEN {channel}")
+
+        def wait(seconds: float) -> bool:
+            return any(True for _ in connection.notifies(timeout=seconds, stop_after=1))
+
+        yield wait
+    finally:
+        raw.close()
+        engine.dispose()
 
 
 def connect_error(exc: DBAPIError, where: str, target: Target) -> DatabaseProblem:
