@@ -3,9 +3,10 @@ back with the reservation it got.
 
 The database is the only truth. The writes that make room run the admission pass
 themselves, so this process mostly reads: its ticket every POLL seconds (one row by
-its key) and how it stands every STANDING seconds. It runs a write transaction only
-when the clock alone may have made room (its ETA has come), for a heartbeat on
-PostgreSQL, and to leave the line (a timeout, SIGINT, SIGTERM)."""
+its key; on PostgreSQL only when a NOTIFY says a ticket ended) and how it stands
+every STANDING seconds. It runs a write transaction only when the clock alone may
+have made room (its ETA has come: once, and again at most every STANDING seconds),
+for a heartbeat on PostgreSQL, and to leave the line (a timeout, SIGINT, SIGTERM)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ class _Waiting:
         self.postgres = target(ctx).path is None  # a server: heartbeats say we are alive
         self.shown = ""
         self.looked = self.beat = time.monotonic()
+        self.woke = -STANDING  # when it last wrote because its ETA had come
 
     def show(self, quiet: bool) -> None:
         self.last = self.ticket
@@ -95,12 +97,11 @@ class _Waiting:
 
         ctx, ticket_id, now = self.ctx, self.ticket.id, time.monotonic()
         eta = self.ticket.eta
-        if (eta is not None and eta <= _utcnow(ctx)) or (
-            self.deadline is not None and _utcnow(ctx) >= self.deadline
-        ):
+        due = eta is not None and eta <= _utcnow(ctx) and now - self.woke >= STANDING
+        if due or (self.deadline is not None and _utcnow(ctx) >= self.deadline):
             # Room by the clock alone, or the timeout: a write lets the pass run.
             self.ticket = transact(ctx, lambda tx: queue.heartbeat(tx, ticket_id), write=True)
-            self.looked = now
+            self.looked = self.woke = now
         elif self.postgres and now - self.beat >= HEARTBEAT:
             self.ticket = transact(ctx, lambda tx: queue.heartbeat(tx, ticket_id), write=True)
             self.beat = self.looked = now
