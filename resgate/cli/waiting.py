@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from resgate.engine.reservations import ReserveRequest
 
 POLL = 0.25  # seconds between looks at the ticket (PostgreSQL: the longest wait for a NOTIFY)
-LINE_CHANNEL = "resgate"  # what the admission pass NOTIFYs on PostgreSQL
 STANDING = 2.0  # seconds between looks at its place in line
 HEARTBEAT = 10.0  # PostgreSQL: seconds between signs of life
 
@@ -121,6 +120,7 @@ def _listening(ctx: typer.Context, postgres: bool) -> Iterator[Callable[[float],
     if not postgres:
         yield None
         return
+    from resgate.engine.line import LINE_CHANNEL
     from resgate.store.postgres import listening
 
     with listening(target(ctx), LINE_CHANNEL) as heard:
@@ -173,11 +173,8 @@ def _leave(ctx: typer.Context, ticket_id: str) -> None:
 def waiting_line(ticket: Ticket) -> str:
     """`resgate: waiting for gpu=4 in 'box': position 2 of 3, ETA 16:00 (…)`."""
     from resgate.clock import local
-    from resgate.limits import RESOURCES
 
-    wanted = " ".join(
-        f"{r}={getattr(ticket.amounts, r)}" for r in RESOURCES if getattr(ticket.amounts, r)
-    ).replace("memory=", "mem=")
+    wanted = ticket.amounts.asked()
     place = "" if ticket.position is None else f": position {ticket.position} of {ticket.waiting}"
     eta = "unknown" if ticket.eta is None else local(ticket.eta)[11:16]
     why = {"quota": "the tenant's quota", "per-tenant": "the pool's per-tenant limit"}.get(

@@ -28,6 +28,8 @@ WAITING = "waiting"
 BLOCKING = "capacity"  # the reason of a ticket that waits for room
 NOT_BLOCKING = ("quota", "per-tenant")  # waiting for its own tenant: blocks nobody
 AHEAD = "; queued requests are ahead (see: resgate queue)"
+# PostgreSQL: what the admission pass NOTIFYs when a ticket ends, and waiters LISTEN on.
+LINE_CHANNEL = "resgate"
 
 # Set while the pass admits: the reservations it makes are not checked against the
 # line again, and the sweeps they run do not ask for another pass.

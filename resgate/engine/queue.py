@@ -28,6 +28,7 @@ from resgate.engine.calendar import Calendar, Plan
 from resgate.engine.line import (
     ADMITTING,
     BLOCKING,
+    LINE_CHANNEL,
     NOT_BLOCKING,
     WAITING,
     after,
@@ -90,7 +91,7 @@ def join(
     totals = Amounts(pool.cpu, pool.memory, pool.gpu)
     if not amounts.fits_in(totals):
         raise InsufficientResources(
-            f"insufficient resources in '{pool.name}': need {_wanted(amounts)}, and the pool "
+            f"insufficient resources in '{pool.name}': need {amounts.asked()}, and the pool "
             f"has cpu={totals.cpu} mem={totals.memory} gpu={totals.gpu} in all: "
             "it can never be admitted"
         )
@@ -458,7 +459,9 @@ def _notify(tx: Tx, ticket_id: str) -> None:
     """PostgreSQL: tell the waiters (LISTEN resgate) at the commit that a ticket
     ended, so its own waiter looks at once; SQLite waiters look every POLL."""
     if tx.is_postgres:
-        tx.connection.exec_driver_sql("SELECT pg_notify('resgate', %(t)s)", {"t": ticket_id})
+        tx.connection.exec_driver_sql(
+            "SELECT pg_notify(%(channel)s, %(t)s)", {"channel": LINE_CHANNEL, "t": ticket_id}
+        )
 
 
 def _note(tx: Tx, row: Row[Any], reason: str) -> None:
@@ -484,8 +487,3 @@ def _ticket(row: Row[Any]) -> Ticket:
         ended_at=row.ended_at,
         reason=row.reason,
     )
-
-
-def _wanted(amounts: Amounts) -> str:
-    shown = " ".join(f"{r}={getattr(amounts, r)}" for r in RESOURCES if getattr(amounts, r))
-    return shown.replace("memory=", "mem=")

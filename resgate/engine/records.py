@@ -31,6 +31,12 @@ class Amounts(NamedTuple):
     def is_zero(self) -> bool:
         return self.cpu == 0 and self.memory == 0 and self.gpu == 0
 
+    def asked(self) -> str:
+        """What a request asks for, as messages say it: `cpu=2 mem=512 gpu=1`, the
+        resources above 0 only (empty when none is)."""
+        named = (("cpu", self.cpu), ("mem", self.memory), ("gpu", self.gpu))
+        return " ".join(f"{name}={value}" for name, value in named if value)
+
 
 class Limits(NamedTuple):
     """Quota caps; None means no cap."""

@@ -275,8 +275,7 @@ def shortfall(
     instant that fails, what is free then and who holds it; for an open-ended
     request that fits now, the end that would fit."""
     holders = windows.holders_at(tx, pool.id, at)
-    wanted = " ".join(f"{r}={getattr(need, r)}" for r in RESOURCES if getattr(need, r)) or "-"
-    wanted = wanted.replace("memory=", "mem=")
+    wanted = need.asked() or "-"
     shown = ", ".join(
         f"{h.tenant} {h.id[:8]}… " + (f"until {_until(h.end, at)}" if h.end else "open-ended")
         for h in holders

@@ -26,7 +26,6 @@ from resgate.engine.validation import (
 )
 from resgate.engine.windows import Window
 from resgate.errors import InsufficientResources, InvalidInput
-from resgate.limits import RESOURCES
 from resgate.store.database import Tx
 
 
@@ -134,9 +133,8 @@ def _within(slot: Slot, at: datetime) -> bool:
 def nowhere(
     pool: PoolRow, need: Amounts, duration: int | None, after: datetime
 ) -> InsufficientResources:
-    wanted = " ".join(f"{r}={getattr(need, r)}" for r in RESOURCES if getattr(need, r))
     length = "an open-ended window" if duration is None else f"a window of {span(duration)}"
     return InsufficientResources(
-        f"no room in '{pool.name}' for {wanted.replace('memory=', 'mem=')}: "
+        f"no room in '{pool.name}' for {need.asked()}: "
         f"{length} fits nowhere from {local(after)} to 366 days ahead"
     )
