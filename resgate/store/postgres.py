@@ -3,6 +3,7 @@ a server (README "Running on PostgreSQL")."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from resgate.store.database import Database, Tx
 
 PG_CONNECT_TIMEOUT = 5  # seconds: README "Running on PostgreSQL" promises a few
+
+# psycopg logs what it ignores while a signal cuts a savepoint's rollback short;
+# with no handler, Python would print that to stderr beside resgate's one line.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 
 def server_engine(target: Target) -> tuple[Engine, str]:
